@@ -1,0 +1,135 @@
+"""The on-disk copy of every paid result file, so results outlive their expiring URLs.
+
+Files are kept byte for byte as received (``<root>/<task_id>/<index>.<jpg|png|...>``): no
+re-encoding, so what the user paid for is what they keep. Writes are atomic (a temporary file,
+fsync, rename), so a crash never leaves a half image under a final name; reads are checked
+against the sha256 the journal recorded, so a damaged copy is fetched again instead of served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+_MAGIC_EXTENSIONS = (
+    (b"\xff\xd8\xff", "jpg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+)
+_FORMAT_EXTENSIONS = {"jpeg": "jpg", "jpg": "jpg", "png": "png", "webp": "webp", "gif": "gif"}
+_NAME = re.compile(r"^(\d+)\.([a-z0-9]{1,8})$")
+_UNSAFE_TASK_ID = re.compile(r"[/\\:\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    index: int
+    path: Path
+    sha256: str
+    size: int
+
+
+class FileStore:
+    """``FileStore(root)``: result files of every task under ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"FileStore({str(self.root)!r})"
+
+    def task_dir(self, task_id: str) -> Path:
+        if not task_id or _UNSAFE_TASK_ID.search(task_id) or task_id.startswith("."):
+            raise ValueError(f"task id {task_id!r} cannot name a folder")
+        return self.root / task_id
+
+    def save(
+        self, task_id: str, index: int, data: bytes, image_format: str | None = None
+    ) -> StoredFile:
+        """Keep ``data`` as file ``index`` of the task, atomically; replaces an earlier copy."""
+        folder = self.task_dir(task_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{int(index)}.{_extension(data, image_format)}"
+        temporary = folder / f".{final.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(temporary, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, final)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        for stale in self._files_of(task_id).get(int(index), []):
+            if stale != final:
+                stale.unlink(missing_ok=True)  # an earlier copy under another extension
+        return StoredFile(int(index), final, hashlib.sha256(data).hexdigest(), len(data))
+
+    def find(self, task_id: str, index: int) -> Path | None:
+        candidates = self._files_of(task_id).get(int(index), [])
+        return candidates[0] if candidates else None
+
+    def verified(self, task_id: str, index: int, sha256: str) -> Path | None:
+        """The kept file if its bytes still hash to ``sha256``; None if missing or damaged."""
+        path = self.find(task_id, index)
+        if path is None:
+            return None
+        try:
+            return path if _sha256_of(path) == sha256 else None
+        except OSError:
+            return None
+
+    def read(self, task_id: str, index: int, sha256: str | None = None) -> bytes:
+        """The kept bytes; with ``sha256``, raises ``ValueError`` if the copy is damaged."""
+        path = self.find(task_id, index)
+        if path is None:
+            raise FileNotFoundError(f"no kept file {index} for task {task_id}")
+        data = path.read_bytes()
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            raise ValueError(f"kept file {path} is damaged (checksum mismatch)")
+        return data
+
+    def has_all(self, task_id: str, n: int) -> bool:
+        present = self._files_of(task_id)
+        return n > 0 and all(i in present for i in range(n))
+
+    def paths(self, task_id: str) -> list[Path]:
+        """The kept files of a task, in result order."""
+        return [found[0] for _, found in sorted(self._files_of(task_id).items())]
+
+    def _files_of(self, task_id: str) -> dict[int, list[Path]]:
+        folder = self.task_dir(task_id)
+        found: dict[int, list[Path]] = {}
+        try:
+            entries = list(folder.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        for entry in sorted(entries):
+            match = _NAME.match(entry.name)
+            if match and entry.is_file():
+                found.setdefault(int(match.group(1)), []).append(entry)
+        return found
+
+
+def _extension(data: bytes, image_format: str | None) -> str:
+    if image_format and image_format.lower() in _FORMAT_EXTENSIONS:
+        return _FORMAT_EXTENSIONS[image_format.lower()]
+    for magic, extension in _MAGIC_EXTENSIONS:
+        if data.startswith(magic):
+            return extension
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return "bin"
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

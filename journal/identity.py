@@ -1,0 +1,66 @@
+"""What makes two requests "the same": the key the journal finds earlier paid work by.
+
+The API has no seed and no idempotency key, so the pack defines one. Queueing a node again with
+the same inputs must find the task it already paid for; changing any input (the seed included: it
+is the user's deliberate "make me a new one" switch) must not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+TEXT_TO_IMAGE_MODEL = "grok-imagine/text-to-image"
+UPSCALE_MODEL = "grok-imagine/upscale"
+
+CREDITS_PER_TASK: dict[str, int] = {TEXT_TO_IMAGE_MODEL: 5, UPSCALE_MODEL: 12}
+"""The provider's price list; what the journal records as charged for a created task."""
+
+
+@dataclass(frozen=True)
+class RequestIdentity:
+    """The inputs of one paid request; ``key`` is the sha256 of their canonical JSON.
+
+    ``index`` is the request's position in a multi-task batch, so eight parallel tasks of one
+    node are eight identities, each resumable on its own.
+    """
+
+    model: str
+    prompt: str | None = None
+    aspect_ratio: str | None = None
+    seed: int = 0
+    index: int = 0
+    source_task_id: str | None = None
+
+    @classmethod
+    def text_to_image(
+        cls, prompt: str, aspect_ratio: str | None = None, seed: int = 0, index: int = 0
+    ) -> RequestIdentity:
+        return cls(TEXT_TO_IMAGE_MODEL, prompt, aspect_ratio or None, int(seed), int(index))
+
+    @classmethod
+    def upscale(cls, source_task_id: str, seed: int = 0, index: int = 0) -> RequestIdentity:
+        return cls(UPSCALE_MODEL, None, None, int(seed), int(index), source_task_id)
+
+    @property
+    def key(self) -> str:
+        canonical = json.dumps(
+            {
+                "model": self.model,
+                "prompt": self.prompt,
+                "aspect_ratio": self.aspect_ratio,
+                "seed": self.seed,
+                "index": self.index,
+                "source_task_id": self.source_task_id,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    @property
+    def credits(self) -> int:
+        """What one create of this request costs (0 for a model we do not know the price of)."""
+        return CREDITS_PER_TASK.get(self.model, 0)

@@ -1,0 +1,117 @@
+"""The kept files (byte-exact, atomic, checked) and where they live by default."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from support import PACK_DIR, submodule
+
+files_mod = submodule("journal.files")
+paths_mod = submodule("journal.paths")
+FileStore = files_mod.FileStore
+
+JPEG = b"\xff\xd8\xff\xe0" + b"jpeg body" * 50
+PNG = b"\x89PNG\r\n\x1a\n" + b"png body" * 50
+
+
+def test_save_keeps_the_bytes_as_received(tmp_path):
+    store = FileStore(tmp_path)
+    stored = store.save("task-1", 0, JPEG, "jpeg")
+    assert stored.path == tmp_path / "task-1" / "0.jpg"
+    assert stored.path.read_bytes() == JPEG
+    assert stored.sha256 == hashlib.sha256(JPEG).hexdigest() and stored.size == len(JPEG)
+    assert store.save("task-1", 1, PNG).path.name == "1.png"  # format sniffed when not given
+    assert store.save("task-1", 2, b"RIFF\0\0\0\0WEBPVP8 ").path.name == "2.webp"
+    assert store.save("task-1", 3, b"???").path.name == "3.bin"
+    # no temporary files left behind
+    assert sorted(p.name for p in (tmp_path / "task-1").iterdir()) == [
+        "0.jpg", "1.png", "2.webp", "3.bin",
+    ]  # fmt: skip
+
+
+def test_paths_and_has_all_in_result_order(tmp_path):
+    store = FileStore(tmp_path)
+    assert store.paths("task-1") == [] and not store.has_all("task-1", 1)
+    for index in (10, 2, 0, 1):
+        store.save("task-1", index, JPEG, "jpeg")
+    assert [p.name for p in store.paths("task-1")] == ["0.jpg", "1.jpg", "2.jpg", "10.jpg"]
+    assert store.has_all("task-1", 3) and not store.has_all("task-1", 4)
+    assert not store.has_all("task-1", 0)
+
+
+def test_resaving_under_another_format_replaces_the_copy(tmp_path):
+    store = FileStore(tmp_path)
+    store.save("task-1", 0, JPEG, "jpeg")
+    store.save("task-1", 0, PNG, "png")
+    assert [p.name for p in store.paths("task-1")] == ["0.png"]
+
+
+def test_damaged_copy_is_not_served(tmp_path):
+    store = FileStore(tmp_path)
+    stored = store.save("task-1", 0, JPEG, "jpeg")
+    assert store.verified("task-1", 0, stored.sha256) == stored.path
+    assert store.read("task-1", 0, stored.sha256) == JPEG
+    stored.path.write_bytes(JPEG[:-10])  # truncated on disk
+    assert store.verified("task-1", 0, stored.sha256) is None
+    with pytest.raises(ValueError, match="damaged"):
+        store.read("task-1", 0, stored.sha256)
+    stored.path.unlink()
+    assert store.verified("task-1", 0, stored.sha256) is None
+    with pytest.raises(FileNotFoundError):
+        store.read("task-1", 0)
+
+
+@pytest.mark.parametrize("bad", ["", "../escape", "a/b", "a\\b", ".hidden", "c:x", "a\x00b"])
+def test_task_ids_cannot_escape_the_store(tmp_path, bad):
+    with pytest.raises(ValueError):
+        FileStore(tmp_path / "store").save(bad, 0, JPEG)
+    assert not (tmp_path / "escape").exists()
+
+
+def test_default_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("GROK_IMAGINE_HOME", str(tmp_path / "gi"))
+    assert paths_mod.default_home() == tmp_path / "gi"
+    assert paths_mod.journal_path() == tmp_path / "gi" / "journal.sqlite"
+    assert paths_mod.files_root() == tmp_path / "gi" / "files"
+    assert paths_mod.journal_path(tmp_path) == tmp_path / "journal.sqlite"
+
+    monkeypatch.delenv("GROK_IMAGINE_HOME")
+    if sys.platform.startswith("linux"):
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+        assert paths_mod.default_home() == tmp_path / "xdg" / "grok-imagine"
+        monkeypatch.delenv("XDG_DATA_HOME")
+        assert paths_mod.default_home() == Path.home() / ".local" / "share" / "grok-imagine"
+    assert not (tmp_path / "gi").exists()  # asking never creates anything
+
+
+def test_journal_package_import_is_lazy():
+    """Importing the journal package (as nodes/ will) loads neither sqlite3 nor requests."""
+    script = textwrap.dedent(
+        f"""
+        import importlib, importlib.util, json, sys
+        spec = importlib.util.spec_from_file_location(
+            "pack-x", {str(PACK_DIR / "__init__.py")!r},
+            submodule_search_locations=[{str(PACK_DIR)!r}])
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["pack-x"] = mod
+        spec.loader.exec_module(mod)
+        journal = importlib.import_module("pack-x.journal")
+        loaded = [m for m in ("sqlite3", "requests", "PIL", "numpy", "torch") if m in sys.modules]
+        journal.Journal  # first use loads the module
+        print(json.dumps({{"loaded": loaded, "after": "sqlite3" in sys.modules}}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {"loaded": [], "after": True}
