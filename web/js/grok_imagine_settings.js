@@ -56,7 +56,7 @@ function renderKeyEntry() {
   const statusLine = document.createElement("span");
   statusLine.className = "grok-imagine-api-key-status";
   statusLine.setAttribute("data-testid", "grok-imagine-key-status");
-  statusLine.style.cssText = "font-size:0.9em;opacity:0.85;";
+  statusLine.style.cssText = "font-size:0.9em;opacity:0.85;max-width:22rem;text-align:right;";
   statusLine.textContent = "checking…";
 
   const row = document.createElement("div");
@@ -147,7 +147,7 @@ app.registerExtension({
     {
       id: SETTING_ID,
       category: ["Grok Imagine", "API key", "key"],
-      name: "API key",
+      name: "API in One key",
       tooltip:
         "Your API in One key for the Grok Imagine nodes. It is stored on the ComfyUI server " +
         "(grok_imagine/api_key in ComfyUI's user directory, owner-only) and never in " +
