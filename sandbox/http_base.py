@@ -50,6 +50,13 @@ class Listener(ThreadingHTTPServer):
             else:
                 self._connections.discard(connection)
 
+    def poke(self) -> None:
+        """Connect once, so a serve_forever() waiting in select() looks at its stop flag now."""
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
+        except OSError:
+            pass
+
     def close_connections(self) -> None:
         with self._connections_lock:
             connections = list(self._connections)

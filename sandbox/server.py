@@ -95,8 +95,15 @@ class Sandbox:
             return
         self._stopped = True
         self._stopping.set()
+        # End the accept loops together; a poke wakes each one from its poll at once.
+        enders = [threading.Thread(target=listener.shutdown, name="grok-sandbox-stop")
+                  for listener in self._listeners]
+        for ender in enders:
+            ender.start()
         for listener in self._listeners:
-            listener.shutdown()  # the accept loop ends
+            listener.poke()
+        for ender in enders:
+            ender.join()
         for listener in self._listeners:
             listener.close_connections()  # blocked reads and writes end
             listener.server_close()  # joins the connection threads

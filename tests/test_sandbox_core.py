@@ -2,49 +2,24 @@
 
 from __future__ import annotations
 
-import io
 import time
 
 import pytest
 import requests
-from PIL import Image
 from support import submodule
 from support.keys import TEST_KEY
+from support.sandbox_http import (
+    CREATE,
+    WAIT_LIMIT_S,
+    auth,
+    create,
+    decode,
+    status,
+    wait_done,
+    wait_until,
+)
 
 sandbox_module = submodule("sandbox")
-
-CREATE = "/api/v1/images/generations"
-WAIT_LIMIT_S = 30.0  # generous bound for anything that waits on the sandbox's clock
-
-
-def auth(key: str = TEST_KEY) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def create(sb, body: dict | None = None, key: str = TEST_KEY) -> requests.Response:
-    payload = {"prompt": "a lighthouse at dusk"} if body is None else body
-    return requests.post(sb.base_url + CREATE, json=payload, headers=auth(key), timeout=10)
-
-
-def status(sb, task_id: str, key: str = TEST_KEY) -> requests.Response:
-    return requests.get(f"{sb.base_url}/api/v1/tasks/{task_id}", headers=auth(key), timeout=10)
-
-
-def wait_done(sb, task_id: str, key: str = TEST_KEY) -> dict:
-    deadline = time.monotonic() + WAIT_LIMIT_S
-    while True:
-        data = status(sb, task_id, key).json()["data"]
-        if data["status"] in ("completed", "failed"):
-            return data
-        assert time.monotonic() < deadline, f"task {task_id} never finished"
-        time.sleep(0.02)
-
-
-def decode(blob: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(blob))
-    image.load()
-    return image
-
 
 # -- create and status ---------------------------------------------------------------------------
 
@@ -59,8 +34,24 @@ def test_create_answers_the_seed_envelope(sandbox):
     assert body["data"]["task_id"].endswith("_grok")
 
 
-def test_task_goes_pending_running_completed(sandbox_factory):
-    sb = sandbox_factory(generation_time=0.6)
+def test_a_new_task_is_pending(sandbox_factory):
+    sb = sandbox_factory(generation_time=30.0)  # queued for the first fifth: six seconds
+    task_id = create(sb).json()["data"]["task_id"]
+    data = status(sb, task_id).json()["data"]
+    assert data["status"] == "pending" and data["output"]["image_urls"] == []
+    assert sb.task_info(task_id).state == "queued"
+
+
+def test_a_started_task_is_in_progress(sandbox_factory):
+    sb = sandbox_factory(generation_time=0.05)
+    sb.faults.stuck = True  # queued for 0.01 s, then running for ever
+    task_id = create(sb).json()["data"]["task_id"]
+    wait_until(lambda: status(sb, task_id).json()["data"]["status"] == "IN_PROGRESS", "running")
+    assert sb.task_info(task_id).state == "running"
+
+
+def test_task_statuses_only_move_forward(sandbox_factory):
+    sb = sandbox_factory(generation_time=0.3)
     task_id = create(sb).json()["data"]["task_id"]
     seen = []
     deadline = time.monotonic() + WAIT_LIMIT_S
@@ -70,12 +61,13 @@ def test_task_goes_pending_running_completed(sandbox_factory):
         if not seen or seen[-1] != data["status"]:
             seen.append(data["status"])
         time.sleep(0.01)
-    assert seen == ["pending", "IN_PROGRESS", "completed"]
+    order = ["pending", "IN_PROGRESS", "completed"]
+    assert seen == sorted(seen, key=order.index) and len(set(seen)) == len(seen)
     assert data["progress"] == 100
     assert len(data["output"]["image_urls"]) == 6
     info = sb.task_info(task_id)
     assert info.state == "completed" and info.done_at is not None
-    assert info.status_reads >= 3
+    assert info.status_reads >= len(seen)
 
 
 def test_unknown_and_foreign_tasks_are_404(sandbox_factory):
