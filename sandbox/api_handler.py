@@ -57,8 +57,10 @@ class ApiHandler(Handler):
         request = parse_create(self.read_json_body())
         task_id = sandbox.accept(key, request)
         delay = sandbox.faults.create_response_delay
-        if delay > 0:  # the task is accepted and charged; only the answer is late
-            sandbox.wait_unless_stopping(delay)
+        # The task is accepted and charged; only the answer is late (and lost if we stop now).
+        if delay > 0 and sandbox.wait_unless_stopping(delay):
+            self.close_connection = True
+            return
         self.send_json(200, created_body(task_id))
 
     def _status_read(self, task_id: str) -> None:
