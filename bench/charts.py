@@ -1,0 +1,104 @@
+"""The report's charts (matplotlib, a dev-only dependency: the `bench` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+COLOURS = {"ours": "#1f77b4", "fixed 5 s": "#ff7f0e", "fixed 10 s": "#7f7f7f"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def lag_distributions(lags: dict[str, list[float]], scale: float, path: Path) -> None:
+    """Empirical CDF of completion-notice lag per poller, with the p50/p95 targets marked."""
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    for name, samples in lags.items():
+        ordered = sorted(samples)
+        n = len(ordered)
+        fractions = [(i + 1) / n for i in range(n)]
+        for axis in (left, right):
+            axis.step(
+                ordered,
+                fractions,
+                where="post",
+                label=f"{name} (n={n})",
+                color=COLOURS.get(name),
+                linewidth=1.8,
+            )
+    for axis in (left, right):
+        axis.axhline(0.5, color="#cccccc", linewidth=0.8, zorder=0)
+        axis.axhline(0.95, color="#cccccc", linewidth=0.8, zorder=0)
+        axis.set_ylabel("fraction of tasks noticed")
+        axis.set_ylim(0, 1.01)
+        axis.grid(alpha=0.25)
+    left.set_xlabel("lag: client returns the task - server marks it done (s)")
+    left.set_xlim(0, max(max(s) for s in lags.values()) * 1.02)
+    left.set_title("All pollers")
+    right.set_xlabel("lag (s), zoomed")
+    right.set_xlim(0, 1.0)
+    right.axvline(0.3, color="#2ca02c", linestyle="--", linewidth=1, label="target p50 0.3 s")
+    right.axvline(0.6, color="#d62728", linestyle="--", linewidth=1, label="target p95 0.6 s")
+    right.set_title("Zoom on our poller")
+    right.legend(loc="lower right", fontsize=8)
+    left.legend(loc="lower right", fontsize=8)
+    scale_text = (
+        "real time" if scale == 1 else f"time-scaled x{scale:g}, shown in real-time seconds"
+    )
+    figure.suptitle(f"Completion-notice lag, generation 3-10 s ({scale_text})")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def task_scaling(rows: list[dict[str, Any]], generation_time: float, path: Path) -> None:
+    """Wall time of N tasks through the node: in parallel vs one after another."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.2), dpi=110)
+    ns = [row["n"] for row in rows]
+    parallel = [row["parallel_p50"] for row in rows]
+    axis.plot(
+        ns,
+        parallel,
+        marker="o",
+        label="ours: N tasks in parallel (one node)",
+        color=COLOURS["ours"],
+        linewidth=2,
+    )
+    sequential = [(row["n"], row["sequential"]) for row in rows if row.get("sequential")]
+    if sequential:
+        axis.plot(
+            [n for n, _ in sequential],
+            [s for _, s in sequential],
+            marker="s",
+            label="baseline: the same tasks one after another",
+            color=COLOURS["fixed 10 s"],
+            linewidth=2,
+        )
+    if parallel:
+        axis.axhline(
+            parallel[0] * 1.15,
+            color="#d62728",
+            linestyle="--",
+            linewidth=1,
+            label="target: 1.15 x (N = 1)",
+        )
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(ns, [str(n) for n in ns])
+    axis.set_xlabel("N text-to-image tasks (6 images each)")
+    axis.set_ylabel("wall time (s)")
+    axis.set_ylim(0, None)
+    axis.grid(alpha=0.25)
+    axis.legend(fontsize=8)
+    axis.set_title(f"N-task scaling, {generation_time:g} s generation per task")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,118 @@
+"""Run the benchmarks of issue 9, print a table, write BENCHMARKS.md, charts and raw samples.
+
+    python bench/run.py            # full run: a few minutes on a 2-core machine
+    python bench/run.py --quick    # smoke run, ~20 s
+    python bench/run.py --only polling_lag,import_cost --no-write
+
+Each benchmark lives in its own module with a ``run(quick) -> BenchResult``. A benchmark whose
+pieces of the pack have not landed (or that fails) is reported as not run, never hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR))
+
+import machine  # noqa: E402
+import report  # noqa: E402
+from pack import PACK_DIR  # noqa: E402
+from results import BenchResult  # noqa: E402
+
+BENCHMARKS = {
+    "polling_lag": ("polling_lag", "Completion-notice lag"),
+    "parallel_tasks": ("parallel_tasks", "Parallel tasks"),
+    "image_decode": ("image_decode", "Bytes -> IMAGE tensor"),
+    "node_overhead": ("node_overhead", "Node overhead"),
+    "import_cost": ("import_cost", "Import cost"),
+}
+"""key -> (module in bench/, title), in the issue's order."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer samples, ~20 s")
+    parser.add_argument(
+        "--only", default="", help="comma-separated benchmark keys: " + ", ".join(BENCHMARKS)
+    )
+    parser.add_argument(
+        "--no-write",
+        action="store_true",
+        help="print the table only; leave BENCHMARKS.md and charts alone",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=PACK_DIR / "BENCHMARKS.md",
+        help="where the report goes (default: BENCHMARKS.md in the checkout)",
+    )
+    args = parser.parse_args(argv)
+    keys = [key.strip() for key in args.only.split(",") if key.strip()] or list(BENCHMARKS)
+    unknown = [key for key in keys if key not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+
+    images_dir = args.output.parent / "docs" / "images"
+    context = {"quick": args.quick, "images_dir": None if args.no_write else images_dir}
+    info = machine.describe()
+    info["load_start"] = machine.load_average()
+    started = time.perf_counter()
+    results: list[BenchResult] = []
+    for key in keys:
+        module_name, title = BENCHMARKS[key]
+        print(f"== {title} ...", flush=True)
+        results.append(_run_one(key, module_name, title, context))
+        done = results[-1]
+        print(f"   {'not run: ' + done.skipped if done.skipped else 'done'}", flush=True)
+    wall = time.perf_counter() - started
+    info["load_end"] = machine.load_average()
+
+    print()
+    print(report.console_table(results))
+    print(f"\n{wall:.0f} s, load average {info['load_start']} -> {info['load_end']}")
+    if args.no_write:
+        return 0
+    command = "python bench/run.py" + (" --quick" if args.quick else "")
+    if args.only:
+        command += f" --only {args.only}"
+    args.output.write_text(report.markdown(results, info, command, wall), encoding="utf-8")
+    raw = {
+        "machine": info,
+        "command": command,
+        "wall_s": wall,
+        "results": [asdict(result) for result in results],
+    }
+    (BENCH_DIR / "results.json").write_text(
+        json.dumps(raw, indent=1, default=str) + "\n", encoding="utf-8"
+    )
+    print(f"wrote {args.output} and bench/results.json")
+    return 0
+
+
+def _run_one(key: str, module_name: str, title: str, context: dict) -> BenchResult:
+    try:
+        module = importlib.import_module(module_name)
+        return module.run(**{k: v for k, v in context.items() if k in _parameters(module.run)})
+    except Exception as exc:  # a broken benchmark is reported, the others still run
+        traceback.print_exc()
+        reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        return BenchResult(key=key, title=title, skipped=reason)
+
+
+def _parameters(function) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(function).parameters)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

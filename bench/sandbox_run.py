@@ -1,0 +1,79 @@
+"""Shared set-up for benchmarks that talk to an in-process sandbox on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from pack import submodule
+
+BENCH_KEY = "sk-bench-local-0000"
+BENCH_CREDITS = 10_000_000
+
+
+@contextlib.contextmanager
+def sandbox(**config: Any) -> Iterator[Any]:
+    """A started sandbox with one well-funded key, no rate limit, no faults."""
+    sandbox_module = submodule("sandbox")
+    settings = sandbox_module.SandboxConfig(keys={BENCH_KEY: BENCH_CREDITS}, **config)
+    with sandbox_module.Sandbox(settings) as running:
+        yield running
+
+
+def client_settings(base_url: str) -> Any:
+    api = submodule("api")
+    return api.Settings(api_key=BENCH_KEY, base_url=base_url)
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for a block (the nodes read the key and base URL there)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class PreRenderer:
+    """Render each new task's result files while it is generating, as the real provider does.
+
+    The sandbox draws a result image the first time it is downloaded; the real API's files exist
+    the moment the task completes. Without this, the node benchmarks would time the sandbox's
+    drawing (tens of ms per image, on the same two cores) as if it were download time.
+    """
+
+    def __init__(self, running_sandbox: Any, interval: float = 0.02) -> None:
+        self._sandbox = running_sandbox
+        self._interval = interval
+        self._stop = threading.Event()
+        self._seen: set[str] = set()
+        self._thread = threading.Thread(target=self._loop, name="bench-prerender", daemon=True)
+
+    def __enter__(self) -> PreRenderer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            for task_id in self._sandbox.task_ids():
+                if task_id in self._seen:
+                    continue
+                self._seen.add(task_id)
+                info = self._sandbox.task_info(task_id)
+                for index in range(info.image_count):
+                    if self._stop.is_set():
+                        return
+                    self._sandbox.image_bytes(info, index)
