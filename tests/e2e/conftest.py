@@ -1,0 +1,110 @@
+"""Fixtures for the end-to-end suite: a sandbox on loopback and a real ComfyUI pointed at it.
+
+Everything here is skipped, with the reason, unless ``COMFYUI_DIR`` names a ComfyUI checkout whose
+requirements are installed (in ``COMFYUI_PYTHON``, a venv in or next to the checkout, or the
+Python running the tests). Screenshots and timings go to ``E2E_ARTIFACTS_DIR``, default
+``test-artifacts/e2e`` in the repository (ignored by git).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e.comfyui_server import ComfyUIInstall, ComfyUIServer, find_install
+from support import PACK_DIR, submodule
+from support.keys import TEST_KEY
+
+# Each sandbox task takes this long: long enough to interrupt or kill ComfyUI mid-poll, short
+# enough that the suite stays within a few minutes.
+GENERATION_S = 2.5
+STARTUP_HINT = "set COMFYUI_DIR to a ComfyUI checkout (with its requirements) to run them"
+
+
+@pytest.fixture(scope="session")
+def comfyui_install() -> ComfyUIInstall:
+    install = find_install()
+    if install is None:
+        pytest.skip(f"end-to-end tests need a real ComfyUI: {STARTUP_HINT}")
+    return install
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    configured = os.environ.get("E2E_ARTIFACTS_DIR")
+    path = Path(configured) if configured else PACK_DIR / "test-artifacts" / "e2e"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class Timings:
+    """Wall times worth reporting (startup, one task, concurrency, cancel), kept as JSON."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.values: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+
+    def record(self, name: str, value: Any) -> None:
+        self.values[name] = round(value, 3) if isinstance(value, float) else value
+        self.path.write_text(json.dumps(self.values, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture(scope="session")
+def timings(artifacts_dir: Path) -> Timings:
+    return Timings(artifacts_dir / "timings.json")
+
+
+def start_sandbox(**config: Any) -> Any:
+    sandbox = submodule("sandbox")
+    config.setdefault("keys", {TEST_KEY: 100_000})
+    config.setdefault("generation_time", GENERATION_S)
+    return sandbox.Sandbox(sandbox.SandboxConfig(**config)).start()
+
+
+@pytest.fixture(scope="session")
+def e2e_sandbox(comfyui_install: ComfyUIInstall) -> Iterator[Any]:
+    sb = start_sandbox()
+    yield sb
+    sb.stop()
+
+
+def comfyui_env(sandbox: Any) -> dict[str, str]:
+    """What a user puts in ComfyUI's environment: the key and (for the sandbox) the base URL."""
+    return {"APIINONE_API_KEY": TEST_KEY, "APIINONE_BASE_URL": sandbox.base_url}
+
+
+@pytest.fixture(scope="session")
+def comfyui_factory(
+    comfyui_install: ComfyUIInstall,
+    e2e_sandbox: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., ComfyUIServer]]:
+    """``comfyui_factory(name, *extra_args)`` -> a started ComfyUI in a fresh base directory,
+    pointed at the session's sandbox; all are stopped at the end of the session."""
+    servers: list[ComfyUIServer] = []
+
+    def start(name: str, *extra_args: str) -> ComfyUIServer:
+        server = ComfyUIServer(
+            comfyui_install, tmp_path_factory.mktemp(name), comfyui_env(e2e_sandbox), extra_args
+        )
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def comfyui(
+    comfyui_factory: Callable[..., ComfyUIServer], comfyui_install: ComfyUIInstall, timings: Timings
+) -> ComfyUIServer:
+    """One ComfyUI for the server-side checks, logging at DEBUG so a key leak would show."""
+    server = comfyui_factory("comfyui-base", "--verbose", "DEBUG")
+    timings.record("comfyui_version", comfyui_install.version)
+    timings.record("comfyui_startup_s", server.startup_seconds[-1])
+    return server
