@@ -1,0 +1,280 @@
+"""Where the API key and the base URL come from.
+
+Order: the ``APIINONE_API_KEY`` environment variable, else a key file: the path given by the
+caller (ComfyUI's Settings entry writes one inside ComfyUI's user folder), else
+``GROK_IMAGINE_KEY_FILE``, else the user's config folder (``$XDG_CONFIG_HOME/grok-imagine/api_key``
+or ``~/.config/...`` on Linux, ``~/Library/Application Support/grok-imagine/api_key`` on macOS,
+``%APPDATA%\\grok-imagine\\api_key`` on Windows). The key file lives outside the node folder, so
+updating the pack never loses it, and outside workflows, so a shared workflow never carries it.
+
+``APIINONE_BASE_URL`` (default ``https://apiin.one``) points the same code at the sandbox.
+
+The key is never logged, never put in an exception message and never shown in a repr beyond its
+last four characters. Imported when ComfyUI loads the pack: standard library only, and cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import (
+    SETTINGS_ENTRY,
+    AuthError,
+    InvalidRequestError,
+    MissingKeyError,
+    remember_secret,
+)
+
+__all__ = [
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "KEY_ENV",
+    "KEY_FILE_ENV",
+    "Settings",
+    "default_key_file",
+    "load_settings",
+    "mask_key",
+    "normalize_key",
+    "write_key_file",
+]
+
+logger = logging.getLogger("grok_imagine.api")
+
+KEY_ENV = "APIINONE_API_KEY"
+KEY_FILE_ENV = "GROK_IMAGINE_KEY_FILE"
+BASE_URL_ENV = "APIINONE_BASE_URL"
+DEFAULT_BASE_URL = "https://apiin.one"
+APP_DIR_NAME = "grok-imagine"
+KEY_FILE_NAME = "api_key"
+MAX_KEY_FILE_BYTES = 64 * 1024  # a key file is one line; anything bigger is the wrong file
+
+
+def mask_key(key: str) -> str:
+    """``…abcd``: enough to tell two keys apart, never enough to use one."""
+    return f"…{key[-4:]}" if len(key) >= 12 else "…"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a client needs to know that is not in code. The repr masks the key."""
+
+    api_key: str = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    connect_timeout: float = 10.0
+    """Seconds to open a connection (API and file hosts)."""
+    read_timeout: float = 30.0
+    """Seconds to wait for any answer bytes; a create that outlives it is reported uncertain."""
+    download_timeout: float = 300.0
+    """Overall seconds for one result file, however slowly it drips."""
+    max_download_bytes: int = 64 * 1024 * 1024
+    rate_limit_wait: float = 15.0
+    """Most seconds a create waits out HTTP 429 (honouring Retry-After) before giving up."""
+    key_source: str = "given in code"
+    """Where the key came from, for status lines: an env var name or a file path."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.api_key, str) or not self.api_key:
+            raise MissingKeyError(_missing_key_message(None))
+        problem = _unsendable(self.api_key)
+        if problem:
+            raise AuthError(
+                f"The API key from {self.key_source} contains {problem}, so it cannot be sent; "
+                "copy it again from your API in One dashboard and set it again."
+            )
+        remember_secret(self.api_key)
+        object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
+        for name in ("connect_timeout", "read_timeout", "download_timeout"):
+            if not float(getattr(self, name)) > 0:
+                raise InvalidRequestError(f"{name} must be more than 0 seconds.", field=name)
+        if self.max_download_bytes < 1:
+            raise InvalidRequestError(
+                "max_download_bytes must be positive.", field="max_download_bytes"
+            )
+
+    @property
+    def masked_key(self) -> str:
+        return mask_key(self.api_key)
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(api_key={self.masked_key!r}, base_url={self.base_url!r}, "
+            f"key_source={self.key_source!r}, connect_timeout={self.connect_timeout}, "
+            f"read_timeout={self.read_timeout}, download_timeout={self.download_timeout}, "
+            f"max_download_bytes={self.max_download_bytes}, rate_limit_wait={self.rate_limit_wait})"
+        )
+
+
+def load_settings(
+    key_file: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from the environment and the key file; ``MissingKeyError`` if there is no key."""
+    env = os.environ if environ is None else environ
+    base_url = env.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
+    env_key = env.get(KEY_ENV, "")
+    if env_key.strip():
+        key = normalize_key(env_key, f"the {KEY_ENV} environment variable")
+        source = f"environment variable {KEY_ENV}"
+        return Settings(api_key=key, base_url=base_url, key_source=source)
+
+    path = _key_file_path(key_file, env)
+    raw = _read_key_file(path)
+    if raw is None or not raw.strip():
+        raise MissingKeyError(_missing_key_message(path))
+    key = normalize_key(raw, f"the key file {path}")
+    return Settings(api_key=key, base_url=base_url, key_source=f"key file {path}")
+
+
+def default_key_file(
+    environ: Mapping[str, str] | None = None, platform: str | None = None
+) -> Path:
+    """The per-user key file: the CLI's ``key set`` writes it, ``load_settings`` reads it."""
+    env = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if platform.startswith("win"):
+        appdata = env.get("APPDATA", "").strip()
+        base = Path(appdata) if appdata else Path.home() / "AppData" / "Roaming"
+    elif platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        xdg = env.get("XDG_CONFIG_HOME", "").strip()
+        # The XDG spec says a relative value is invalid and must be ignored.
+        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".config"
+    return base / APP_DIR_NAME / KEY_FILE_NAME
+
+
+def normalize_key(raw: str, source: str = "the key") -> str:
+    """The key without stray whitespace, quotes or a ``Bearer`` prefix (logged, never shown)."""
+    key = raw.strip()
+    lines = [line.strip() for line in key.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("#")]
+    if len(lines) > 1:
+        logger.warning("%s has several lines; using the first one as the API key", source)
+    key = lines[0] if lines else ""
+    if key.startswith(f"{KEY_ENV}="):
+        key = key[len(KEY_ENV) + 1 :].strip()
+    while len(key) >= 2 and key[0] == key[-1] and key[0] in "'\"`":
+        key = key[1:-1].strip()
+    if key.lower().startswith("bearer "):
+        key = key[7:].strip()
+    if key != raw:
+        if raw.strip() != raw and key == raw.strip():
+            logger.debug("%s: surrounding whitespace removed from the API key", source)
+        else:
+            logger.warning(
+                "%s: removed stray whitespace, quotes or a prefix around the API key", source
+            )
+    return key
+
+
+def normalize_base_url(url: str) -> str:
+    url = (url or "").strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError(
+            f"The API base URL {url!r} is not an http(s) address: fix {BASE_URL_ENV} (default "
+            f"{DEFAULT_BASE_URL}).",
+            field="base_url",
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise InvalidRequestError(
+            f"The API base URL must not carry credentials, a query or a fragment: fix "
+            f"{BASE_URL_ENV} (default {DEFAULT_BASE_URL}).",
+            field="base_url",
+        )
+    return url
+
+
+def write_key_file(path: Path | str, key: str) -> Path:
+    """Store ``key`` at ``path``, mode 0600, atomically (readers see old or new, never half)."""
+    import tempfile
+
+    path = Path(path)
+    key = normalize_key(key, "the new key")
+    if not key:
+        raise MissingKeyError("The key to store is empty: paste the key from API in One.")
+    problem = _unsendable(key)
+    if problem:
+        raise AuthError(f"The key to store contains {problem}; copy it again from API in One.")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # mkstemp creates the file 0600 from the start: never readable by others, not even briefly.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii", newline="\n") as handle:
+            handle.write(key + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o600)
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    remember_secret(key)
+    return path
+
+
+def _key_file_path(key_file: Path | str | None, env: Mapping[str, str]) -> Path:
+    if key_file is not None:
+        return Path(key_file).expanduser()
+    from_env = env.get(KEY_FILE_ENV, "").strip()
+    if from_env:
+        return Path(from_env).expanduser()
+    return default_key_file(env)
+
+
+def _read_key_file(path: Path) -> str | None:
+    """The file's text, None when it does not exist; ``MissingKeyError`` when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_KEY_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise MissingKeyError(
+            f"The API key file {path} is a folder, not a file: remove it and save the key again "
+            f"(or set {KEY_ENV})."
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise MissingKeyError(
+            f"The API key file {path} could not be read ({reason}): fix its permissions or save "
+            f"the key again (or set {KEY_ENV})."
+        ) from None
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise MissingKeyError(
+            f"The API key file {path} is far too large to hold a key: save the key again "
+            f"(or set {KEY_ENV})."
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise MissingKeyError(
+            f"The API key file {path} is not text: save the key again (or set {KEY_ENV})."
+        ) from None
+
+
+def _unsendable(key: str) -> str | None:
+    """Why a key cannot go in an HTTP header, or None (the error never shows the key itself)."""
+    for char in key:
+        if char.isspace():
+            return "a space or line break"
+        if not char.isascii() or not char.isprintable():
+            return f"a character that is not plain ASCII (U+{ord(char):04X})"
+    return None
+
+
+def _missing_key_message(path: Path | None) -> str:
+    where = f"the key file {path}" if path is not None else "a key file"
+    return (
+        f"No API in One key found: set the {KEY_ENV} environment variable, or save the key in "
+        f"{where} (in ComfyUI: {SETTINGS_ENTRY}; or run `grok-imagine key set`). "
+        "Keys are at https://apiin.one."
+    )

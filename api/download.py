@@ -1,0 +1,316 @@
+"""Fetching result files: streamed, capped, verified, and never with the API key.
+
+Result URLs point at the provider's file host (a CDN, another origin). They are fetched with a
+session of their own that carries no ``Authorization`` header; the client adds the key only for a
+URL on the API's own origin, and ``requests`` drops it again on a redirect to any other host.
+
+Each file is bounded three ways: connect/read timeouts per socket operation, an overall deadline
+(a server dripping a byte a second cannot hold a node for an hour), and a size cap enforced while
+streaming (memory stays bounded whatever Content-Length says or omits). The bytes must *be* an
+image by their magic numbers (JPEG, PNG, WEBP, GIF), whatever the Content-Type claims; a video
+(the upscale model has been described as a video upscaler) is named as such.
+
+Transient failures (connection errors, timeouts, a body cut short, 408/429/5xx) are retried a few
+times within the deadline; 403/404/410 mean the URL has expired (they last hours to days) and are
+not retried. Redirects are followed only to http(s) addresses, at most five.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
+
+from . import errors
+
+if TYPE_CHECKING:
+    import requests
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "Downloaded",
+    "describe_non_image",
+    "download",
+    "make_download_session",
+    "sniff_image_format",
+]
+
+logger = logging.getLogger("grok_imagine.api")
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+CHUNK_BYTES = 16 * 1024
+SNIFF_BYTES = 32
+MAX_REDIRECTS = 5
+EXPIRED_STATUSES = frozenset({403, 404, 410})
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """One result file: its bytes (kept out of repr), what the server called it, what it is."""
+
+    url: str
+    data: bytes = field(repr=False)
+    content_type: str | None
+    image_format: str
+    """``"JPEG"``, ``"PNG"``, ``"WEBP"`` or ``"GIF"``, from the bytes themselves."""
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def sniff_image_format(data: bytes) -> str | None:
+    """The image format by magic bytes, or None when the bytes are not a supported image."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    return None
+
+
+def describe_non_image(data: bytes) -> str:
+    """What the bytes look like instead, in words a user understands."""
+    if not data:
+        return "an empty file"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in (b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+            return "an AVIF/HEIC image, a format this pack cannot read"
+        return "a video (MP4/MOV)"
+    if data[:4] == b"\x1aE\xdf\xa3":
+        return "a video (WebM/Matroska)"
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "a video (AVI)"
+    head = data[:64].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or head[:1] == b"<":
+        return "an HTML or XML page"
+    if head[:1] in (b"{", b"["):
+        return "a JSON document"
+    if data[:4] == b"%PDF":
+        return "a PDF document"
+    return "something that is not a JPEG, PNG, WEBP or GIF image"
+
+
+def make_download_session() -> requests.Session:
+    """A session for file hosts: urllib3 retries for GET, no credentials of ours, ever."""
+    from .transport import make_session
+
+    session = make_session(
+        statuses=frozenset(TRANSIENT_STATUSES), total=3, backoff_factor=0.25, backoff_max=2.0
+    )
+    session.max_redirects = MAX_REDIRECTS
+    return session
+
+
+def download(
+    url: str,
+    session: requests.Session,
+    *,
+    timeouts: tuple[float, float] = (10.0, 30.0),
+    deadline_s: float = 300.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    attempts: int = 3,
+    headers: Mapping[str, str] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Downloaded:
+    """Fetch one result file; raises ``DownloadError`` or one of its kinds, nothing else."""
+    shown = _shown(url)
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise errors.DownloadError(
+            f"The result address {shown!r} is not an http(s) URL, so it was not fetched: "
+            "report it; the task's other files are unaffected."
+        )
+    deadline = time.monotonic() + deadline_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return _fetch_once(url, shown, session, timeouts, deadline, deadline_s, max_bytes,
+                               headers)
+        except _Transient as exc:
+            left = deadline - time.monotonic()
+            wait = min(4.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+            if attempt >= attempts or left <= wait:
+                raise errors.DownloadError(
+                    f"Downloading {shown} failed {attempt} time(s), last: {exc.reason}. This is "
+                    "usually passing (network or file host): queue the node again; the task is "
+                    "paid and its result is fetched without creating a new one."
+                ) from None
+            logger.info("download of %s failed (%s); retrying in %.1f s", shown, exc.reason, wait)
+            sleep(wait)
+
+
+class _Transient(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _fetch_once(
+    url: str,
+    shown: str,
+    session: requests.Session,
+    timeouts: tuple[float, float],
+    deadline: float,
+    deadline_s: float,
+    max_bytes: int,
+    headers: Mapping[str, str] | None,
+) -> Downloaded:
+    import requests
+
+    started = time.perf_counter()
+    try:
+        response = session.get(
+            url,
+            stream=True,
+            timeout=timeouts,
+            headers=dict(headers or {}),
+            allow_redirects=True,
+            hooks={"response": _refuse_odd_redirects},
+        )
+    except requests.TooManyRedirects:
+        raise errors.DownloadError(
+            f"The result file {shown} redirects more than {MAX_REDIRECTS} times: report it."
+        ) from None
+    except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema):
+        raise errors.DownloadError(
+            f"The result file {shown} redirects to an address that is not http(s); it was not "
+            "followed. Report it."
+        ) from None
+    except requests.RequestException as exc:
+        raise _Transient(_network_reason(exc, timeouts)) from None
+
+    with response:
+        status = response.status_code
+        logger.debug("GET %s -> %d in %.3f s", shown, status, time.perf_counter() - started)
+        if status in EXPIRED_STATUSES:
+            raise errors.ResultExpiredError(
+                f"The result file {shown} is no longer available (HTTP {status}); result URLs "
+                "expire after hours or days, so files must be fetched soon after the task ends. "
+                "If it was kept earlier, Grok Load Task finds it; otherwise create a new task."
+            )
+        if status in TRANSIENT_STATUSES:
+            raise _Transient(f"the file host answered HTTP {status}")
+        if status != 200:
+            raise errors.DownloadError(
+                f"The file host answered HTTP {status} for {shown}: queue the node again later; "
+                "if it persists, report it."
+            )
+        announced = _content_length(response)
+        if announced is not None and announced > max_bytes:
+            raise _too_large(shown, announced, max_bytes)
+
+        buffer = bytearray()
+        checked = False
+        try:
+            for chunk in response.iter_content(CHUNK_BYTES):
+                buffer += chunk
+                if len(buffer) > max_bytes:
+                    raise _too_large(shown, None, max_bytes)
+                if not checked and len(buffer) >= SNIFF_BYTES:
+                    _require_image(bytes(buffer[:SNIFF_BYTES]), shown)
+                    checked = True
+                if time.monotonic() > deadline:
+                    raise errors.DownloadError(
+                        f"Downloading {shown} took longer than {deadline_s:g} s (only "
+                        f"{len(buffer)} bytes arrived): the file host or the network is very "
+                        "slow. Queue the node again later."
+                    )
+        except requests.RequestException as exc:
+            raise _Transient(_network_reason(exc, timeouts)) from None
+
+    data = bytes(buffer)
+    if not data:
+        raise _Transient("the file host sent an empty file")
+    image_format = _require_image(data, shown)
+    logger.debug("downloaded %s: %d bytes, %s", shown, len(data), image_format)
+    return Downloaded(
+        url=url,
+        data=data,
+        content_type=response.headers.get("Content-Type"),
+        image_format=image_format,
+    )
+
+
+def _require_image(data: bytes, shown: str) -> str:
+    image_format = sniff_image_format(data)
+    if image_format is None:
+        raise errors.NotAnImageError(
+            f"The result file {shown} is {describe_non_image(data)}, not an image (JPEG, PNG, "
+            "WEBP or GIF). If this was an upscale, the provider may have returned a video; "
+            "the task is paid, so report it rather than retrying."
+        )
+    return image_format
+
+
+def _too_large(shown: str, size: int | None, max_bytes: int) -> errors.TooLargeError:
+    mib = max_bytes / (1024 * 1024)
+    said = f" ({size / (1024 * 1024):.0f} MiB announced)" if size else ""
+    return errors.TooLargeError(
+        f"The result file {shown} is larger than the {mib:g} MiB download limit{said}; it was "
+        "not kept. Raise Settings.max_download_bytes if such files are expected."
+    )
+
+
+def _refuse_odd_redirects(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """A response hook: stop before following a redirect to anything but http(s)."""
+    if response.is_redirect:
+        target = urljoin(response.url, response.headers.get("Location", ""))
+        if urlsplit(target).scheme.lower() not in ("http", "https"):
+            response.close()
+            scheme = urlsplit(target).scheme or "no scheme"
+            raise errors.DownloadError(
+                f"The result file {_shown(response.url)} redirects to a {scheme}: address; only "
+                "http(s) is followed. Report it."
+            )
+
+
+def _content_length(response: requests.Response) -> int | None:
+    value = response.headers.get("Content-Length")
+    if value is None:
+        return None
+    try:
+        size = int(value.strip())
+    except ValueError:
+        return None
+    return size if size >= 0 else None
+
+
+def _network_reason(exc: BaseException, timeouts: tuple[float, float]) -> str:
+    import requests
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"no connection within {timeouts[0]:g} s"
+    if isinstance(exc, requests.ReadTimeout):
+        return f"no data for {timeouts[1]:g} s"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the connection closed before the whole file arrived"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "the TLS certificate check failed (see REQUESTS_CA_BUNDLE)"
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "the HTTP(S) proxy failed (see HTTPS_PROXY / NO_PROXY)"
+    if isinstance(exc, requests.ConnectionError):
+        return "the file host could not be reached or dropped the connection"
+    return f"network error {type(exc).__name__}"
+
+
+def _shown(url: str) -> str:
+    """The URL without its query (signed URLs carry tokens) and without credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        pass
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else parts.path[:200]

@@ -1,0 +1,305 @@
+"""How often to ask "is it done yet?", and the one loop that waits for a task.
+
+Grok Imagine takes 3-10 s. A fixed 5 s interval would leave up to 5 s of dead wait; a fixed fast
+interval would hammer the API for long tasks (upscale time is undocumented). The default schedule:
+
+* first read 1.5 s after the create (nothing finishes sooner), the second at 3 s;
+* then every 0.45 s until 12 s after the create, where nearly every task ends: completion is
+  noticed about 0.22 s after it happens on average and never more than 0.45 s (plus latency);
+  a 7-second task costs 11 status reads, about 1.6 per second;
+* after 12 s the gap grows by x1.3 per read (with +-10 % jitter) up to 4 s, so a slow upscale
+  costs a read every few seconds.
+
+Reads that fail for a passing reason (connection errors, 408, 429, 5xx, 455 maintenance, a
+malformed or HTML answer) are retried inside the wait with exponential backoff and jitter,
+honouring ``Retry-After``: a burst of errors never ends the wait, only the overall timeout does.
+``GROK_IMAGINE_POLL_SCALE`` (a float) multiplies every delay of the default schedule; it is meant
+for the sandbox and tests (``0.05`` makes a wait twenty times quicker), not for the real API.
+
+Importing this module is cheap (no ``requests``): the node declarations may reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+
+from . import errors
+from .task import Task, TaskState
+
+__all__ = [
+    "POLL_SCALE_ENV",
+    "PollSchedule",
+    "failure_error",
+    "is_transient",
+    "wait_for_task",
+]
+
+logger = logging.getLogger("grok_imagine.api")
+
+POLL_SCALE_ENV = "GROK_IMAGINE_POLL_SCALE"
+MAX_CANCEL_CHECK_S = 0.25
+EMPTY_SUCCESS_REREADS = 2
+"""A task reported succeeded but with no result URLs is read this many more times before the
+answer is called broken (a gateway may mark it done a moment before it lists the files)."""
+
+_MODERATION_WORDS = (
+    "content policy", "content_policy", "moderat", "safety", "nsfw", "inappropriate",
+    "prohibited", "violat", "sensitive", "not allowed", "disallowed", "unsafe", "blocked",
+)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """When to read a task's status; all times in seconds. ``scaled()`` shrinks it for tests."""
+
+    first_read: float = 1.5
+    """First status read, counted from the create."""
+    second_read: float = 3.0
+    """Second status read, counted from the create."""
+    fast_interval: float = 0.45
+    """Gap between reads from ``second_read`` until ``fast_until``."""
+    fast_until: float = 12.0
+    """End of the fast phase, counted from the create."""
+    growth: float = 1.3
+    """Each gap after the fast phase is this much longer than the one before..."""
+    max_interval: float = 4.0
+    """...up to this."""
+    jitter: float = 0.1
+    """+- fraction applied to slow-phase gaps and to error backoffs (not to the fast phase)."""
+    error_backoff: float = 0.5
+    """Wait after the first failed read; doubles for each further failure in a row."""
+    max_error_backoff: float = 8.0
+    cancel_check: float = 0.1
+    """How often ``should_cancel`` is asked while sleeping (capped at 0.25 s)."""
+    not_found_grace: float = 10.0
+    """A task this client just created that reads as "not found" is retried for this long."""
+
+    _TIME_FIELDS = (
+        "first_read", "second_read", "fast_interval", "fast_until", "max_interval",
+        "error_backoff", "max_error_backoff", "not_found_grace",
+    )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"PollSchedule.{f.name} must be a finite number >= 0")
+        if self.fast_interval <= 0 or self.max_interval <= 0 or self.cancel_check <= 0:
+            raise ValueError("PollSchedule intervals must be more than 0")
+        if self.growth < 1:
+            raise ValueError("PollSchedule.growth must be >= 1")
+        if self.jitter >= 1:
+            raise ValueError("PollSchedule.jitter must be a fraction below 1")
+
+    def scaled(self, factor: float) -> PollSchedule:
+        """Every delay times ``factor`` (the ratios and the cancel check stay as they are)."""
+        if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+            raise ValueError("the poll scale factor must be a positive number")
+        return replace(self, **{name: getattr(self, name) * factor for name in self._TIME_FIELDS})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PollSchedule:
+        """The default schedule, scaled by ``GROK_IMAGINE_POLL_SCALE`` when it is set."""
+        env = os.environ if environ is None else environ
+        raw = env.get(POLL_SCALE_ENV, "").strip()
+        if not raw:
+            return cls()
+        try:
+            return cls().scaled(float(raw))
+        except ValueError:
+            logger.warning("ignoring %s=%r: not a positive number", POLL_SCALE_ENV, raw)
+            return cls()
+
+    def next_read(self, last_read: float | None, slow_reads: int = 0, jitter: float = 0.0) -> float:
+        """When the next read is due, in seconds since the create.
+
+        ``last_read`` is when the previous read started (None before the first), ``slow_reads``
+        how many reads already happened after ``fast_until``, ``jitter`` a draw in [-1, 1].
+        """
+        if last_read is None:
+            return self.first_read
+        if last_read < self.second_read:
+            return max(self.second_read, last_read + min(self.fast_interval, self.second_read))
+        if last_read < self.fast_until:
+            return last_read + self.fast_interval
+        gap = min(self.max_interval, self.fast_interval * self.growth ** (slow_reads + 1))
+        return last_read + gap * (1.0 + self.jitter * jitter)
+
+    def read_times(self, horizon: float) -> list[float]:
+        """The reads (since the create, no jitter) up to the first one at or after ``horizon``:
+        a task that finishes at ``horizon`` costs ``len(read_times(horizon))`` reads."""
+        times: list[float] = []
+        slow = 0  # reads before the latest one that were already past the fast phase
+        while not times or times[-1] < horizon:
+            if len(times) >= 2 and times[-2] >= self.fast_until:
+                slow += 1
+            times.append(self.next_read(times[-1] if times else None, slow))
+        return times
+
+    def backoff(self, failures_in_row: int, jitter: float = 0.0) -> float:
+        """Wait after ``failures_in_row`` failed reads (1, 2, ...): doubling, capped, jittered."""
+        base = self.error_backoff * 2.0 ** max(0, min(failures_in_row - 1, 30))
+        return min(self.max_error_backoff, base) * (1.0 + self.jitter * jitter)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Could the same status read succeed a moment later?"""
+    if isinstance(exc, errors.UncertainCreateError):
+        return False
+    if isinstance(exc, (errors.NetworkError, errors.RateLimitedError, errors.BadResponseError)):
+        return True
+    return isinstance(exc, errors.ServerError) and exc.retryable
+
+
+def failure_error(task: Task) -> errors.TaskFailedError:
+    """The exception for a failed task: moderation gets its own kind (never worth retrying)."""
+    reason = task.error
+    words = " ".join(filter(None, [reason, task.raw_status, _fail_code(task)])).lower()
+    if any(word in words for word in _MODERATION_WORDS):
+        return errors.ModerationError(task.id, reason)
+    return errors.TaskFailedError(task.id, reason)
+
+
+def wait_for_task(
+    read: Callable[[], Task],
+    task_id: str,
+    *,
+    schedule: PollSchedule,
+    timeout: float,
+    on_update: Callable[[Task, float], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    created_at: float | None = None,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+    rng: random.Random | None = None,
+) -> Task:
+    """Read the task until it succeeds (returned, with its result URLs) or fails (raised).
+
+    ``created_at`` is the ``clock()`` time of the create when this process made the task: reads
+    then follow the schedule from that moment. Otherwise (a task resumed later) the first read
+    happens at once and the fast phase follows. Raises ``TaskFailedError`` / ``ModerationError``,
+    ``TaskTimeoutError`` (the task keeps running), ``CancelledError``, or a non-passing error
+    of the read itself (bad key, task not found, ...).
+    """
+    draw = (rng or random).uniform
+    start = clock()
+    deadline = start + max(0.0, timeout)
+    origin = created_at if created_at is not None else start - schedule.second_read
+    check_every = min(schedule.cancel_check, MAX_CANCEL_CHECK_S)
+
+    last_read: float | None = None
+    due = origin + schedule.first_read if created_at is not None else start
+    slow_reads = 0
+    failures = 0
+    empty_successes = 0
+    reads = 0
+    last_seen: tuple[object, ...] | None = None
+
+    while True:
+        final = due >= deadline
+        _sleep_until(min(due, deadline), clock, sleep, check_every, should_cancel, task_id)
+        read_at = clock()
+        reads += 1
+        try:
+            task = read()
+        except errors.TaskNotFoundError:
+            if created_at is None or read_at - origin > schedule.not_found_grace or final:
+                raise
+            failures += 1
+            due = read_at + schedule.backoff(failures, draw(-1.0, 1.0))
+            logger.debug("task %s not visible yet (read %d); reading again", task_id, reads)
+            continue
+        except errors.GrokError as exc:
+            if not is_transient(exc):
+                raise
+            if final:
+                raise errors.TaskTimeoutError(task_id, timeout) from None
+            failures += 1
+            wait = schedule.backoff(failures, draw(-1.0, 1.0))
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after:
+                wait = max(wait, float(retry_after))
+            log = logger.warning if failures >= 3 else logger.info
+            log("task %s: status read failed (%s); retrying in %.1f s", task_id,
+                type(exc).__name__, wait)
+            due = max(read_at + wait, _scheduled(schedule, origin, read_at, slow_reads, draw))
+            continue
+        failures = 0
+
+        seen = (task.state, task.raw_status, task.progress)
+        if seen != last_seen:
+            last_seen = seen
+            logger.debug("task %s: %s (%s) after %d read(s)", task_id, task.state.value,
+                         task.raw_status, reads)
+            if on_update is not None:
+                on_update(task, clock() - (created_at if created_at is not None else start))
+
+        if task.state is TaskState.SUCCEEDED:
+            if task.result_urls:
+                return task
+            empty_successes += 1
+            if empty_successes > EMPTY_SUCCESS_REREADS or final:
+                raise errors.BadResponseError(
+                    f"Task {task_id} is reported succeeded but API in One listed no result "
+                    "files: try Grok Load Task with this id later; if it persists, report it."
+                )
+        elif task.state is TaskState.FAILED:
+            raise failure_error(task)
+
+        if final:
+            raise errors.TaskTimeoutError(task_id, timeout)
+        since_create = read_at - origin
+        if last_read is not None and last_read >= schedule.fast_until:
+            slow_reads += 1
+        last_read = since_create
+        due = origin + schedule.next_read(since_create, slow_reads, draw(-1.0, 1.0))
+
+
+def _scheduled(
+    schedule: PollSchedule, origin: float, read_at: float, slow_reads: int,
+    draw: Callable[[float, float], float],
+) -> float:
+    return origin + schedule.next_read(read_at - origin, slow_reads, draw(-1.0, 1.0))
+
+
+def _sleep_until(
+    until: float,
+    clock: Clock,
+    sleep: Sleep,
+    check_every: float,
+    should_cancel: Callable[[], bool] | None,
+    task_id: str,
+) -> None:
+    """Sleep in short slices, asking ``should_cancel`` before each one and once at the end."""
+    while True:
+        if should_cancel is not None and should_cancel():
+            raise errors.CancelledError(task_id)
+        left = until - clock()
+        if left <= 0:
+            return
+        sleep(min(check_every, left))
+
+
+def _fail_code(task: Task) -> str | None:
+    raw = task.raw
+    if not isinstance(raw, dict):
+        return None
+    for container in (raw.get("data"), raw):
+        if isinstance(container, dict):
+            for key in ("failCode", "fail_code", "error_code", "errorCode", "code"):
+                value = container.get(key)
+                if isinstance(value, str) and value.strip():
+                    return value
+            error = container.get("error")
+            if isinstance(error, dict) and isinstance(error.get("code"), str):
+                return error["code"]
+    return None
