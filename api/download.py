@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
@@ -213,7 +213,7 @@ def _fetch_once(
         buffer = bytearray()
         checked = False
         try:
-            for chunk in response.iter_content(CHUNK_BYTES):
+            for chunk in _body_chunks(response, timeouts):
                 buffer += chunk
                 if len(buffer) > max_bytes:
                     raise _too_large(shown, None, max_bytes)
@@ -240,6 +240,26 @@ def _fetch_once(
         content_type=response.headers.get("Content-Type"),
         image_format=image_format,
     )
+
+
+def _body_chunks(response: requests.Response, timeouts: tuple[float, float]) -> Iterator[bytes]:
+    """The body as it arrives: each chunk is whatever the socket had (up to ``CHUNK_BYTES``), so
+    the caller's deadline check runs after every trickle, not once per filled 16 KiB buffer."""
+    raw = response.raw
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:  # urllib3 < 2: no read1; small chunks keep the deadline check frequent
+        yield from response.iter_content(1024)
+        return
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    while True:
+        try:
+            chunk = read1(CHUNK_BYTES, decode_content=True)
+        except (Urllib3Error, OSError) as exc:
+            raise _Transient(_network_reason(exc, timeouts)) from None
+        if not chunk:
+            return
+        yield chunk
 
 
 def _require_image(data: bytes, shown: str) -> str:
@@ -288,7 +308,12 @@ def _content_length(response: requests.Response) -> int | None:
 
 def _network_reason(exc: BaseException, timeouts: tuple[float, float]) -> str:
     import requests
+    from urllib3 import exceptions as u3
 
+    if isinstance(exc, (u3.ReadTimeoutError, TimeoutError)):
+        return f"no data for {timeouts[1]:g} s"
+    if isinstance(exc, (u3.ProtocolError, u3.IncompleteRead)):
+        return "the connection closed before the whole file arrived"
     if isinstance(exc, requests.ConnectTimeout):
         return f"no connection within {timeouts[0]:g} s"
     if isinstance(exc, requests.ReadTimeout):

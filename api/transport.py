@@ -96,8 +96,8 @@ def make_session(
     *,
     statuses: frozenset[int] = API_RETRY_STATUSES,
     total: int = 3,
-    backoff_factor: float = 0.25,
-    backoff_max: float = 2.0,
+    backoff_factor: float = 0.1,
+    backoff_max: float = 1.0,
 ) -> requests.Session:
     """A ``requests.Session`` with urllib3 retries for idempotent methods (GET/HEAD only).
 
@@ -110,9 +110,9 @@ def make_session(
     retry_class = _capped_retry_class()
     retry = retry_class(
         total=total,
-        connect=total,
-        read=2,
-        status=2,
+        connect=min(2, total),
+        read=min(2, total),
+        status=min(2, total),
         other=0,
         redirect=False,
         allowed_methods=frozenset({"GET", "HEAD"}),
@@ -346,6 +346,11 @@ def map_api_error(
             f"{BASE_URL_ENV} ({settings.base_url}) is the API's address.",
             status=status,
         )
+    if status == 455:
+        return errors.ServerError(
+            f"API in One is under maintenance (HTTP 455{quoted}): try again in a few minutes.",
+            status=status,
+        )
     if status in (400, 413, 422) or (400 <= status < 500 and status not in (405, 408)):
         field = _guess_field(lowered) or ("task_id" if call.kind == "status" else None)
         fix = f"fix the {field} input" if field else "check the node's inputs"
@@ -360,11 +365,6 @@ def map_api_error(
         return errors.ServerError(
             f"The provider has switched this feature off for now (HTTP 505{quoted}): try again "
             "later or ask API in One support.",
-            status=status,
-        )
-    if status == 455:
-        return errors.ServerError(
-            f"API in One is under maintenance (HTTP 455{quoted}): try again in a few minutes.",
             status=status,
         )
     if status == 408 or status >= 500:
