@@ -149,6 +149,14 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     return "malformed" in text or "not a database" in text
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
 class Journal:
     """``Journal(path)``: open (or create) the journal at ``path``; thread-safe."""
 
@@ -162,11 +170,23 @@ class Journal:
     def _open(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            return self._open_checked()
+            return self._open_checked_patiently()
         except _Unusable as problem:
             return self._start_fresh(str(problem))
         except (OSError, sqlite3.Error) as problem:
             return self._in_memory(problem)
+
+    def _open_checked_patiently(self) -> sqlite3.Connection:
+        # Switching to WAL answers "database is locked" at once, without the busy timeout, while
+        # another process opens the same new file: wait that out like any other busy lock.
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                return self._open_checked()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -184,7 +204,13 @@ class Journal:
             verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
             if verdict != "ok":
                 raise _Unusable(f"damaged ({verdict})")
-            _check_schema(conn)  # before any write, so a foreign file is set aside untouched
+            # Before any write, so a foreign file is set aside untouched; in one read
+            # transaction, so a journal another process is creating right now reads whole.
+            conn.execute("BEGIN")
+            try:
+                _check_schema(conn)
+            finally:
+                conn.execute("COMMIT")
             conn.execute("PRAGMA journal_mode = WAL").fetchone()
             conn.execute("PRAGMA synchronous = FULL")  # a recorded task id survives power loss
             _create_schema_if_new(conn)
@@ -221,7 +247,7 @@ class Journal:
             aside.name,
         )
         try:
-            return self._open_checked()
+            return self._open_checked_patiently()
         except (_Unusable, OSError, sqlite3.Error) as exc:
             return self._in_memory(exc)
 
@@ -382,6 +408,15 @@ class Journal:
                 f"SELECT {_COLUMNS} FROM requests WHERE task_id = ? ORDER BY id DESC LIMIT 1",
                 (task_id,),
             ).fetchone()
+            return None if row is None else _entry(c, row)
+
+        return self._execute(work)
+
+    def entry(self, entry_id: int) -> JournalEntry | None:
+        """One attempt by its row id."""
+
+        def work(c: sqlite3.Connection) -> JournalEntry | None:
+            row = c.execute(f"SELECT {_COLUMNS} FROM requests WHERE id = ?", (entry_id,)).fetchone()
             return None if row is None else _entry(c, row)
 
         return self._execute(work)

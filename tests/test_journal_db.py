@@ -7,6 +7,8 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from support import submodule
@@ -281,6 +283,51 @@ def test_unusable_location_falls_back_to_memory(tmp_path, caplog):
         _create(journal)
         assert journal.get("task-1").state == State.QUEUED
     assert len(caplog.records) == 1 and "in memory" in caplog.records[0].getMessage()
+
+
+OPEN_AT_ONCE = """
+import logging, os, sys, time
+sys.path.insert(0, {tests_dir!r})
+from support import submodule
+warnings = []
+class Catch(logging.Handler):
+    def emit(self, record):
+        warnings.append(record.getMessage())
+logging.getLogger().addHandler(Catch(level=logging.WARNING))
+db = submodule("journal.db")
+open({go!r} + "." + str(os.getpid()), "w").close()
+while not os.path.exists({go!r}):
+    time.sleep(0.001)
+journal = db.Journal({path!r})
+journal.record_loaded("task-" + str(os.getpid()))
+print(len(warnings), flush=True)
+"""
+
+
+def test_processes_opening_a_new_journal_at_once_all_use_it(tmp_path):
+    """Creating the file races (WAL switch, schema): nobody falls back or sets it aside."""
+    tests_dir = str(Path(__file__).resolve().parent)
+    go = str(tmp_path / "go")
+    script = OPEN_AT_ONCE.format(tests_dir=tests_dir, go=go, path=str(tmp_path / "j.sqlite"))
+    children = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("go.*"))) < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        (tmp_path / "go").touch()
+        outputs = [c.communicate(timeout=60)[0].strip() for c in children]
+    finally:
+        for c in children:
+            c.kill()
+            c.wait(timeout=60)
+    assert outputs == ["0"] * 4
+    assert not list(tmp_path.glob("j.sqlite.corrupt-*"))
+    with Journal(tmp_path / "j.sqlite") as journal:
+        assert len(journal.recent(10)) == 4
 
 
 # -- owners: a row left in `creating` by a dead process is recognisable ----------------------------

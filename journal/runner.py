@@ -1,0 +1,448 @@
+"""Fetch or create: the one place that decides whether a request costs money.
+
+For every request the runner asks the journal first, under a claim that threads (an in-process
+lock per identity) and processes (SQLite's ``BEGIN IMMEDIATE``) take in turn:
+
+* finished earlier and the files are on disk -> the files, and not one API call;
+* a task id exists but the task is not finished (Cancel, node timeout, ``kill -9``) -> poll that
+  task again, no new create;
+* the last attempt failed or was refused -> a new create (failed tasks are not charged);
+* a create was sent and its answer lost, or its process died mid-request -> ``uncertain``: the
+  user is told what happened and what to do, and nothing is re-sent behind their back;
+* another live process is creating the same request right now -> wait for its task id and share
+  the task.
+
+The client factory is called only when an API call is needed; the runner closes what it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..api import errors, validation
+from ..api.task import Task, TaskState
+from .db import Journal, JournalEntry, State
+from .files import FileStore
+from .identity import RequestIdentity
+
+logger = logging.getLogger(__name__)
+
+CANCEL_CHECK_S = 0.1
+"""How often waits that happen outside ``client.wait`` (for a lock, for another process) look at
+``should_cancel``; the nodes promise Cancel within 1 s."""
+
+
+@dataclass
+class RunHooks:
+    """What the caller wants to hear while a request runs (all optional)."""
+
+    on_update: Callable[[Task, float], None] | None = None
+    """Every task status change, as ``client.wait`` reports it: (task, elapsed seconds)."""
+    should_cancel: Callable[[], bool] | None = None
+    """Polled while waiting; True stops the wait with ``errors.CancelledError``."""
+    on_status: Callable[[str], None] | None = None
+    """Human text about what the runner does ("resuming task abc (created 3 min ago)")."""
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task_id: str
+    files: list[Path] = field(default_factory=list)
+    """The kept files, in result order."""
+    urls: tuple[str, ...] = ()
+    reused: bool = False
+    """Served from the journal and the kept files: no API call at all."""
+    resumed: bool = False
+    """An earlier, unfinished task was polled again instead of creating a new one."""
+
+
+class UncertainTaskError(errors.UncertainCreateError):
+    """A create may have been taken and charged, but its task id never reached us.
+
+    Raised every time the same request is queued again, until the user decides: nothing is
+    re-sent on their behalf, because a second create would be a second charge.
+    """
+
+    def __init__(self, message: str, entry: JournalEntry | None = None) -> None:
+        super().__init__(message)
+        self.entry = entry
+
+
+class TaskRunner:
+    """``TaskRunner(client_factory, journal, files)``: never pay twice, never lose a paid image."""
+
+    def __init__(
+        self,
+        client_factory: Callable[[], Any],
+        journal: Journal,
+        files: FileStore,
+    ) -> None:
+        self.client_factory = client_factory
+        self.journal = journal
+        self.files = files
+
+    # -- the public face --------------------------------------------------------------------------
+
+    def text_to_image(
+        self,
+        prompt: str,
+        aspect_ratio: str | None = None,
+        seed: int = 0,
+        index: int = 0,
+        timeout: float = 600.0,
+        hooks: RunHooks | None = None,
+    ) -> TaskResult:
+        """Images for this prompt: kept ones, a resumed task's, or a new task's (5 credits)."""
+        prompt = validation.validate_prompt(prompt)
+        aspect_ratio = validation.validate_aspect_ratio(aspect_ratio) if aspect_ratio else None
+        identity = RequestIdentity.text_to_image(prompt, aspect_ratio, seed, index)
+        return self._fetch_or_create(
+            identity,
+            lambda client: client.create_text_to_image(prompt, aspect_ratio=aspect_ratio),
+            timeout,
+            hooks or RunHooks(),
+        )
+
+    def upscale(
+        self,
+        source_task_id: str,
+        seed: int = 0,
+        timeout: float = 600.0,
+        hooks: RunHooks | None = None,
+        index: int = 0,
+    ) -> TaskResult:
+        """The upscale of a finished text-to-image task: kept, resumed or new (12 credits)."""
+        source_task_id = validation.validate_task_id(source_task_id)
+        identity = RequestIdentity.upscale(source_task_id, seed, index)
+        return self._fetch_or_create(
+            identity,
+            lambda client: client.create_upscale(source_task_id),
+            timeout,
+            hooks or RunHooks(),
+        )
+
+    def load(
+        self, task_id: str, timeout: float = 600.0, hooks: RunHooks | None = None
+    ) -> TaskResult:
+        """Results of an existing task, by id. Never creates anything, so it is always free."""
+        task_id = validation.validate_task_id(task_id)
+        hooks = hooks or RunHooks()
+        turn = _exclusive(self.journal, f"task:{task_id}", hooks)
+        with turn, _LazyClient(self.client_factory) as client:
+            entry = self.journal.get(task_id)
+            if entry is not None and entry.state == State.SUCCEEDED and entry.result_urls:
+                kept = self._kept_files(task_id, entry)
+                if kept is not None:
+                    _say(hooks, f"task {task_id}: kept images from the journal (no API call)")
+                    return TaskResult(task_id, kept, entry.result_urls, reused=True)
+                return self._download(client, task_id, entry.result_urls, hooks, resumed=False)
+            if entry is None:
+                self.journal.record_loaded(task_id)
+            task = client.get().get_task(task_id)
+            if task.state not in (TaskState.SUCCEEDED, TaskState.FAILED):
+                _say(hooks, f"task {task_id} is still {task.state.value}; waiting for it")
+            return self._finish(client, task_id, timeout, hooks, resumed=False)
+
+    # -- deciding ---------------------------------------------------------------------------------
+
+    def _fetch_or_create(
+        self,
+        identity: RequestIdentity,
+        create: Callable[[Any], str],
+        timeout: float,
+        hooks: RunHooks,
+    ) -> TaskResult:
+        deadline = time.monotonic() + timeout
+        turn = _exclusive(self.journal, identity.key, hooks)
+        with turn, _LazyClient(self.client_factory) as client:
+            while True:
+                action, entry = self._decide(identity)
+                if action != "wait":
+                    break
+                _wait_for_other_process(self.journal, identity, entry, hooks, deadline)
+
+            if action == "uncertain":
+                raise _uncertain_error(entry)
+            if action == "create":
+                return self._create(client, entry, create, timeout, hooks)
+            assert entry.task_id is not None
+            if action == "done":
+                kept = self._kept_files(entry.task_id, entry)
+                if kept is not None:
+                    _say(hooks, f"task {entry.task_id}: kept images from the journal (no API call)")
+                    return TaskResult(entry.task_id, kept, entry.result_urls, reused=True)
+                _say(hooks, f"task {entry.task_id}: kept images missing, downloading them again")
+                return self._download(client, entry.task_id, entry.result_urls, hooks, True)
+            _say(hooks, f"resuming task {entry.task_id} (created {_ago(entry)})")
+            return self._finish(client, entry.task_id, timeout, hooks, resumed=True)
+
+    def _decide(self, identity: RequestIdentity) -> tuple[str, JournalEntry]:
+        """One atomic look at the journal: create / done / resume / wait / uncertain."""
+        with self.journal.claim(identity) as claim:
+            latest = claim.latest
+            if latest is None or latest.state in (State.FAILED, State.REJECTED):
+                return "create", claim.start_create()
+            if latest.task_id is not None:
+                return ("done" if latest.state == State.SUCCEEDED else "resume"), latest
+            if latest.state == State.CREATING:
+                owner = latest.owner
+                if owner is not None and owner.is_alive() and not owner.is_current():
+                    return "wait", latest
+                # Its process is gone (or it is us, and our identity lock says no thread of ours
+                # is creating it): the create may have been sent, its answer never recorded.
+                claim.mark_uncertain(
+                    latest.id,
+                    "the process that sent the create request ended before the API's answer "
+                    "was recorded",
+                )
+                assert claim.latest is not None
+                return "uncertain", claim.latest
+            return "uncertain", latest
+
+    # -- doing ------------------------------------------------------------------------------------
+
+    def _create(
+        self,
+        client: _LazyClient,
+        entry: JournalEntry,
+        create: Callable[[Any], str],
+        timeout: float,
+        hooks: RunHooks,
+    ) -> TaskResult:
+        try:
+            api = client.get()
+        except BaseException as exc:  # no key, bad settings: nothing was sent
+            self.journal.mark(entry.id, State.REJECTED, _one_line(exc))
+            raise
+        try:
+            task_id = create(api)
+        except (errors.UncertainCreateError, errors.BadResponseError) as exc:
+            self.journal.mark(entry.id, State.UNCERTAIN, _one_line(exc))
+            raise _uncertain_error(self.journal.entry(entry.id) or entry) from exc
+        except errors.GrokError as exc:  # the API refused it: no task, no charge
+            self.journal.mark(entry.id, State.REJECTED, _one_line(exc))
+            raise
+        except BaseException as exc:  # interrupted mid-request: we cannot know
+            self.journal.mark(entry.id, State.UNCERTAIN, f"interrupted: {type(exc).__name__}")
+            raise
+        self.journal.record_task_id(entry.id, task_id)
+        _say(hooks, f"created task {task_id} ({entry.credits} credits)")
+        return self._finish(client, task_id, timeout, hooks, resumed=False)
+
+    def _finish(
+        self,
+        client: _LazyClient,
+        task_id: str,
+        timeout: float,
+        hooks: RunHooks,
+        *,
+        resumed: bool,
+    ) -> TaskResult:
+        """Wait for the task, record how it ended, download and keep its files."""
+        last_state: list[str | None] = [None]
+
+        def on_update(task: Task, elapsed: float) -> None:
+            state = _JOURNAL_STATES.get(task.state)
+            if state is not None and state != last_state[0]:
+                last_state[0] = state
+                try:
+                    self.journal.record_state(task_id, state)
+                except Exception:  # a busy journal must not break a paid wait
+                    logger.warning("could not record state of task %s", task_id, exc_info=True)
+            if hooks.on_update is not None:
+                hooks.on_update(task, elapsed)
+
+        try:
+            task = client.get().wait(
+                task_id, timeout=timeout, on_update=on_update, should_cancel=hooks.should_cancel
+            )
+        except errors.TaskFailedError as exc:
+            self.journal.record_state(task_id, State.FAILED, error=_one_line(exc))
+            raise
+        except errors.TaskNotFoundError as exc:
+            self.journal.record_state(task_id, State.FAILED, error=_one_line(exc))
+            raise
+        urls = tuple(task.result_urls)
+        self.journal.record_state(task_id, State.SUCCEEDED, result_urls=urls)
+        return self._download(client, task_id, urls, hooks, resumed)
+
+    def _download(
+        self,
+        client: _LazyClient,
+        task_id: str,
+        urls: Sequence[str],
+        hooks: RunHooks,
+        resumed: bool,
+    ) -> TaskResult:
+        entry = self.journal.get(task_id)
+        recorded = {f.index: f for f in entry.files} if entry is not None else {}
+        paths: list[Path] = []
+        for index, url in enumerate(urls):
+            known = recorded.get(index)
+            path = self.files.verified(task_id, index, known.sha256) if known else None
+            if path is None:
+                _check_cancel(hooks, task_id)
+                try:
+                    blob = client.get().download(url)
+                except errors.ResultExpiredError as exc:
+                    raise _expired_error(task_id, index, len(urls), self.files, exc) from exc
+                stored = self.files.save(task_id, index, blob.data, blob.image_format)
+                self.journal.record_file(
+                    task_id, index, stored.path, stored.sha256, stored.size, url
+                )
+                path = stored.path
+            paths.append(path)
+        return TaskResult(task_id, paths, tuple(urls), reused=False, resumed=resumed)
+
+    def _kept_files(self, task_id: str, entry: JournalEntry) -> list[Path] | None:
+        """Every result file, verified on disk, or None if any is missing or damaged."""
+        recorded = {f.index: f for f in entry.files}
+        paths = []
+        for index in range(len(entry.result_urls)):
+            known = recorded.get(index)
+            path = self.files.verified(task_id, index, known.sha256) if known else None
+            if path is None:
+                return None
+            paths.append(path)
+        return paths or None
+
+
+_JOURNAL_STATES = {TaskState.QUEUED: State.QUEUED, TaskState.RUNNING: State.RUNNING}
+
+
+class _LazyClient:
+    """The API client, made on first use (a reused result never even builds one)."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._client: Any = None
+
+    def get(self) -> Any:
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    def __enter__(self) -> _LazyClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
+
+
+class _IdentityLock:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+_locks: weakref.WeakValueDictionary[tuple[str, str], _IdentityLock] = weakref.WeakValueDictionary()
+_locks_guard = threading.Lock()
+
+
+@contextmanager
+def _exclusive(journal: Journal, key: str, hooks: RunHooks) -> Iterator[None]:
+    """One thread per identity per journal file in this process; waiters stay cancellable."""
+    with _locks_guard:
+        slot_key = (str(journal.path.resolve()), key)
+        slot = _locks.get(slot_key)
+        if slot is None:
+            slot = _locks[slot_key] = _IdentityLock()
+    announced = False
+    while not slot.lock.acquire(timeout=CANCEL_CHECK_S):
+        _check_cancel(hooks, None)
+        if not announced:
+            _say(hooks, "the same request is already running in this process; waiting for it")
+            announced = True
+    try:
+        yield
+    finally:
+        slot.lock.release()
+
+
+def _wait_for_other_process(
+    journal: Journal,
+    identity: RequestIdentity,
+    entry: JournalEntry,
+    hooks: RunHooks,
+    deadline: float,
+) -> None:
+    """Another live process is sending this very create: wait until its row changes."""
+    owner = entry.owner.pid if entry.owner else "?"
+    _say(hooks, f"process {owner} is creating this same request; waiting for its task id")
+    while True:
+        latest = journal.latest(identity)
+        if latest is None or latest.id != entry.id or latest.state != State.CREATING:
+            return
+        if latest.owner is None or not latest.owner.is_alive():
+            return  # it died mid-create; the next decision reports the row as uncertain
+        _check_cancel(hooks, None)
+        if time.monotonic() > deadline:
+            raise errors.TaskTimeoutError(None)
+        time.sleep(CANCEL_CHECK_S)
+
+
+def _check_cancel(hooks: RunHooks, task_id: str | None) -> None:
+    if hooks.should_cancel is not None and hooks.should_cancel():
+        raise errors.CancelledError(task_id)
+
+
+def _say(hooks: RunHooks, text: str) -> None:
+    logger.info("%s", text)
+    if hooks.on_status is not None:
+        hooks.on_status(text)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _ago(entry: JournalEntry) -> str:
+    seconds = max(0.0, time.time() - (entry.task_created_at or entry.created_at))
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 2 * 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} days ago"
+
+
+def _describe(entry: JournalEntry) -> str:
+    if entry.source_task_id:
+        what = f"upscale of task {entry.source_task_id}"
+    else:
+        prompt = entry.prompt or ""
+        what = f'prompt "{prompt[:40]}{"..." if len(prompt) > 40 else ""}"'
+    return f"{what} (seed {entry.seed}, index {entry.index})"
+
+
+def _uncertain_error(entry: JournalEntry) -> UncertainTaskError:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created_at))
+    reason = f" ({entry.error})" if entry.error else ""
+    return UncertainTaskError(
+        f"The create request for the {_describe(entry)} was sent at {when} but its answer "
+        f"was lost{reason}, so the task may exist and may have been charged {entry.credits} "
+        "credits. It is not sent again automatically. Look for it in your API in One dashboard "
+        "or with `grok-imagine tasks`; if you find its task id, use Grok Load Task with it (free). "
+        "To create a new task on purpose, change the seed.",
+        entry,
+    )
+
+
+def _expired_error(
+    task_id: str, index: int, count: int, files: FileStore, cause: errors.ResultExpiredError
+) -> errors.ResultExpiredError:
+    return errors.ResultExpiredError(
+        f"The result URLs of task {task_id} have expired (file {index + 1} of {count}: "
+        f"{_one_line(cause)}) and the kept copy is not in {files.task_dir(task_id)}. "
+        "The images cannot be fetched again; change the seed to create a new task."
+    )
