@@ -7,8 +7,6 @@ is the user's deliberate "make me a new one" switch) must not.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 
 TEXT_TO_IMAGE_MODEL = "grok-imagine/text-to-image"
@@ -45,6 +43,10 @@ class RequestIdentity:
 
     @property
     def key(self) -> str:
+        # Imported here: the nodes read this module's prices while ComfyUI starts up.
+        import hashlib
+        import json
+
         canonical = json.dumps(
             {
                 "model": self.model,

@@ -142,7 +142,7 @@ def test_expired_urls_do_not_matter_while_the_files_are_kept(tmp_path, sandbox_f
 
 
 def test_resume_after_cancel(tmp_path, sandbox_factory):
-    sb = sandbox_factory(generation_time=(0.6, 0.6))
+    sb = sandbox_factory(generation_time=(1.0, 1.0))
     runner, _ = make_runner(tmp_path, sb)
     seen = []
     hooks = journal_mod.RunHooks(
@@ -163,7 +163,7 @@ def test_resume_after_cancel(tmp_path, sandbox_factory):
 
 
 def test_resume_after_node_timeout(tmp_path, sandbox_factory):
-    sb = sandbox_factory(generation_time=(0.8, 0.8))
+    sb = sandbox_factory(generation_time=(1.0, 1.0))
     runner, _ = make_runner(tmp_path, sb)
     with pytest.raises(errors.TaskTimeoutError) as caught:
         runner.text_to_image(PROMPT, seed=4, timeout=0.2)
@@ -250,6 +250,36 @@ def test_two_identical_requests_in_threads_make_one_create(tmp_path, sandbox_fac
     assert ledger(sb) == (1, 5)
 
 
+def test_a_waiting_duplicate_can_be_cancelled(tmp_path, sandbox_factory):
+    sb = sandbox_factory(generation_time=(1.0, 1.0))
+    runner, _ = make_runner(tmp_path, sb)
+    first_created = threading.Event()
+    results = []
+    first = threading.Thread(
+        target=lambda: results.append(
+            runner.text_to_image(
+                PROMPT,
+                seed=20,
+                hooks=journal_mod.RunHooks(on_status=lambda text: first_created.set()),
+            )
+        )
+    )
+    first.start()
+    try:
+        assert first_created.wait(WAIT_LIMIT_S)
+        waited = []
+        hooks = journal_mod.RunHooks(
+            on_status=waited.append, should_cancel=lambda: bool(waited)
+        )  # cancel as soon as it says it is waiting for the other thread
+        with pytest.raises(errors.CancelledError) as caught:
+            runner.text_to_image(PROMPT, seed=20, hooks=hooks)
+        assert "already running in this process" in waited[0]
+        assert "nothing was charged" in str(caught.value)
+    finally:
+        first.join(timeout=WAIT_LIMIT_S)
+    assert len(results) == 1 and ledger(sb) == (1, 5)
+
+
 CONCURRENT_RUNNER = """
 import sys
 sys.path.insert(0, {tests_dir!r})
@@ -323,16 +353,25 @@ def test_waits_for_another_live_process_that_is_creating(tmp_path, sb):
             )
         )
         statuses = []
+        waiting = threading.Event()
+
+        def on_status(text):
+            statuses.append(text)
+            if "is creating this same request" in text:
+                waiting.set()
 
         def other_process_finishes_its_create():
-            time.sleep(0.3)
+            assert waiting.wait(WAIT_LIMIT_S)  # the runner is waiting on the row now
             with api.GrokClient(api.Settings(api_key=KEY, base_url=sb.base_url)) as client:
                 runner.journal.record_task_id(entry.id, client.create_text_to_image(PROMPT))
 
         helper = threading.Thread(target=other_process_finishes_its_create)
         helper.start()
         result = runner.text_to_image(
-            PROMPT, seed=8, hooks=journal_mod.RunHooks(on_status=statuses.append)
+            PROMPT,
+            seed=8,
+            timeout=WAIT_LIMIT_S,
+            hooks=journal_mod.RunHooks(on_status=on_status),
         )
         helper.join(timeout=WAIT_LIMIT_S)
     finally:
