@@ -1,0 +1,70 @@
+"""Where the pack keeps its things: inside ComfyUI's folders when it runs there, else the defaults.
+
+Inside ComfyUI (detected by ComfyUI's own ``folder_paths`` module being loaded; it is never
+imported here otherwise):
+
+* API key file: ``<user dir>/grok_imagine/api_key``, next to ``user/default/`` rather than in it,
+  so ComfyUI's ``/userdata`` API cannot serve it, and outside the node folder, which updates
+  overwrite;
+* journal: ``<user dir>/grok_imagine/journal.sqlite``;
+* kept result files: ``<output dir>/grok_imagine/<task id>/``, next to the user's other outputs.
+
+Outside ComfyUI (tests, scripts) the journal package's home and the api package's key file apply;
+``GROK_IMAGINE_KEY_FILE`` names the key file in both cases.
+Every call resolves afresh, so ComfyUI's ``--user-directory`` / ``--output-directory`` are honoured.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+PACK_DIR_NAME = "grok_imagine"
+KEY_FILE_NAME = "api_key"
+JOURNAL_FILE_NAME = "journal.sqlite"
+
+
+def in_comfyui() -> bool:
+    return "folder_paths" in sys.modules
+
+
+def key_file_path() -> Path:
+    """The API key file the nodes read and the Settings entry writes.
+
+    ``GROK_IMAGINE_KEY_FILE`` (the api package's override) wins everywhere, so the nodes, the
+    Settings entry and the CLI agree on one file when the user names it.
+    """
+    from ..api import config
+
+    explicit = os.environ.get(config.KEY_FILE_ENV, "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    folder_paths = _folder_paths()
+    if folder_paths is not None:
+        return Path(folder_paths.get_user_directory()) / PACK_DIR_NAME / KEY_FILE_NAME
+    return Path(config.default_key_file())
+
+
+def journal_file_path() -> Path:
+    folder_paths = _folder_paths()
+    if folder_paths is not None:
+        return Path(folder_paths.get_user_directory()) / PACK_DIR_NAME / JOURNAL_FILE_NAME
+    from ..journal import journal_path
+
+    return journal_path()
+
+
+def files_dir() -> Path:
+    """Root of the kept result files (one folder per task id below it)."""
+    folder_paths = _folder_paths()
+    if folder_paths is not None:
+        return Path(folder_paths.get_output_directory()) / PACK_DIR_NAME
+    from ..journal import files_root
+
+    return files_root()
+
+
+def _folder_paths() -> Any:
+    return sys.modules.get("folder_paths")

@@ -1,0 +1,167 @@
+"""Grok Text-to-Image: a prompt in, the provider's image set out (5 credits per task)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from ..api import errors, validation
+from ..journal.identity import CREDITS_PER_TASK, TEXT_TO_IMAGE_MODEL
+from . import comfy_hooks
+
+PROVIDER_DEFAULT = "provider default"
+"""First aspect-ratio entry: send none and let the provider choose (the API documents none)."""
+ASPECT_RATIO_CHOICES = [PROVIDER_DEFAULT, *validation.ASPECT_RATIOS]
+CREDITS = CREDITS_PER_TASK[TEXT_TO_IMAGE_MODEL]
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+DEFAULT_TIMEOUT_S = 600
+MAX_TASKS = 8
+
+
+class GrokImagineTextToImage:
+    """Classic (V1) ComfyUI node; ``generate`` is a coroutine so Grok nodes wait concurrently."""
+
+    DISPLAY_NAME = "Grok Text-to-Image"
+    CATEGORY = "Grok Imagine"
+    FUNCTION = "generate"
+    RETURN_TYPES = ("IMAGE", "STRING", "STRING")
+    RETURN_NAMES = ("images", "task_id", "urls")
+    OUTPUT_TOOLTIPS = (
+        "Every image the task(s) returned, as one batch (usually 6 per task). Images of "
+        "another size are fitted to the first one's size (centre crop, then resize).",
+        "The task id, one per line when several tasks ran. Wire it into Grok Upscale, or paste "
+        "it into Grok Load Task to get the images again for free.",
+        "The result URLs, one per line. They expire after a day or more; the images are also "
+        "kept on disk under ComfyUI's output folder, grok_imagine/<task id>/.",
+    )
+    DESCRIPTION = (
+        f"Generates images from a text prompt with xAI's Grok Imagine through API in One. "
+        f"Costs {CREDITS} credits (about $0.01) per task; each task returns the provider's "
+        "image set (usually 6 images). Queueing the same inputs again costs nothing: the paid "
+        "images come back from the pack's journal. Change the seed to pay for new ones. Cancel "
+        "stops waiting but never throws a paid task away: queue again to pick it up. If some "
+        "of several parallel tasks fail, the node returns the others' images and its status "
+        "text says which failed. Needs an API in One key (Settings > Grok Imagine > API key, "
+        "or APIINONE_API_KEY)."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "prompt": (
+                    "STRING",
+                    {
+                        "multiline": True,
+                        "default": "",
+                        "tooltip": "What the image should show; at most "
+                        f"{validation.MAX_PROMPT_CHARS} characters.",
+                    },
+                ),
+                "seed": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": SEED_MAX,
+                        "control_after_generate": True,
+                        "tooltip": "Grok Imagine takes no seed: this is the re-run switch. The "
+                        "same seed with the same inputs returns the images already paid for; "
+                        "a new seed pays for a new task.",
+                    },
+                ),
+            },
+            "optional": {
+                "aspect_ratio": (
+                    ASPECT_RATIO_CHOICES,
+                    {
+                        "default": PROVIDER_DEFAULT,
+                        "tooltip": "Shape of the images. 'provider default' sends none and "
+                        "lets Grok choose.",
+                    },
+                ),
+                "parallel_tasks": (
+                    "INT",
+                    {
+                        "default": 1,
+                        "min": 1,
+                        "max": MAX_TASKS,
+                        "tooltip": f"How many tasks to run at once, each costing {CREDITS} "
+                        "credits and returning its own image set.",
+                    },
+                ),
+                "timeout": (
+                    "INT",
+                    {
+                        "default": DEFAULT_TIMEOUT_S,
+                        "min": 10,
+                        "max": 3600,
+                        "step": 10,
+                        "tooltip": "Seconds to wait for the images. When it runs out, the "
+                        "task keeps running at API in One; queue again to pick it up.",
+                    },
+                ),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, prompt: Any = None) -> bool | str:
+        """Refuse a bad prompt at queue time, before anything is paid (None: wired input)."""
+        if prompt is None:
+            return True
+        try:
+            validation.validate_prompt(prompt)
+        except errors.InvalidRequestError as exc:
+            return str(exc)
+        return True
+
+    async def generate(
+        self,
+        prompt: str,
+        seed: int,
+        aspect_ratio: str = PROVIDER_DEFAULT,
+        parallel_tasks: int = 1,
+        timeout: int = DEFAULT_TIMEOUT_S,
+        unique_id: str | None = None,
+    ) -> tuple[Any, str, str]:
+        from . import run_task
+
+        count = min(MAX_TASKS, max(1, int(parallel_tasks)))
+        hooks = comfy_hooks.NodeHooks(unique_id, total=100 * count)
+        try:
+            text = validation.validate_prompt(prompt)
+            ratio = (
+                None
+                if not aspect_ratio or aspect_ratio == PROVIDER_DEFAULT
+                else validation.validate_aspect_ratio(aspect_ratio)
+            )
+        except errors.GrokError as exc:
+            raise run_task.as_node_error(exc, hooks) from exc
+        labels = [f"task {i + 1}/{count}" for i in range(count)] if count > 1 else [""]
+        board = run_task.StatusBoard(self.DISPLAY_NAME, hooks, labels, credits_each=CREDITS)
+
+        def work() -> Any:
+            runner = run_task.make_runner()
+            jobs = [
+                partial(_text_to_image, runner, text, ratio, int(seed), index, float(timeout))
+                for index in range(count)
+            ]
+            return run_task.collect(run_task.run_parallel(jobs, board), hooks)
+
+        out = await run_task.run_blocking(work, hooks, board)
+        return (out.images, out.task_ids, out.urls)
+
+
+def _text_to_image(
+    runner: Any,
+    prompt: str,
+    aspect_ratio: str | None,
+    seed: int,
+    index: int,
+    timeout: float,
+    hooks: Any,
+) -> Any:
+    return runner.text_to_image(
+        prompt, aspect_ratio=aspect_ratio, seed=seed, index=index, timeout=timeout, hooks=hooks
+    )
