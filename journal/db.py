@@ -322,16 +322,36 @@ class Journal:
 
     # -- recording --------------------------------------------------------------------------------
 
-    def record_task_id(self, entry_id: int, task_id: str) -> None:
-        """The create answered: from now on this row names a (charged) task."""
+    def record_task_id(self, entry: JournalEntry, task_id: str) -> None:
+        """The create answered: from now on this attempt names a (charged) task.
+
+        If the row is gone (the file was found damaged and set aside meanwhile), it is written
+        again from ``entry``: a paid task id is the one thing the journal must not drop.
+        """
         now = time.time()
-        self._execute(
-            lambda c: c.execute(
+
+        def work(c: sqlite3.Connection) -> None:
+            updated = c.execute(
                 "UPDATE requests SET task_id = ?, state = ?, task_created_at = ?, updated_at = ?"
-                " WHERE id = ?",
-                (task_id, State.QUEUED, now, now, entry_id),
-            )
-        )
+                " WHERE id = ? AND identity IS ?",
+                (task_id, State.QUEUED, now, now, entry.id, entry.identity),
+            ).rowcount
+            if updated == 0:
+                owner = entry.owner
+                c.execute(
+                    "INSERT INTO requests (identity, model, prompt, aspect_ratio, seed,"
+                    " batch_index, source_task_id, task_id, state, credits, created_at,"
+                    " task_created_at, updated_at, owner_pid, owner_marker)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        entry.identity, entry.model, entry.prompt, entry.aspect_ratio,
+                        entry.seed, entry.index, entry.source_task_id, task_id, State.QUEUED,
+                        entry.credits, entry.created_at, now, now,
+                        owner.pid if owner else None, owner.marker if owner else None,
+                    ),
+                )  # fmt: skip
+
+        self._execute(work)
 
     def mark(self, entry_id: int, state: str, error: str | None = None) -> None:
         """Set the state of one attempt (``uncertain`` / ``rejected`` before a task id exists)."""

@@ -40,6 +40,10 @@ CANCEL_CHECK_S = 0.1
 ``should_cancel``; the nodes promise Cancel within 1 s."""
 
 
+CREATE_IN_FLIGHT_LIMIT_S = 300.0
+"""A create request (connect + read timeouts, rate-limit waits) is long over by then."""
+
+
 @dataclass
 class RunHooks:
     """What the caller wants to hear while a request runs (all optional)."""
@@ -144,9 +148,9 @@ class TaskRunner:
                     _say(hooks, f"task {task_id}: kept images from the journal (no API call)")
                     return TaskResult(task_id, kept, entry.result_urls, reused=True)
                 return self._download(client, task_id, entry.result_urls, hooks, resumed=False)
+            task = client.get().get_task(task_id)  # an unknown id stops here, leaving no row
             if entry is None:
                 self.journal.record_loaded(task_id)
-            task = client.get().get_task(task_id)
             if task.state not in (TaskState.SUCCEEDED, TaskState.FAILED):
                 _say(hooks, f"task {task_id} is still {task.state.value}; waiting for it")
             return self._finish(client, task_id, timeout, hooks, resumed=False)
@@ -193,8 +197,7 @@ class TaskRunner:
             if latest.task_id is not None:
                 return ("done" if latest.state == State.SUCCEEDED else "resume"), latest
             if latest.state == State.CREATING:
-                owner = latest.owner
-                if owner is not None and owner.is_alive() and not owner.is_current():
+                if _creator_may_still_be_sending(latest):
                     return "wait", latest
                 # Its process is gone (or it is us, and our identity lock says no thread of ours
                 # is creating it): the create may have been sent, its answer never recorded.
@@ -233,7 +236,7 @@ class TaskRunner:
         except BaseException as exc:  # interrupted mid-request: we cannot know
             self.journal.mark(entry.id, State.UNCERTAIN, f"interrupted: {type(exc).__name__}")
             raise
-        self.journal.record_task_id(entry.id, task_id)
+        self.journal.record_task_id(entry, task_id)
         _say(hooks, f"created task {task_id} ({entry.credits} credits)")
         return self._finish(client, task_id, timeout, hooks, resumed=False)
 
@@ -382,12 +385,25 @@ def _wait_for_other_process(
         latest = journal.latest(identity)
         if latest is None or latest.id != entry.id or latest.state != State.CREATING:
             return
-        if latest.owner is None or not latest.owner.is_alive():
+        if not _creator_may_still_be_sending(latest):
             return  # it died mid-create; the next decision reports the row as uncertain
         _check_cancel(hooks, None)
         if time.monotonic() > deadline:
             raise errors.TaskTimeoutError(None)
         time.sleep(CANCEL_CHECK_S)
+
+
+def _creator_may_still_be_sending(entry: JournalEntry) -> bool:
+    """Is the ``creating`` row's create request possibly still on the wire in another process?
+
+    Its process must be alive and not us (our identity lock rules out our own threads), and the
+    row young: no create request lives longer than ``CREATE_IN_FLIGHT_LIMIT_S``, which also covers
+    a reused pid on systems where the owner's start time cannot be read.
+    """
+    owner = entry.owner
+    if owner is None or owner.is_current() or not owner.is_alive():
+        return False
+    return time.time() - entry.created_at < CREATE_IN_FLIGHT_LIMIT_S
 
 
 def _check_cancel(hooks: RunHooks, task_id: str | None) -> None:

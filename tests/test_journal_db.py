@@ -35,7 +35,7 @@ def _create(journal, identity=T2I, task_id="task-1"):
         assert claim.latest is None or claim.latest.state in (State.FAILED, State.REJECTED)
         entry = claim.start_create()
     if task_id is not None:
-        journal.record_task_id(entry.id, task_id)
+        journal.record_task_id(entry, task_id)
     return entry
 
 
@@ -77,7 +77,7 @@ def test_rows_follow_the_money(journal):
     )  # fmt: skip
     assert row.credits == 5 and row.owner == owner_mod.current_owner()
 
-    journal.record_task_id(entry.id, "task-1")
+    journal.record_task_id(entry, "task-1")
     assert journal.get("task-1").state == State.QUEUED
     journal.record_state("task-1", State.RUNNING)
     journal.record_state("task-1", State.SUCCEEDED, result_urls=["http://x/0.jpg", "http://x/1.jpg"])
@@ -269,6 +269,28 @@ def test_corruption_found_mid_run_starts_fresh(tmp_path, caplog):
         assert journal.get("task-1") is None  # recovered: a fresh, empty journal
         _create(journal, task_id="task-2")
         assert journal.get("task-2").state == State.QUEUED
+    finally:
+        journal.close()
+    assert len(caplog.records) == 1
+    assert any(p.name.startswith("journal.sqlite.corrupt-") for p in tmp_path.iterdir())
+
+
+def test_a_task_id_arriving_after_the_journal_was_set_aside_is_kept(tmp_path, caplog):
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    try:
+        with journal.claim(T2I) as claim:
+            entry = claim.start_create()  # the create request is now on the wire...
+        journal._conn.close()
+        _not_a_database(path)  # ...and the journal file is damaged meanwhile
+        for suffix in ("-wal", "-shm"):
+            (tmp_path / (path.name + suffix)).unlink(missing_ok=True)
+        journal._conn = journal._connect()
+        caplog.set_level(logging.WARNING)
+        journal.record_task_id(entry, "task-paid")
+        kept = journal.get("task-paid")
+        assert kept.identity == T2I.key and kept.prompt == T2I.prompt and kept.credits == 5
+        assert journal.latest(T2I).task_id == "task-paid"  # a re-queue resumes it
     finally:
         journal.close()
     assert len(caplog.records) == 1

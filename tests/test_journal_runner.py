@@ -363,7 +363,7 @@ def test_waits_for_another_live_process_that_is_creating(tmp_path, sb):
         def other_process_finishes_its_create():
             assert waiting.wait(WAIT_LIMIT_S)  # the runner is waiting on the row now
             with api.GrokClient(api.Settings(api_key=KEY, base_url=sb.base_url)) as client:
-                runner.journal.record_task_id(entry.id, client.create_text_to_image(PROMPT))
+                runner.journal.record_task_id(entry, client.create_text_to_image(PROMPT))
 
         helper = threading.Thread(target=other_process_finishes_its_create)
         helper.start()
@@ -423,6 +423,30 @@ def test_row_left_creating_by_a_dead_process_is_uncertain(tmp_path, sb):
         runner.text_to_image(PROMPT, seed=11)
     assert "process that sent the create request ended" in str(caught.value)
     assert runner.journal.latest(identity).state == "uncertain"
+    assert ledger(sb) == (0, 0) and factory.calls == 0
+
+
+def test_an_old_creating_row_is_uncertain_even_if_its_pid_is_alive(tmp_path, sb):
+    """pids are reused; no create request is in flight for minutes, whoever holds the pid now."""
+    runner, factory = make_runner(tmp_path, sb)
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=21)
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        with runner.journal.claim(identity) as claim:
+            entry = claim.start_create()
+        long_ago = time.time() - 2 * journal_mod.runner.CREATE_IN_FLIGHT_LIMIT_S
+        runner.journal._execute(
+            lambda c: c.execute(
+                "UPDATE requests SET owner_pid = ?, owner_marker = ?, created_at = ? WHERE id = ?",
+                (other.pid, "token:reused-pid", long_ago, entry.id),
+            )
+        )
+        with pytest.raises(journal_mod.UncertainTaskError):
+            runner.text_to_image(PROMPT, seed=21, timeout=WAIT_LIMIT_S)
+    finally:
+        other.stdin.close()
+        other.wait(timeout=WAIT_LIMIT_S)
     assert ledger(sb) == (0, 0) and factory.calls == 0
 
 
@@ -491,6 +515,7 @@ def test_load_never_creates(tmp_path, sandbox_factory):
     assert runner.load(task_id).reused and factory.calls == 1
     with pytest.raises(errors.TaskNotFoundError):
         runner.load("no-such-task")
+    assert runner.journal.get("no-such-task") is None  # no junk row for a mistyped id
     assert ledger(sb) == (1, 5)  # only the create made outside the runner
 
 
