@@ -1,9 +1,10 @@
 """The wire: everything that talks to Grok Imagine through API in One.
 
-Knows nothing of ComfyUI, torch or ``nodes/``. The light modules (``errors``, ``validation``,
-``config``, ``task``) load with the package, because ComfyUI imports the node declarations (and so
-this package) at start-up; the names that need ``requests`` (``GrokClient``, ``Downloaded``, ...)
-load on first use through ``__getattr__``, keeping the pack's import cheap.
+Knows nothing of ComfyUI, torch or ``nodes/``. ComfyUI imports the node declarations (and so
+this package) at start-up, and they need only ``errors`` and ``validation``: those two load with
+the package, everything else (``GrokClient``, ``Settings``, ``Task``, ...) on first use through
+``__getattr__``, keeping the pack's import cheap. None of them imports ``requests`` at module
+level either; the HTTP stack loads when a client first sends something.
 
     from .api import GrokClient, load_settings, errors
     with GrokClient(load_settings()) as client:
@@ -16,14 +17,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import config, errors, validation
-from .config import Settings, load_settings
-from .task import Task, TaskState
+from . import errors, validation
 
 if TYPE_CHECKING:
+    from . import config, task
     from .client import GrokClient
+    from .config import Settings, load_settings
     from .download import Downloaded
     from .polling import PollSchedule, wait_for_task
+    from .task import Task, TaskState
     from .task_reader import parse_task
 
 __all__ = [
@@ -37,24 +39,34 @@ __all__ = [
     "errors",
     "load_settings",
     "parse_task",
+    "task",
     "validation",
     "wait_for_task",
 ]
 
 _LAZY = {
     "GrokClient": "client",
+    "Settings": "config",
+    "load_settings": "config",
+    "Task": "task",
+    "TaskState": "task",
     "Downloaded": "download",
     "PollSchedule": "polling",
     "wait_for_task": "polling",
     "parse_task": "task_reader",
 }
+_SUBMODULES = frozenset(
+    {"client", "config", "download", "polling", "task", "task_reader", "transport"}
+)
 
 
 def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
     globals()[name] = value
     return value
 

@@ -196,13 +196,26 @@ class TaskTimeoutError(GrokError):
     """The wait ran out; the task itself keeps running server-side and can be picked up again."""
 
     def __init__(
-        self, task_id: str | None, timeout: float | None = None, message: str | None = None
+        self,
+        task_id: str | None,
+        timeout: float | None = None,
+        message: str | None = None,
+        *,
+        last_error: str | None = None,
     ) -> None:
         self.task_id = task_id
         self.timeout = timeout
+        self.last_error = one_line(redact(last_error), limit=400) if last_error else None
         if message is None:
             waited = f" after {timeout:g} s" if timeout is not None else ""
-            if task_id:
+            if task_id and self.last_error:
+                message = (
+                    f"Stopped waiting for task {task_id}{waited} because its status could not be "
+                    f"read: {self.last_error.rstrip('.')}. The task keeps running at API in One: "
+                    "once that is fixed, queue the same node again to resume it without paying "
+                    f"again, or use Grok Load Task with the id {task_id}."
+                )
+            elif task_id:
                 message = (
                     f"Stopped waiting for task {task_id}{waited}; the task keeps running at API "
                     "in One. Queue the same node again to resume it without paying again, or use "

@@ -13,6 +13,7 @@ interval would hammer the API for long tasks (upscale time is undocumented). The
 Reads that fail for a passing reason (connection errors, 408, 429, 5xx, 455 maintenance, a
 malformed or HTML answer) are retried inside the wait with exponential backoff and jitter,
 honouring ``Retry-After``: a burst of errors never ends the wait, only the overall timeout does.
+Cancel is answered within 0.25 s, while sleeping and while a status read is still in flight.
 ``GROK_IMAGINE_POLL_SCALE`` (a float) multiplies every delay of the default schedule; it is meant
 for the sandbox and tests (``0.05`` makes a wait twenty times quicker), not for the real API.
 
@@ -25,9 +26,11 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from . import errors
 from .task import Task, TaskState
@@ -210,7 +213,7 @@ def wait_for_task(
         read_at = clock()
         reads += 1
         try:
-            task = read()
+            task = _read_cancellably(read, should_cancel, check_every, task_id)
         except errors.TaskNotFoundError:
             if created_at is None or read_at - origin > schedule.not_found_grace or final:
                 raise
@@ -222,7 +225,7 @@ def wait_for_task(
             if not is_transient(exc):
                 raise
             if final:
-                raise errors.TaskTimeoutError(task_id, timeout) from None
+                raise errors.TaskTimeoutError(task_id, timeout, last_error=str(exc)) from None
             failures += 1
             wait = schedule.backoff(failures, draw(-1.0, 1.0))
             retry_after = getattr(exc, "retry_after", None)
@@ -269,6 +272,41 @@ def _scheduled(
     draw: Callable[[float, float], float],
 ) -> float:
     return origin + schedule.next_read(read_at - origin, slow_reads, draw(-1.0, 1.0))
+
+
+def _read_cancellably(
+    read: Callable[[], Task],
+    should_cancel: Callable[[], bool] | None,
+    check_every: float,
+    task_id: str,
+) -> Task:
+    """``read()``, with Cancel still answered while it runs.
+
+    A status read can hang up to the read timeout (a stalled gateway, urllib3's short retry
+    sleeps); Cancel must not. The read runs on a helper thread and the wait watches
+    ``should_cancel`` meanwhile; a cancelled read is abandoned and ends on its own timeouts.
+    """
+    if should_cancel is None:
+        return read()
+    outcome: list[Any] = []
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, read()))
+        except BaseException as exc:  # handed to the waiting thread as is
+            outcome.append((False, exc))
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name=f"grok-status-read-{task_id}", daemon=True).start()
+    while not finished.wait(check_every):
+        if should_cancel():
+            raise errors.CancelledError(task_id)
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _sleep_until(

@@ -7,6 +7,7 @@ moves when the loop sleeps, so every assertion about *when* is exact and nothing
 from __future__ import annotations
 
 import random
+import threading
 from itertools import pairwise
 
 import pytest
@@ -234,10 +235,31 @@ def test_only_the_timeout_ends_an_endless_error_burst():
     clock = SimClock()
     task = FakeTask(clock, done_at=0.0)
     task.errors = [errors.ServerError("down", status=503) for _ in range(10_000)]
-    with pytest.raises(errors.TaskTimeoutError):
+    with pytest.raises(errors.TaskTimeoutError) as caught:
         run(task, clock, timeout=120.0)
     assert clock.now == pytest.approx(120.0, abs=0.5)
     assert len(task.reads) / 120.0 <= 2.0
+    message = str(caught.value)  # says why: the reads failed, not the provider being slow
+    assert "could not be read" in message and "down" in message and "Load Task" in message
+    assert caught.value.last_error == "down"
+
+
+def test_a_network_loss_at_the_deadline_is_named_in_the_timeout():
+    clock = SimClock()
+    task = FakeTask(clock, done_at=10_000.0)
+    task.errors = [errors.NetworkError("Could not reach API in One (connection refused).")] * 99
+    with pytest.raises(errors.TaskTimeoutError) as caught:
+        run(task, clock, timeout=5.0)
+    assert "connection refused" in str(caught.value) and "keeps running" in str(caught.value)
+
+
+def test_a_recovered_network_gives_a_plain_timeout():
+    clock = SimClock()
+    task = FakeTask(clock, done_at=10_000.0)
+    task.errors = [errors.NetworkError("refused")] * 3
+    with pytest.raises(errors.TaskTimeoutError) as caught:
+        run(task, clock, timeout=30.0)
+    assert caught.value.last_error is None and "could not be read" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -306,3 +328,39 @@ def test_on_update_reports_each_change_once_with_elapsed_time():
     assert [s for s, _ in seen] == ["running", "succeeded"]
     assert seen[0][1] == pytest.approx(1.5)
     assert all(b >= a for (_, a), (_, b) in pairwise(seen))
+
+
+def test_cancel_is_answered_while_a_status_read_hangs():
+    """A stalled gateway can hold a read for the whole read timeout; Cancel must not wait."""
+    release = threading.Event()
+    started = threading.Event()
+
+    def hanging_read() -> Task:
+        started.set()
+        release.wait(60)
+        return Task("t1", TaskState.RUNNING)
+
+    def should_cancel() -> bool:
+        return started.is_set()
+
+    try:
+        with pytest.raises(errors.CancelledError) as caught:
+            polling.wait_for_task(
+                hanging_read, "t1", schedule=PollSchedule(), timeout=600.0,
+                should_cancel=should_cancel, created_at=None,
+            )
+        assert caught.value.task_id == "t1"
+        assert not release.is_set()  # it returned while the read was still hanging
+    finally:
+        release.set()
+
+
+def test_errors_raised_inside_a_cancellable_read_keep_their_type():
+    def failing_read() -> Task:
+        raise errors.AuthError("no")
+
+    with pytest.raises(errors.AuthError):
+        polling.wait_for_task(
+            failing_read, "t1", schedule=PollSchedule(), timeout=5.0,
+            should_cancel=lambda: False, created_at=None,
+        )
