@@ -162,13 +162,13 @@ def normalize_key(raw: str, source: str = "the key") -> str:
         key = key[1:-1].strip()
     if key.lower().startswith("bearer "):
         key = key[7:].strip()
-    if key != raw:
-        if raw.strip() != raw and key == raw.strip():
-            logger.debug("%s: surrounding whitespace removed from the API key", source)
-        else:
-            logger.warning(
-                "%s: removed stray whitespace, quotes or a prefix around the API key", source
-            )
+    # One final line break is how every editor ends a file: not worth a word. Anything else
+    # (spaces, tabs, quotes, several lines, a prefix) is worth a warning: it may not be the key.
+    as_saved = raw[:-2] if raw.endswith("\r\n") else raw[:-1] if raw.endswith("\n") else raw
+    if key != as_saved:
+        logger.warning(
+            "%s: removed stray whitespace, quotes or a prefix around the API key", source
+        )
     return key
 
 
