@@ -339,7 +339,7 @@ def map_api_error(
     if status == 404 or (status in (400, 422) and any(w in lowered for w in _NOT_FOUND_WORDS)):
         wrong_address = status == 404 and ("endpoint" in lowered or "route" in lowered)
         if not wrong_address and (call.kind == "status" or (call.kind == "create" and task)):
-            return _not_found(call, quoted)
+            return _not_found(call, f" (HTTP {status}{quoted})")
         return errors.ServerError(
             f"API in One answered {status} Not Found for the {call.kind} request{quoted}: check "
             "that "
@@ -381,15 +381,15 @@ def map_api_error(
     )
 
 
-def _not_found(call: Call, quoted: str) -> errors.TaskNotFoundError:
+def _not_found(call: Call, said: str) -> errors.TaskNotFoundError:
     if call.kind == "create":
         return errors.TaskNotFoundError(
-            f"API in One does not know the task {call.task_id} to upscale{quoted}: check the id "
+            f"API in One does not know the task {call.task_id} to upscale{said}: check the id "
             "(it must be a finished text-to-image task made with this same key).",
             task_id=call.task_id,
         )
     return errors.TaskNotFoundError(
-        f"API in One does not know the task {call.task_id}{quoted}: check the id, and that the "
+        f"API in One does not know the task {call.task_id}{said}: check the id, and that the "
         "key in use is the one that created it (tasks belong to one account).",
         task_id=call.task_id,
     )

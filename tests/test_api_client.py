@@ -185,6 +185,40 @@ def test_server_error_on_create_is_not_resent(sandbox, client, status):
     assert sandbox.ledger(TEST_KEY).creates == 0
 
 
+REFUSALS = [
+    (400, errors.InvalidRequestError),
+    (401, errors.AuthError),
+    (402, errors.InsufficientCreditsError),
+    (403, errors.AuthError),
+    (433, errors.InsufficientCreditsError),
+    (501, errors.TaskFailedError),
+    (505, errors.ServerError),
+]
+
+
+@pytest.mark.parametrize(("status", "expected"), REFUSALS)
+def test_every_refusal_of_a_create(sandbox, client, status, expected):
+    sandbox.faults.create_errors = [status]
+    with pytest.raises(expected) as caught:
+        client.create_text_to_image(PROMPT)
+    assert "\n" not in str(caught.value) and TEST_KEY not in str(caught.value)
+    assert sandbox.create_requests == 1 and sandbox.ledger(TEST_KEY).creates == 0
+
+
+@pytest.mark.parametrize(("status", "expected"), REFUSALS)
+def test_every_refusal_of_a_status_read_ends_the_wait(sandbox, client, status, expected):
+    task_id = client.create_text_to_image(PROMPT)
+    sandbox.faults.status_errors = [status]
+    with pytest.raises(expected):
+        client.wait(task_id, timeout=WAIT_S)
+
+
+def test_not_found_right_after_our_own_create_is_waited_out(sandbox, client):
+    task_id = client.create_text_to_image(PROMPT)
+    sandbox.faults.status_errors = [404, 404]  # a gateway that lists new tasks a moment late
+    assert client.wait(task_id, timeout=WAIT_S).result_urls
+
+
 def test_server_side_validation_names_the_field(sandbox, client):
     transport = client._transport
     with pytest.raises(errors.InvalidRequestError) as caught:
