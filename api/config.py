@@ -37,10 +37,12 @@ __all__ = [
     "KEY_ENV",
     "KEY_FILE_ENV",
     "Settings",
+    "base_url_from_env",
     "default_key_file",
     "load_settings",
     "mask_key",
     "normalize_key",
+    "resolve_key_file",
     "write_key_file",
 ]
 
@@ -115,14 +117,14 @@ def load_settings(
 ) -> Settings:
     """Settings from the environment and the key file; ``MissingKeyError`` if there is no key."""
     env = os.environ if environ is None else environ
-    base_url = env.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
+    base_url = base_url_from_env(env)
     env_key = env.get(KEY_ENV, "")
     if env_key.strip():
         key = normalize_key(env_key, f"the {KEY_ENV} environment variable")
         source = f"environment variable {KEY_ENV}"
         return Settings(api_key=key, base_url=base_url, key_source=source)
 
-    path = _key_file_path(key_file, env)
+    path = resolve_key_file(key_file, env)
     raw = _read_key_file(path)
     if raw is None or not raw.strip():
         raise MissingKeyError(_missing_key_message(path))
@@ -170,6 +172,13 @@ def normalize_key(raw: str, source: str = "the key") -> str:
             "%s: removed stray whitespace, quotes or a prefix around the API key", source
         )
     return key
+
+
+def base_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """The API base URL in force (``APIINONE_BASE_URL`` or the default), normalized; needs no key,
+    so the journal can tell the real API's tasks from a sandbox's before any client exists."""
+    env = os.environ if environ is None else environ
+    return normalize_base_url(env.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL)
 
 
 def normalize_base_url(url: str) -> str:
@@ -221,7 +230,11 @@ def write_key_file(path: Path | str, key: str) -> Path:
     return path
 
 
-def _key_file_path(key_file: Path | str | None, env: Mapping[str, str]) -> Path:
+def resolve_key_file(
+    key_file: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> Path:
+    """The key file in force: the argument, else ``GROK_IMAGINE_KEY_FILE``, else the default."""
+    env = os.environ if environ is None else environ
     if key_file is not None:
         return Path(key_file).expanduser()
     from_env = env.get(KEY_FILE_ENV, "").strip()

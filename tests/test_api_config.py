@@ -213,3 +213,18 @@ def test_a_final_line_break_is_quiet_any_other_stray_character_warns(tmp_path, c
     assert bool(warnings) is warned
     assert all("whitespace" in w and str(key_file) in w for w in warnings)
     assert TEST_KEY not in caplog.text
+
+
+def test_resolve_key_file_and_base_url_from_env_need_no_key(tmp_path):
+    """Used by the CLI's `key` command and the nodes before any client (or key) exists."""
+    given = tmp_path / "given"
+    assert config.resolve_key_file(given, {}) == given
+    assert config.resolve_key_file(None, {"GROK_IMAGINE_KEY_FILE": str(given)}) == given
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    assert config.resolve_key_file(None, env) == config.default_key_file(env)
+    assert config.base_url_from_env({}) == "https://apiin.one"
+    assert config.base_url_from_env({"APIINONE_BASE_URL": " http://127.0.0.1:8/ "}) == (
+        "http://127.0.0.1:8"
+    )
+    with pytest.raises(errors.InvalidRequestError):
+        config.base_url_from_env({"APIINONE_BASE_URL": "ftp://x"})
