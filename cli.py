@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import sys
 import threading
@@ -95,7 +94,12 @@ def _runner(settings: Settings, args: argparse.Namespace) -> TaskRunner:
     def client_factory() -> GrokClient:
         return GrokClient(settings)
 
-    return TaskRunner(client_factory, Journal(home / "journal.sqlite"), FileStore(home / "files"))
+    return TaskRunner(
+        client_factory,
+        Journal(home / "journal.sqlite"),
+        FileStore(home / "files"),
+        api_base=settings.base_url,
+    )
 
 
 def _hooks(progress: Progress, label: str) -> object:
@@ -253,7 +257,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_key(args: argparse.Namespace) -> int:
     from .api import config
 
-    path = config._key_file_path(None, os.environ)  # TODO public name
+    path = config.resolve_key_file()
     if args.action == "set":
         import getpass
 

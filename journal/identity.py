@@ -21,7 +21,8 @@ class RequestIdentity:
     """The inputs of one paid request; ``key`` is the sha256 of their canonical JSON.
 
     ``index`` is the request's position in a multi-task batch, so eight parallel tasks of one
-    node are eight identities, each resumable on its own.
+    node are eight identities, each resumable on its own. ``api_base`` is the API's base URL: a
+    sandbox task must never stand in for a paid one with the same inputs (or the reverse).
     """
 
     model: str
@@ -30,16 +31,26 @@ class RequestIdentity:
     seed: int = 0
     index: int = 0
     source_task_id: str | None = None
+    api_base: str = ""
 
     @classmethod
     def text_to_image(
-        cls, prompt: str, aspect_ratio: str | None = None, seed: int = 0, index: int = 0
+        cls,
+        prompt: str,
+        aspect_ratio: str | None = None,
+        seed: int = 0,
+        index: int = 0,
+        api_base: str = "",
     ) -> RequestIdentity:
-        return cls(TEXT_TO_IMAGE_MODEL, prompt, aspect_ratio or None, int(seed), int(index))
+        return cls(
+            TEXT_TO_IMAGE_MODEL, prompt, aspect_ratio or None, int(seed), int(index), None, api_base
+        )
 
     @classmethod
-    def upscale(cls, source_task_id: str, seed: int = 0, index: int = 0) -> RequestIdentity:
-        return cls(UPSCALE_MODEL, None, None, int(seed), int(index), source_task_id)
+    def upscale(
+        cls, source_task_id: str, seed: int = 0, index: int = 0, api_base: str = ""
+    ) -> RequestIdentity:
+        return cls(UPSCALE_MODEL, None, None, int(seed), int(index), source_task_id, api_base)
 
     @property
     def key(self) -> str:
@@ -55,6 +66,7 @@ class RequestIdentity:
                 "seed": self.seed,
                 "index": self.index,
                 "source_task_id": self.source_task_id,
+                "api_base": self.api_base,
             },
             sort_keys=True,
             separators=(",", ":"),

@@ -88,8 +88,11 @@ class TaskRunner:
         client_factory: Callable[[], Any],
         journal: Journal,
         files: FileStore,
+        api_base: str = "",
     ) -> None:
         self.client_factory = client_factory
+        self.api_base = api_base
+        """The API's base URL, part of every request identity (sandbox tasks stay apart)."""
         self.journal = journal
         self.files = files
 
@@ -107,7 +110,9 @@ class TaskRunner:
         """Images for this prompt: kept ones, a resumed task's, or a new task's (5 credits)."""
         prompt = validation.validate_prompt(prompt)
         aspect_ratio = validation.validate_aspect_ratio(aspect_ratio) if aspect_ratio else None
-        identity = RequestIdentity.text_to_image(prompt, aspect_ratio, seed, index)
+        identity = RequestIdentity.text_to_image(
+            prompt, aspect_ratio, seed, index, self.api_base
+        )
         return self._fetch_or_create(
             identity,
             lambda client: client.create_text_to_image(prompt, aspect_ratio=aspect_ratio),
@@ -125,7 +130,7 @@ class TaskRunner:
     ) -> TaskResult:
         """The upscale of a finished text-to-image task: kept, resumed or new (12 credits)."""
         source_task_id = validation.validate_task_id(source_task_id)
-        identity = RequestIdentity.upscale(source_task_id, seed, index)
+        identity = RequestIdentity.upscale(source_task_id, seed, index, self.api_base)
         return self._fetch_or_create(
             identity,
             lambda client: client.create_upscale(source_task_id),

@@ -55,7 +55,7 @@ _journals_lock = threading.Lock()
 
 def make_runner() -> TaskRunner:
     """A ``TaskRunner`` on this ComfyUI's journal and output folders (resolved per call)."""
-    from ..api import GrokClient, load_settings
+    from ..api import GrokClient, config, load_settings
     from ..journal import FileStore, TaskRunner
 
     key_file = comfy_paths.key_file_path()
@@ -67,6 +67,7 @@ def make_runner() -> TaskRunner:
         client_factory,
         _journal(comfy_paths.journal_file_path()),
         FileStore(comfy_paths.files_dir()),
+        api_base=config.base_url_from_env(),
     )
 
 

@@ -52,12 +52,13 @@ class Counted:
         return api.GrokClient(settings, poll=_poll())
 
 
-def make_runner(tmp_path, sb, **client_options):
+def make_runner(tmp_path, sb, api_base="", **client_options):
     factory = Counted(sb, **client_options)
     runner = journal_mod.TaskRunner(
         factory,
         journal=journal_mod.Journal(tmp_path / "journal.sqlite"),
         files=journal_mod.FileStore(tmp_path / "files"),
+        api_base=api_base,
     )
     return runner, factory
 
@@ -534,3 +535,16 @@ def test_the_key_is_nowhere_on_disk(tmp_path, sb):
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_sandbox_task_never_stands_in_for_the_same_request_elsewhere(tmp_path, sandbox_factory):
+    """The API's base URL is part of the identity: one journal, two APIs, same inputs -> two
+    creates, and each API's task is reused only against that API."""
+    first, second = sandbox_factory(), sandbox_factory()
+    runner_a, _ = make_runner(tmp_path, first, api_base=first.base_url)
+    runner_b, _ = make_runner(tmp_path, second, api_base=second.base_url)
+    a = runner_a.text_to_image(PROMPT, seed=11)
+    b = runner_b.text_to_image(PROMPT, seed=11)
+    assert a.task_id != b.task_id
+    assert runner_a.text_to_image(PROMPT, seed=11).reused
+    assert (ledger(first), ledger(second)) == ((1, 5), (1, 5))
