@@ -103,15 +103,16 @@ class GrokClient:
     def wait(
         self,
         task_id: str,
-        timeout: float = 600.0,
+        timeout: float | None = 600.0,
         on_update: Callable[[Task, float], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> Task:
         """Poll until the task succeeds (returned, with at least one result URL) or fails.
 
-        Raises ``TaskFailedError`` / ``ModerationError``, ``TaskTimeoutError`` (the task keeps
-        running server-side; wait again to resume), ``CancelledError`` when ``should_cancel()``
-        turns true (checked at least every 0.25 s), or the read's own non-passing error.
+        Raises ``TaskFailedError`` / ``ModerationError``; ``TaskTimeoutError`` after ``timeout``
+        seconds (None: no limit; the task keeps running server-side, wait again to resume);
+        ``CancelledError`` when ``should_cancel()`` turns true (checked at least every 0.25 s,
+        also while a status read is in flight); or the read's own non-passing error.
         """
         task_id = validate_task_id(task_id)
         with self._lock:

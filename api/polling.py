@@ -177,7 +177,7 @@ def wait_for_task(
     task_id: str,
     *,
     schedule: PollSchedule,
-    timeout: float,
+    timeout: float | None,
     on_update: Callable[[Task, float], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     created_at: float | None = None,
@@ -195,7 +195,7 @@ def wait_for_task(
     """
     draw = (rng or random).uniform
     start = clock()
-    deadline = start + max(0.0, timeout)
+    deadline = start + (math.inf if timeout is None else max(0.0, timeout))
     origin = created_at if created_at is not None else start - schedule.second_read
     check_every = min(schedule.cancel_check, MAX_CANCEL_CHECK_S)
 
