@@ -1,0 +1,271 @@
+"""The fault matrix, download side: result files that expire, break, lie, drip, swell or explode.
+
+A result file is fetched after the task is paid for, so every row also proves the money side:
+one create, and queueing the same request again never creates a second task. What is kept on disk
+is checked file by file: the paid bytes when they are good, nothing when they are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import threading
+import tracemalloc
+
+import pytest
+from support import pack, submodule
+from test_reliability_harness import (
+    KEY,
+    PROMPT,
+    RESPOND,
+    REWRITE,
+    FaultProxy,
+    bounded,
+    make_rig,
+    matrix_row,
+    no_key_leaks,  # noqa: F401 - autouse: DEBUG logs on, no key in any record or file
+)
+
+errors = submodule("api.errors")
+run_task = submodule("nodes.run_task")
+images = submodule("sandbox.images")
+
+AREA = "Downloads"
+EXPIRY_FAULTS = {"expired": 410, "forbidden": 403, "missing": 404}
+
+
+# -- expired result URLs ---------------------------------------------------------------------------
+
+
+@matrix_row(
+    AREA, "result URL expired (HTTP 410 / 403 / 404), the journal's copy on disk",
+    "nothing: the kept images come back, with no API call at all",
+    "the kept files, untouched; 1 create, 5 credits",
+)  # fmt: skip
+@pytest.mark.parametrize("fault", EXPIRY_FAULTS, ids=[f"{s}" for s in EXPIRY_FAULTS.values()])
+def test_expired_url_with_the_kept_copy_is_served_from_disk(sandbox, tmp_path, fault):
+    rig = make_rig(tmp_path, sandbox)
+    first = rig.runner.text_to_image(PROMPT)
+    kept = {path: path.read_bytes() for path in first.files}
+    sandbox.faults.download = fault
+    file_requests = len(sandbox.file_requests)
+
+    again = rig.runner.text_to_image(PROMPT)
+    assert again.reused and again.files == first.files
+    assert {path: path.read_bytes() for path in again.files} == kept
+    assert len(sandbox.file_requests) == file_requests and rig.factory.calls == 1
+    assert rig.ledger() == (1, 5)
+
+
+@matrix_row(
+    AREA, "result URL expired (HTTP 410 / 403 / 404), no copy on disk",
+    "`ResultExpiredError`: \"The result URLs of task <id> have expired (file 1 of 6: ... HTTP "
+    "410 ...) and the kept copy is not in <folder>. The images cannot be fetched again; change "
+    "the seed to create a new task.\"",
+    "journal row `succeeded` with the URLs, no files; nothing re-created (1 create, 5 credits)",
+)  # fmt: skip
+@pytest.mark.parametrize("fault", EXPIRY_FAULTS, ids=[f"{s}" for s in EXPIRY_FAULTS.values()])
+def test_expired_url_without_a_copy_says_what_to_do(sandbox, tmp_path, fault):
+    rig = make_rig(tmp_path, sandbox)
+    sandbox.faults.download = fault
+    caught = rig.expect(errors.ResultExpiredError, lambda: rig.runner.text_to_image(PROMPT))
+    (entry,) = rig.history()
+    message = str(caught)
+    assert entry.task_id in message and f"HTTP {EXPIRY_FAULTS[fault]}" in message
+    assert "expired" in message and "change the seed" in message
+    assert str(rig.files_root / entry.task_id) in message
+    assert entry.state == "succeeded" and len(entry.result_urls) == 6 and not entry.files
+    assert rig.kept() == []
+    rig.expect(errors.ResultExpiredError, lambda: rig.runner.text_to_image(PROMPT))
+    assert rig.ledger() == (1, 5)
+
+
+# -- broken and lying files ------------------------------------------------------------------------
+
+
+@matrix_row(
+    AREA, "truncated image (Content-Length promises more than arrives)",
+    "`DownloadError`: \"Downloading <url> failed 3 time(s), last: the connection closed before "
+    "the whole file arrived. This is usually passing ...: queue the node again; the task is paid "
+    "and its result is fetched without creating a new one.\"",
+    "no partial file; journal row `succeeded` with the URLs; queueing again fetches the files "
+    "(1 create, 5 credits)",
+)  # fmt: skip
+def test_truncated_image_is_retried_then_fetched_later_without_paying(sandbox, tmp_path):
+    rig = make_rig(tmp_path, sandbox)
+    sandbox.faults.download = "truncate"
+    caught = rig.expect(errors.DownloadError, lambda: rig.runner.text_to_image(PROMPT))
+    assert "failed 3 time(s)" in str(caught) and "closed before the whole file" in str(caught)
+    assert "without creating a new one" in str(caught)
+    assert rig.kept() == [] and not any(rig.files_root.rglob("*.tmp"))
+    assert [e.state for e in rig.history()] == ["succeeded"]
+
+    (entry,) = rig.history()
+    sandbox.faults.download = None
+    result = rig.runner.text_to_image(PROMPT)
+    assert result.task_id == entry.task_id and len(result.files) == 6 and not result.reused
+    assert rig.ledger() == (1, 5)
+
+
+@matrix_row(
+    AREA, "non-image bytes (an HTML page served as `image/jpeg`)",
+    "`NotAnImageError`: \"The result file <url> is an HTML or XML page, not an image (JPEG, PNG, "
+    "WEBP or GIF) ... the task is paid, so report it rather than retrying.\"",
+    "nothing kept (the bytes are not an image); journal row `succeeded`; 1 create, 5 credits",
+)  # fmt: skip
+def test_non_image_bytes_are_refused_and_not_kept(sandbox, tmp_path):
+    rig = make_rig(tmp_path, sandbox)
+    sandbox.faults.download = "not_image"
+    caught = rig.expect(errors.NotAnImageError, lambda: rig.runner.text_to_image(PROMPT))
+    assert "HTML" in str(caught) and "not an image" in str(caught)
+    assert rig.kept() == [] and rig.ledger() == (1, 5)
+    rig.expect(errors.NotAnImageError, lambda: rig.runner.text_to_image(PROMPT))
+    assert rig.ledger() == (1, 5)
+
+
+@matrix_row(
+    AREA, "slow-drip file host (4 KB every 0.2 s)",
+    "`DownloadError` once the download deadline passes: \"Downloading <url> took longer than "
+    "0.5 s (only N bytes arrived): the file host or the network is very slow. Queue the node "
+    "again later.\"",
+    "no partial file; journal row `succeeded`; 1 create, 5 credits",
+)  # fmt: skip
+def test_slow_drip_download_is_bounded_by_the_deadline(sandbox, tmp_path):
+    rig = make_rig(tmp_path, sandbox, download_timeout=0.5)
+    sandbox.faults.download = "slow"
+    sandbox.faults.drip_chunk = 4096
+    sandbox.faults.drip_delay = 0.2
+    caught = rig.expect(errors.DownloadError, lambda: rig.runner.text_to_image(PROMPT))
+    assert "took longer than 0.5 s" in str(caught) and "bytes arrived" in str(caught)
+    assert rig.kept() == [] and rig.ledger() == (1, 5)
+
+
+@matrix_row(
+    AREA, "oversized body (64 MiB against a 1 MiB cap), with and without Content-Length",
+    "`TooLargeError`: \"The result file <url> is larger than the 1 MiB download limit ...; it "
+    "was not kept.\" Memory stays bounded by the cap while streaming",
+    "nothing kept; 1 create, 5 credits",
+)  # fmt: skip
+@pytest.mark.parametrize("fault", ["oversized", "oversized_unannounced"])
+def test_oversized_body_is_capped_with_bounded_memory(sandbox, tmp_path, fault):
+    rig = make_rig(tmp_path, sandbox, max_download_bytes=1024 * 1024)
+    sandbox.faults.download = fault
+    sandbox.faults.oversized_bytes = 64 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        caught = rig.expect(errors.TooLargeError, lambda: rig.runner.text_to_image(PROMPT))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "1 MiB download limit" in str(caught) and "not kept" in str(caught)
+    assert peak < 16 * 1024 * 1024, f"peak {peak} bytes: the body was not streamed with a cap"
+    assert rig.kept() == [] and rig.ledger() == (1, 5)
+
+
+@matrix_row(
+    AREA, "decompression bomb (a 100 KB PNG of 24000 x 24000 pixels), through the node",
+    "the node fails with one line: \"... is too large to decode safely (...)\"; no pixel is "
+    "decoded, memory does not grow; queueing again gives the same line without a new create",
+    "the files are kept as delivered (they are what was paid for); 1 create, 5 credits",
+)  # fmt: skip
+def test_decompression_bomb_is_refused_by_the_pixel_cap(sandbox_factory, tmp_path, monkeypatch):
+    sb = sandbox_factory(images_per_task=2)
+    sb.faults.download = "bomb"
+    monkeypatch.setenv("GROK_IMAGINE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GROK_IMAGINE_KEY_FILE", str(tmp_path / "no-key-file"))
+    monkeypatch.setenv("GROK_IMAGINE_POLL_SCALE", "0.05")
+    monkeypatch.setenv("APIINONE_API_KEY", KEY)
+    monkeypatch.setenv("APIINONE_BASE_URL", sb.base_url)
+    node = pack.NODE_CLASS_MAPPINGS["GrokImagineTextToImage"]()
+    try:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        for _ in range(2):
+            caught = bounded(lambda: _raised(lambda: asyncio.run(node.generate(PROMPT, 0))))
+            assert isinstance(caught, RuntimeError), repr(caught)
+            message = str(caught)
+            assert "too large to decode safely" in message and "\n" not in message
+            assert KEY not in message
+        grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    finally:
+        run_task.close_journals()
+    assert grown_mib < 256, f"peak memory grew {grown_mib:.0f} MiB decoding a bomb"
+    (task_id,) = sb.task_ids()
+    kept = sorted((tmp_path / "home" / "files" / task_id).iterdir())
+    assert [p.name for p in kept] == ["0.png", "1.png"]
+    assert all(p.read_bytes() == images.decompression_bomb() for p in kept)
+    assert (sb.ledger(KEY).creates, sb.ledger(KEY).credits_charged) == (1, 5)
+
+
+def _raised(call):
+    try:
+        call()
+    except Exception as exc:
+        return exc
+    raise AssertionError("the node returned instead of failing")
+
+
+@matrix_row(
+    AREA, "redirect of a result URL to a non-http(s) scheme (`file:///etc/passwd`)",
+    "`DownloadError`: \"The result file <url> redirects to a file: address; only http(s) is "
+    "followed. Report it.\"",
+    "nothing kept, nothing read from the local disk; 1 create, 5 credits",
+)  # fmt: skip
+def test_redirect_to_a_non_http_scheme_is_refused(sandbox, tmp_path):
+    rig = make_rig(tmp_path, sandbox)
+    sandbox.faults.download = "redirect_scheme"
+    caught = rig.expect(errors.DownloadError, lambda: rig.runner.text_to_image(PROMPT))
+    assert "file:" in str(caught) and "only http(s)" in str(caught)
+    assert rig.kept() == [] and rig.ledger() == (1, 5)
+
+
+# -- the key stays with the API --------------------------------------------------------------------
+
+
+@matrix_row(
+    AREA, "the API key and the file host (a CDN on another origin)",
+    "nothing: files are fetched without `Authorization`",
+    "the task's images; every file request to the file host carried no key",
+)  # fmt: skip
+def test_key_is_never_sent_to_the_file_host(sandbox, tmp_path):
+    rig = make_rig(tmp_path, sandbox)
+    result = rig.runner.text_to_image(PROMPT)
+    assert len(result.files) == 6
+    assert len(sandbox.file_requests) == 6
+    assert not any(r.had_authorization for r in sandbox.file_requests)
+
+
+@matrix_row(
+    AREA, "a result URL on the API's own origin that redirects to the file host",
+    "nothing: the key goes to the API origin only and is dropped on the cross-origin redirect",
+    "the task's images; the file host saw no key",
+)  # fmt: skip
+def test_key_is_dropped_when_an_api_origin_url_redirects_to_the_file_host(sandbox, tmp_path):
+    with FaultProxy(sandbox.base_url) as proxy:
+        rig = make_rig(tmp_path, sandbox, base_url=proxy.base_url)
+        file_host = sandbox.file_base_url
+
+        def urls_on_the_api_origin(payload):
+            output = (payload.get("data") or {}).get("output") or {}
+            output["image_urls"] = [
+                url.replace(file_host, proxy.base_url) for url in output.get("image_urls", [])
+            ]
+            return payload
+
+        def redirect_to_the_file_host(method, path):
+            return 302, [("Location", file_host + path)], b""
+
+        proxy.add("GET", "/api/v1/tasks/", REWRITE, times=None, transform=urls_on_the_api_origin)
+        proxy.add("GET", "/files/", RESPOND, times=None, transform=redirect_to_the_file_host)
+        result = rig.runner.text_to_image(PROMPT)
+    assert len(result.files) == 6 and all(proxy.base_url in url for url in result.urls)
+    via_api = [s for s in proxy.seen if s.path.startswith("/files/")]
+    assert len(via_api) == 6 and all(s.had_authorization for s in via_api)  # API origin: allowed
+    assert len(sandbox.file_requests) == 6
+    assert not any(r.had_authorization for r in sandbox.file_requests)
+
+
+def test_threads_of_this_module_are_all_gone():
+    """Guard for the rows above: no download left a worker behind (sandbox threads excepted)."""
+    stray = [t.name for t in threading.enumerate()
+             if t.name.startswith(("reliability-", "fault-proxy"))]  # fmt: skip
+    assert stray == []
