@@ -22,6 +22,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _test_interrupt = threading.Event()
+_NO_MARKUP = str.maketrans({"<": "\u2039", ">": "\u203a"})
 
 
 class Interrupted(Exception):
@@ -100,9 +101,15 @@ class NodeHooks:
     # -- what the user sees --------------------------------------------------------------------
 
     def text(self, message: str) -> None:
-        """Replace the node's progress text (ComfyUI shows it under the node)."""
+        """Replace the node's progress text (ComfyUI shows it under the node).
+
+        The frontend puts this text into the page as HTML (``v-html``), and parts of it come
+        from the server (failure reasons): angle brackets are swapped for look-alikes so it
+        can never become markup.
+        """
         if self.node_id is None:
             return
+        message = message.translate(_NO_MARKUP)
         server = _comfy_module("server")
         instance = getattr(getattr(server, "PromptServer", None), "instance", None)
         if instance is None:

@@ -44,7 +44,7 @@ def key_file_path() -> Path:
     folder_paths = _folder_paths()
     if folder_paths is not None:
         return Path(folder_paths.get_user_directory()) / PACK_DIR_NAME / KEY_FILE_NAME
-    return Path(config.default_key_file())
+    return config.resolve_key_file()
 
 
 def journal_file_path() -> Path:

@@ -351,3 +351,20 @@ def test_event_loop_cancelling_the_node_stops_its_worker(plain, grok):
     assert sb.ledger(TEST_KEY).creates == 1
     _, task_id, _ = asyncio.run(T2I().generate("a lighthouse", 3))
     assert sb.task_ids() == [task_id]
+
+
+def test_progress_text_can_never_become_markup(comfy):
+    """ComfyUI's frontend inserts progress text as HTML; server-made parts must stay text."""
+    hooks = comfy_hooks.NodeHooks("9")
+    hooks.text('failed · <img src=x onerror="alert(1)"> & <script>')
+    (sent,) = comfy.texts_for("9")
+    assert "<" not in sent and ">" not in sent
+    assert "img src=x" in sent
+
+
+def test_hooks_are_silent_outside_comfyui(plain):
+    hooks = comfy_hooks.NodeHooks("9")
+    hooks.text("nothing to show it")
+    hooks.progress(50)
+    assert not hooks.cancelled()
+    assert isinstance(comfy_hooks.interrupt_exception(), comfy_hooks.Interrupted)
