@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -92,31 +91,10 @@ def read_key_file(path: Path) -> str | None:
 
 
 def write_key_file(path: Path, key: str) -> None:
-    """Store the key with mode 0600, atomically; the api package's writer when it has one."""
-    try:
-        from ..api.config import write_key_file as api_write_key_file
-    except ImportError:
-        _write_key_file_atomically(path, key)
-    else:
-        api_write_key_file(path, key)
+    """Store the key with mode 0600, atomically (the one writer, shared with the CLI)."""
+    from ..api.config import write_key_file as api_write_key_file
 
-
-def _write_key_file_atomically(path: Path, key: str) -> None:
-    # mkstemp creates the file 0600 from the start: the key is never readable by others,
-    # not even for the instant between create and chmod.
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(key + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o600)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+    api_write_key_file(path, key)
 
 
 def delete_key_file(path: Path) -> None:
