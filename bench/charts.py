@@ -91,6 +91,13 @@ def task_scaling(rows: list[dict[str, Any]], generation_time: float, path: Path)
             linewidth=1,
             label="target: 1.15 x (N = 1)",
         )
+    axis.axhline(
+        generation_time,
+        color="#2ca02c",
+        linestyle=":",
+        linewidth=1,
+        label="generation time of one task (the ideal)",
+    )
     axis.set_xscale("log", base=2)
     axis.set_xticks(ns, [str(n) for n in ns])
     axis.set_xlabel("N text-to-image tasks (6 images each)")

@@ -76,8 +76,9 @@ def _importtime_top(limit: int = 8) -> list[tuple[str, int]]:
 
 
 def run(quick: bool) -> BenchResult:
-    samples_wanted = 5 if quick else 10
-    _one_sample()  # warm-up: writes the .pyc files a real install would already have
+    samples_wanted = 3 if quick else 10
+    if not quick:
+        _one_sample()  # warm-up: writes the .pyc files a real install would already have
     runs = [_one_sample() for _ in range(samples_wanted)]
     ms = [run["ms"] for run in runs]
     summary = Summary.of(ms)
@@ -116,7 +117,7 @@ def run(quick: bool) -> BenchResult:
         ],
     )
     try:
-        top = _importtime_top()
+        top = [] if quick else _importtime_top()
     except (subprocess.CalledProcessError, OSError):
         top = []
     if top:

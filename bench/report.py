@@ -15,7 +15,8 @@ def console_table(results: Sequence[BenchResult]) -> str:
     rows = []
     for result in results:
         if result.skipped:
-            rows.append((result.title, "skipped: " + result.skipped, "", ""))
+            reason = result.skipped if len(result.skipped) <= 70 else result.skipped[:67] + "..."
+            rows.append((result.title, "not run: " + reason, "", ""))
             continue
         for figure in result.figures:
             rows.append(
@@ -79,7 +80,7 @@ def markdown(
         "```sh",
         'pip install -e ".[test,bench]"   # matplotlib for the charts; torch as in the README',
         "python bench/run.py              # full run, a few minutes on 2 cores",
-        "python bench/run.py --quick      # ~20 s smoke run (fewer samples, time-scaled polling)",
+        "python bench/run.py --quick      # ~30 s smoke run (fewer samples, time-scaled polling)",
         "python bench/run.py --only polling_lag,import_cost --no-write   # a subset, console only",
         "```",
         "",

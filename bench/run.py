@@ -1,7 +1,7 @@
 """Run the benchmarks of issue 9, print a table, write BENCHMARKS.md, charts and raw samples.
 
     python bench/run.py            # full run: a few minutes on a 2-core machine
-    python bench/run.py --quick    # smoke run, ~20 s
+    python bench/run.py --quick    # smoke run, ~30 s
     python bench/run.py --only polling_lag,import_cost --no-write
 
 Each benchmark lives in its own module with a ``run(quick) -> BenchResult``. A benchmark whose
@@ -40,7 +40,7 @@ BENCHMARKS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: fewer samples, ~20 s")
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer samples, ~30 s")
     parser.add_argument(
         "--only", default="", help="comma-separated benchmark keys: " + ", ".join(BENCHMARKS)
     )
@@ -70,9 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     for key in keys:
         module_name, title = BENCHMARKS[key]
         print(f"== {title} ...", flush=True)
+        began = time.perf_counter()
         results.append(_run_one(key, module_name, title, context))
+        print(f"   ({time.perf_counter() - began:.0f} s)", flush=True)
         done = results[-1]
-        print(f"   {'not run: ' + done.skipped if done.skipped else 'done'}", flush=True)
+        if done.skipped:
+            print(f"   not run: {done.skipped}", flush=True)
+        else:
+            print("\n".join("   " + line for line in done.details), flush=True)
     wall = time.perf_counter() - started
     info["load_end"] = machine.load_average()
 
@@ -84,7 +89,25 @@ def main(argv: list[str] | None = None) -> int:
     command = "python bench/run.py" + (" --quick" if args.quick else "")
     if args.only:
         command += f" --only {args.only}"
-    args.output.write_text(report.markdown(results, info, command, wall), encoding="utf-8")
+    intro = []
+    if args.quick:
+        intro += [
+            "**This is a `--quick` smoke run**: few samples and time-scaled sandboxes; the "
+            "figures show the script works, not how the pack performs. Run without `--quick` "
+            "for the real figures.",
+            "",
+        ]
+    import sandbox_run
+
+    if sandbox_run.backlog_raised:
+        intro += [
+            "The sandbox's listen backlog was raised from socketserver's default of 5 to "
+            f"{sandbox_run.LISTEN_BACKLOG} for this run: with 5, bursts of new connections are "
+            'reset by the kernel and creates fail as "answer lost" (reported to the sandbox\'s '
+            "owner; `bench/sandbox_run.py` explains).",
+            "",
+        ]
+    args.output.write_text(report.markdown(results, info, command, wall, intro), encoding="utf-8")
     raw = {
         "machine": info,
         "command": command,
