@@ -7,6 +7,7 @@ from typing import Any
 
 from ..api import errors
 from . import comfy_hooks
+from .queue_checks import refuse_at_queue
 
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -55,13 +56,7 @@ class GrokImagineLoadTask:
         """Refuse a malformed id at queue time (None: wired input, checked when it runs)."""
         from . import run_task
 
-        if task_id is None:
-            return True
-        try:
-            run_task.validate_task_ids(task_id)
-        except errors.InvalidRequestError as exc:
-            return str(exc)
-        return True
+        return refuse_at_queue(run_task.validate_task_ids, task_id)
 
     async def load(self, task_id: str, unique_id: str | None = None) -> tuple[Any, str, str]:
         from . import run_task

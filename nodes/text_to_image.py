@@ -8,6 +8,7 @@ from typing import Any
 from ..api import errors, validation
 from ..journal.identity import CREDITS_PER_TASK, TEXT_TO_IMAGE_MODEL
 from . import comfy_hooks
+from .queue_checks import refuse_at_queue
 
 PROVIDER_DEFAULT = "provider default"
 """First aspect-ratio entry: send none and let the provider choose (the API documents none)."""
@@ -108,13 +109,7 @@ class GrokImagineTextToImage:
     @classmethod
     def VALIDATE_INPUTS(cls, prompt: Any = None) -> bool | str:
         """Refuse a bad prompt at queue time, before anything is paid (None: wired input)."""
-        if prompt is None:
-            return True
-        try:
-            validation.validate_prompt(prompt)
-        except errors.InvalidRequestError as exc:
-            return str(exc)
-        return True
+        return refuse_at_queue(validation.validate_prompt, prompt)
 
     async def generate(
         self,

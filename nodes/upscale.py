@@ -8,6 +8,7 @@ from typing import Any
 from ..api import errors
 from ..journal.identity import CREDITS_PER_TASK, UPSCALE_MODEL
 from . import comfy_hooks
+from .queue_checks import refuse_at_queue
 
 CREDITS = CREDITS_PER_TASK[UPSCALE_MODEL]
 DEFAULT_TIMEOUT_S = 600.0
@@ -56,13 +57,7 @@ class GrokImagineUpscale:
         """Refuse a malformed id at queue time, before anything is paid (None: wired input)."""
         from . import run_task
 
-        if task_id is None:
-            return True
-        try:
-            run_task.validate_task_ids(task_id)
-        except errors.InvalidRequestError as exc:
-            return str(exc)
-        return True
+        return refuse_at_queue(run_task.validate_task_ids, task_id)
 
     async def upscale(self, task_id: str, unique_id: str | None = None) -> tuple[Any, str]:
         from . import run_task
