@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import threading
 import tracemalloc
 
 import pytest
@@ -24,6 +23,8 @@ from test_reliability_harness import (
     make_rig,
     matrix_row,
     no_key_leaks,  # noqa: F401 - autouse: DEBUG logs on, no key in any record or file
+    point_nodes_at,
+    raised,
 )
 
 errors = submodule("api.errors")
@@ -171,16 +172,12 @@ def test_oversized_body_is_capped_with_bounded_memory(sandbox, tmp_path, fault):
 def test_decompression_bomb_is_refused_by_the_pixel_cap(sandbox_factory, tmp_path, monkeypatch):
     sb = sandbox_factory(images_per_task=2)
     sb.faults.download = "bomb"
-    monkeypatch.setenv("GROK_IMAGINE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("GROK_IMAGINE_KEY_FILE", str(tmp_path / "no-key-file"))
-    monkeypatch.setenv("GROK_IMAGINE_POLL_SCALE", "0.05")
-    monkeypatch.setenv("APIINONE_API_KEY", KEY)
-    monkeypatch.setenv("APIINONE_BASE_URL", sb.base_url)
+    point_nodes_at(monkeypatch, tmp_path / "home", sb.base_url)
     node = pack.NODE_CLASS_MAPPINGS["GrokImagineTextToImage"]()
     try:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         for _ in range(2):
-            caught = bounded(lambda: _raised(lambda: asyncio.run(node.generate(PROMPT, 0))))
+            caught = bounded(lambda: raised(lambda: asyncio.run(node.generate(PROMPT, 0))))
             assert isinstance(caught, RuntimeError), repr(caught)
             message = str(caught)
             assert "too large to decode safely" in message and "\n" not in message
@@ -194,14 +191,6 @@ def test_decompression_bomb_is_refused_by_the_pixel_cap(sandbox_factory, tmp_pat
     assert [p.name for p in kept] == ["0.png", "1.png"]
     assert all(p.read_bytes() == images.decompression_bomb() for p in kept)
     assert (sb.ledger(KEY).creates, sb.ledger(KEY).credits_charged) == (1, 5)
-
-
-def _raised(call):
-    try:
-        call()
-    except Exception as exc:
-        return exc
-    raise AssertionError("the node returned instead of failing")
 
 
 @matrix_row(
@@ -262,10 +251,3 @@ def test_key_is_dropped_when_an_api_origin_url_redirects_to_the_file_host(sandbo
     assert len(via_api) == 6 and all(s.had_authorization for s in via_api)  # API origin: allowed
     assert len(sandbox.file_requests) == 6
     assert not any(r.had_authorization for r in sandbox.file_requests)
-
-
-def test_threads_of_this_module_are_all_gone():
-    """Guard for the rows above: no download left a worker behind (sandbox threads excepted)."""
-    stray = [t.name for t in threading.enumerate()
-             if t.name.startswith(("reliability-", "fault-proxy"))]  # fmt: skip
-    assert stray == []

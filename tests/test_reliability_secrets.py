@@ -16,22 +16,28 @@ import asyncio
 import io
 import json
 import logging
+import re
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
+from e2e.workflow_api import to_api_prompt
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from support import PACK_DIR, pack, submodule
 from test_reliability_harness import (
     KEY,
     PROMPT,
+    RESPOND,
+    REWRITE,
+    FaultProxy,
     assert_keyless_error,
     files_holding_key,
     make_rig,
     matrix_row,
     no_key_leaks,  # noqa: F401 - autouse: DEBUG logs on, no key in any record or file
+    point_nodes_at,
     records_holding_key,
 )
 
@@ -49,10 +55,7 @@ EXAMPLES = sorted((PACK_DIR / "example_workflows").glob("*.json"))
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """The nodes' journal and kept files in this test's folder; the key only in the environment."""
-    monkeypatch.setenv("GROK_IMAGINE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("GROK_IMAGINE_KEY_FILE", str(tmp_path / "no-key-file"))
-    monkeypatch.setenv("GROK_IMAGINE_POLL_SCALE", "0.05")
-    monkeypatch.setenv("APIINONE_API_KEY", KEY)
+    point_nodes_at(monkeypatch, tmp_path / "home", "http://127.0.0.1:9")  # each test sets its own
     yield tmp_path / "home"
     comfy_hooks.set_test_interrupt(False)
     run_task.close_journals()
@@ -160,6 +163,46 @@ def test_uncertain_and_network_errors_leave_no_key_in_the_journal(sandbox, tmp_p
         assert error.__cause__ is None or KEY not in repr(error.__cause__)
 
 
+def _echo_key_on_create(method, path):
+    body = {"error": {"code": 401, "message": f"Invalid API key {KEY}", "type": "auth"}}
+    return 401, [("Content-Type", "application/json")], json.dumps(body).encode()
+
+
+def _failed_quoting_the_key(payload):
+    data = payload.get("data") or {}
+    data["status"] = "failed"
+    data["error"] = {"code": "upstream", "message": f"upstream refused key {KEY} for this model"}
+    return payload
+
+
+@matrix_row(
+    AREA,
+    "the API echoes the key back: a 401 body quoting it on create, a failed task whose reason "
+    "quotes it",
+    'the error line shows "<redacted key>" where the key was ("... did not accept the API key '
+    '(HTTP 401: Invalid API key <redacted key>) ...", "Task <id> failed: upstream refused key '
+    '<redacted key> ...")',
+    "journal rows `rejected` and `failed` whose error text is redacted; no file holds the key",
+)  # fmt: skip
+def test_a_key_echoed_by_the_api_is_redacted_everywhere(sandbox, tmp_path):
+    with FaultProxy(sandbox.base_url) as proxy:
+        rig = make_rig(tmp_path, sandbox, base_url=proxy.base_url)
+        proxy.add("POST", "/api/v1/images/generations", RESPOND, transform=_echo_key_on_create)
+        refused = rig.expect(errors.AuthError, lambda: rig.runner.text_to_image(PROMPT, seed=1))
+        assert "<redacted key>" in str(refused) and "401" in str(refused)
+
+        proxy.add("GET", "/api/v1/tasks/", REWRITE, times=None, transform=_failed_quoting_the_key)
+        failed = rig.expect(
+            errors.TaskFailedError, lambda: rig.runner.text_to_image(PROMPT, seed=2)
+        )
+        assert "<redacted key>" in str(failed) and KEY not in (failed.reason or "")
+    entries = rig.history(seed=1) + rig.history(seed=2)
+    assert [e.state for e in entries] == ["rejected", "failed"]
+    assert all(KEY not in (e.error or "") for e in entries)
+    rig.runner.journal.close()
+    assert files_holding_key(tmp_path) == []
+
+
 def _comfyui_png(image, prompt, workflow) -> bytes:
     """A PNG the way ComfyUI's Save Image writes it: the prompt and the workflow as tEXt chunks."""
     pixels = np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8)
@@ -171,43 +214,62 @@ def _comfyui_png(image, prompt, workflow) -> bytes:
     return buffer.getvalue()
 
 
-def _api_prompt(widgets: dict, task_ids: str) -> dict:
-    return {
-        "1": {"class_type": "GrokImagineTextToImage", "inputs": widgets},
-        "2": {"class_type": "GrokImagineUpscale", "inputs": {"task_id": ["1", 1]}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0],
-                                                     "filename_prefix": "grok"}},
-        "4": {"class_type": "GrokImagineLoadTask", "inputs": {"task_id": task_ids}},
-    }  # fmt: skip
+def _object_info() -> dict:
+    """What ComfyUI's ``/object_info`` says about the nodes the example workflows use."""
+    info = {}
+    for name, node in pack.NODE_CLASS_MAPPINGS.items():
+        declared = node.INPUT_TYPES()
+        sections = {k: v for k, v in declared.items() if k in ("required", "optional")}
+        info[name] = {
+            "input": sections,
+            "input_order": {k: list(v) for k, v in sections.items()},
+            "display_name": pack.NODE_DISPLAY_NAME_MAPPINGS[name],
+        }
+    image = ("IMAGE", {})
+    info["SaveImage"] = {
+        "input": {"required": {"images": image, "filename_prefix": ("STRING", {})}},
+        "input_order": {"required": ["images", "filename_prefix"]},
+        "display_name": "Save Image",
+    }
+    info["PreviewImage"] = {
+        "input": {"required": {"images": image}},
+        "input_order": {"required": ["images"]},
+        "display_name": "Preview Image",
+    }
+    return info
 
 
 @matrix_row(
     AREA, "an image saved by ComfyUI's Save Image, with the prompt and workflow in its metadata",
-    "nothing: no node input holds the key (it lives only in the environment / the key file), so "
-    "neither the prompt nor the workflow chunk can carry it",
+    "nothing: each example workflow, converted to the API prompt the way the frontend does and "
+    "saved with an image a node made under the key, carries no key: no node input holds it (it "
+    "lives only in the environment / the key file)",
     "the PNG (and its decoded text chunks) holds no key",
 )  # fmt: skip
 def test_png_with_comfyui_metadata_carries_no_key(home, sandbox_factory, monkeypatch, tmp_path):
+    if not EXAMPLES:
+        pytest.skip("example_workflows/ holds no workflow yet (the nodes issue adds them)")
     sb = sandbox_factory(images_per_task=1)
     monkeypatch.setenv("APIINONE_BASE_URL", sb.base_url)
-    widgets = {"prompt": PROMPT, "seed": 11, "aspect_ratio": "provider default",
-               "parallel_tasks": 1, "timeout": 600}  # fmt: skip
-    (images, task_ids, urls), failure = node_run(T2I().generate(**widgets))
+    (images, task_ids, urls), failure = node_run(T2I().generate(PROMPT, 11))
     assert failure is None, failure
+    assert KEY not in task_ids + urls
+    info = _object_info()
+    for path in EXAMPLES:
+        workflow = json.loads(path.read_text(encoding="utf-8"))
+        prompt = to_api_prompt(workflow, info)  # what Save Image stores as "prompt"
+        for node in prompt.values():  # the value a run would have had there
+            if node["class_type"] == "GrokImagineLoadTask":
+                node["inputs"]["task_id"] = task_ids
+        png = _comfyui_png(images[0], prompt, workflow)
+        (tmp_path / f"{path.stem}_00001_.png").write_bytes(png)
+        assert KEY.encode() not in png, path
+        with Image.open(io.BytesIO(png)) as saved:
+            assert set(saved.text) == {"prompt", "workflow"}
+            assert all(KEY not in text for text in saved.text.values()), path
     for node in (T2I, UPSCALE, LOAD):  # nothing a workflow stores can hold a key
         declared = json.dumps(node.INPUT_TYPES(), default=str)
         assert KEY not in declared and "api_key" not in declared.lower()
-    fallback = {"id": 1, "type": "GrokImagineTextToImage", "widgets_values": list(widgets.values())}
-    workflows = [json.loads(path.read_text()) for path in EXAMPLES] or [
-        {"nodes": [fallback], "links": []}
-    ]
-    for workflow in workflows:
-        png = _comfyui_png(images[0], _api_prompt(widgets, task_ids), workflow)
-        (tmp_path / "ComfyUI_00001_.png").write_bytes(png)
-        assert KEY.encode() not in png
-        with Image.open(io.BytesIO(png)) as saved:
-            assert saved.text and all(KEY not in text for text in saved.text.values())
-    assert KEY not in task_ids + urls
 
 
 @matrix_row(
@@ -223,7 +285,9 @@ def test_example_workflows_carry_no_key():
         lowered = text.lower()
         assert KEY not in text, path
         assert "bearer " not in lowered and "authorization" not in lowered, path
-        assert "apiinone_api_key" not in lowered and '"sk-' not in lowered, path
+        # Naming the variable in a note is help; a value after it would be a key.
+        assert not re.search(r"apiinone_api_key\s*[=:]\s*['\"]?\w", lowered), path
+        assert not re.search(r"\bsk-[a-z0-9-]{6,}", lowered), path
         workflow = json.loads(text)
         for node in workflow.get("nodes", []):
             for widget in node.get("inputs", []) + node.get("widgets", []):

@@ -29,6 +29,7 @@ from test_reliability_harness import (
     WAIT_LIMIT_S,
     matrix_row,
     no_key_leaks,  # noqa: F401 - autouse: DEBUG logs on, no key in any record or file
+    point_nodes_at,
 )
 
 sandbox_mod = submodule("sandbox")
@@ -79,11 +80,7 @@ def soak_sandbox(tmp_path, monkeypatch):
         seed=SANDBOX_SEED,
     )  # fmt: skip
     sb = FaultRateSandbox(config, STATUS_FAULT_RATE, seed=7).start()
-    monkeypatch.setenv("GROK_IMAGINE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("GROK_IMAGINE_KEY_FILE", str(tmp_path / "no-key-file"))
-    monkeypatch.setenv("GROK_IMAGINE_POLL_SCALE", "0.05")
-    monkeypatch.setenv("APIINONE_API_KEY", KEY)
-    monkeypatch.setenv("APIINONE_BASE_URL", sb.base_url)
+    point_nodes_at(monkeypatch, tmp_path / "home", sb.base_url)
     try:
         yield sb
     finally:
