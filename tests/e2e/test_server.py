@@ -64,10 +64,13 @@ def test_startup_log_shows_the_pack_imported_cleanly(comfyui: ComfyUIServer) -> 
     assert pack_frames == []
 
 
-def test_object_info_lists_the_three_nodes_with_tooltips(comfyui: ComfyUIServer) -> None:
+def test_object_info_lists_the_three_nodes_with_tooltips(
+    comfyui: ComfyUIServer, timings: Any
+) -> None:
     info = comfyui.object_info()
     missing = [name for name in GROK_NODES if name not in info]
     assert missing == [], f"ComfyUI does not list {missing}"
+    timings.record("api_node", {name: info[name].get("api_node", False) for name in GROK_NODES})
     for name in GROK_NODES:
         node = info[name]
         assert node["category"].split("/")[0] == CATEGORY, (name, node["category"])
@@ -132,38 +135,37 @@ def test_example_workflows_run_and_save_the_right_images(
     for kind in ("text_to_image", "upscale", "load"):
         workflow = json.loads(kinds[kind].read_text())
         prompt = to_api_prompt(workflow, info)
-        grok = {nid: n for nid, n in prompt.items() if n["class_type"] in GROK_NODES}
         if kind == "load":
             assert first_task_id is not None
-            for node in grok.values():
-                node["inputs"]["task_id"] = first_task_id  # the example holds a placeholder
+            for node in prompt.values():
+                if node["class_type"] == LOAD_TASK:
+                    node["inputs"]["task_id"] = first_task_id  # the example holds a placeholder
+        known = set(e2e_sandbox.task_ids())
         creates_before = e2e_sandbox.create_requests
         began = time.monotonic()
         entry = comfyui.run(prompt, extra_data={"extra_pnginfo": {"workflow": workflow}})
         timings.record(f"example_{kind}_s", time.monotonic() - began)
-
+        new = [e2e_sandbox.task_info(t) for t in e2e_sandbox.task_ids() if t not in known]
         saved = comfyui.saved_images(entry)
-        t2i_prompts = [n["inputs"]["prompt"] for n in grok.values()
-                       if n["class_type"] == TEXT_TO_IMAGE]
-        t2i_tasks = [t for p in t2i_prompts for t in tasks_with_prompt(e2e_sandbox, p)]
+        assert all(p.is_file() for p in saved)
+
         if kind == "text_to_image":
-            assert len(t2i_tasks) >= 1
-            first_task_id = t2i_tasks[0].task_id
-            expected = [expected_size(e2e_sandbox, t) for t in t2i_tasks for _ in
-                        range(t.image_count)]
-            assert saved, "the Save Image node saved nothing"
-            assert sorted(image_size(p) for p in saved) == sorted(expected)
+            (task,) = new
+            assert task.model == sandbox_config.TEXT_TO_IMAGE
+            first_task_id = task.task_id
+            assert len(saved) == task.image_count
+            assert {image_size(p) for p in saved} == {expected_size(e2e_sandbox, task)}
         elif kind == "upscale":
-            sources = {t.task_id for t in t2i_tasks}
-            upscales = [e2e_sandbox.task_info(t) for t in e2e_sandbox.task_ids()
-                        if e2e_sandbox.task_info(t).source_task_id in sources]
-            assert upscales, "Upscale did not upscale the task the wired Text-to-Image made"
-            upscaled_sizes = {expected_size(e2e_sandbox, t) for t in upscales}
-            assert saved
-            assert upscaled_sizes <= {image_size(p) for p in saved}
-            assert all(p.is_file() for p in saved)
+            by_model = {t.model: t for t in new}
+            assert sorted(by_model) == sorted([sandbox_config.TEXT_TO_IMAGE,
+                                               sandbox_config.UPSCALE]), new
+            source, upscale = by_model[sandbox_config.TEXT_TO_IMAGE], by_model[
+                sandbox_config.UPSCALE]
+            assert upscale.source_task_id == source.task_id, "Upscale is not wired to Text-to-Image"
+            assert len(saved) == upscale.image_count
+            assert {image_size(p) for p in saved} == {expected_size(e2e_sandbox, upscale)}
         else:
-            assert e2e_sandbox.create_requests == creates_before, "Load Task paid for a task"
+            assert new == [] and e2e_sandbox.create_requests == creates_before, "Load Task paid"
             previews = [
                 comfyui.base_dir / "temp" / image.get("subfolder", "") / image["filename"]
                 for out in entry["outputs"].values() for image in out.get("images", [])

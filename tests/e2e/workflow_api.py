@@ -65,7 +65,7 @@ def _node_inputs(
         for slot in node.get("inputs", [])
         if slot.get("link") is not None
     }
-    values = node.get("widgets_values", [])
+    values = node.get("widgets_values") or []
     inputs: dict[str, Any] = {}
     if isinstance(values, Mapping):  # some nodes save their widgets by name
         inputs.update({name: value for name, value in values.items() if name in _declared(info)})
