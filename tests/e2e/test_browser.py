@@ -148,8 +148,8 @@ def test_the_three_nodes_on_the_canvas(page: Any, artifacts_dir: Path) -> None:
                 app.graph.add(node);
                 return node;
             };
-            const a = make(t2i, 60, 80);
-            const b = make(up, 560, 80);
+            const a = make(t2i, 60, 130);
+            const b = make(up, 560, 130);
             const c = make(load, 560, 400);
             const taskSlot = a.outputs.findIndex(o => o.name.toLowerCase().includes('task'));
             a.connect(taskSlot, b, b.inputs.findIndex(i => i.name === 'task_id'));
@@ -165,7 +165,7 @@ def test_the_three_nodes_on_the_canvas(page: Any, artifacts_dir: Path) -> None:
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts_dir / "browser-02-three-nodes.png"))
     page.screenshot(
-        path=str(artifacts_dir / "nodes.png"), clip={"x": 80, "y": 60, "width": 820, "height": 490}
+        path=str(artifacts_dir / "nodes.png"), clip={"x": 80, "y": 110, "width": 820, "height": 440}
     )
     by_type = {node_type: (names, outputs) for node_type, names, outputs in widgets}
     assert {"prompt", "seed", "aspect_ratio"} <= set(by_type[TEXT_TO_IMAGE][0])
@@ -232,10 +232,20 @@ def test_queued_template_shows_status_then_the_image(
     open_pack_templates(page).locator(f"[data-testid='template-workflow-{name}']").click()
     page.wait_for_function("() => document.querySelectorAll('.p-dialog').length === 0")
     ids = page.evaluate(
-        """([t2i]) => ({
-            grok: window.app.graph.nodes.find(n => n.type === t2i).id,
-            save: window.app.graph.nodes.find(n => n.type === 'SaveImage').id,
-        })""",
+        """([t2i]) => {
+            // Lay the two nodes out side by side (the README's picture of a result).
+            const app = window.app;
+            const grok = app.graph.nodes.find(n => n.type === t2i);
+            const save = app.graph.nodes.find(n => n.type === 'SaveImage');
+            app.graph.nodes.filter(n => n !== grok && n !== save).forEach(n => n.pos = [60, 700]);
+            grok.pos = [60, 130];
+            save.pos = [520, 130];
+            save.size = [560, 420];
+            app.canvas.ds.offset = [0, 0];
+            app.canvas.ds.scale = 1;
+            app.graph.setDirtyCanvas(true, true);
+            return {grok: grok.id, save: save.id};
+        }""",
         [TEXT_TO_IMAGE],
     )
     known_tasks = set(e2e_sandbox.task_ids())
@@ -269,7 +279,8 @@ def test_queued_template_shows_status_then_the_image(
     timings.record("browser_template_run_s", time.monotonic() - began)
     page.wait_for_timeout(700)  # let the preview finish drawing
     page.screenshot(path=str(artifacts_dir / "browser-06-done.png"))
-    page.screenshot(path=str(artifacts_dir / "result.png"))
+    result_area = {"x": 80, "y": 110, "width": 1080, "height": 500}
+    page.screenshot(path=str(artifacts_dir / "result.png"), clip=result_area)
 
     new_tasks = [t for t in e2e_sandbox.task_ids() if t not in known_tasks]
     assert len(new_tasks) == 1, new_tasks
