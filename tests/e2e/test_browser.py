@@ -290,3 +290,34 @@ def test_queued_template_shows_status_then_the_image(
     assert page.locator(".p-dialog").count() == 0, "a dialog (error or sign-in) opened"
     assert schema_complaints(page) == []
     assert not visible_text(page, "Sign In Required")
+
+
+def test_empty_prompt_is_refused_with_the_node_marked(
+    page: Any, e2e_sandbox: Any, artifacts_dir: Path
+) -> None:
+    node_id = page.evaluate(
+        """([t2i]) => {
+            const app = window.app;
+            app.graph.clear();
+            const grok = window.LiteGraph.createNode(t2i);
+            grok.pos = [60, 130];
+            app.graph.add(grok);
+            const save = window.LiteGraph.createNode('SaveImage');
+            save.pos = [520, 130];
+            app.graph.add(save);
+            grok.connect(0, save, 0);
+            grok.widgets.find(w => w.name === 'prompt').value = '';
+            return grok.id;
+        }""",
+        [TEXT_TO_IMAGE],
+    )
+    creates = e2e_sandbox.create_requests
+    page.locator("[data-testid='queue-button']").first.click()
+    page.wait_for_function(
+        "(id) => window.app.lastNodeErrors && window.app.lastNodeErrors[id]", arg=node_id
+    )
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts_dir / "browser-07-empty-prompt-refused.png"))
+    errors = page.evaluate("(id) => window.app.lastNodeErrors[id].errors", node_id)
+    assert errors and "prompt" in json.dumps(errors).lower()
+    assert e2e_sandbox.create_requests == creates
