@@ -181,7 +181,7 @@ def run(quick: bool) -> BenchResult:
         "jpeg6": ("6 JPEGs 1024x1024", sample_images.jpeg_set()),
         "png2k": ("PNG 2048x2048", [sample_images.png_upscale()]),
     }
-    reps = {"jpeg6": 5 if quick else 25, "png2k": 2 if quick else 12}
+    reps = {"jpeg6": 5 if quick else 20, "png2k": 2 if quick else 10}
     targets = {"jpeg6": JPEG_TARGET, "png2k": PNG_TARGET}
     result = BenchResult(
         key="image_decode",

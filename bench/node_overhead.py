@@ -23,7 +23,7 @@ GENERATION = (3.0, 4.0)
 
 def run(quick: bool) -> BenchResult:
     scale = 0.05 if quick else 1.0
-    runs = 5 if quick else 16
+    runs = 5 if quick else 12
     overheads: list[float] = []
     parts: dict[str, list[float]] = {
         "create": [],

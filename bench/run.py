@@ -114,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": wall,
         "results": [asdict(result) for result in results],
     }
-    (BENCH_DIR / "results.json").write_text(
-        json.dumps(raw, indent=1, default=str) + "\n", encoding="utf-8"
-    )
-    print(f"wrote {args.output} and bench/results.json")
+    default_output = args.output.resolve() == (PACK_DIR / "BENCHMARKS.md").resolve()
+    raw_path = BENCH_DIR / "results.json" if default_output else args.output.parent / "results.json"
+    raw_path.write_text(json.dumps(raw, indent=1, default=str) + "\n", encoding="utf-8")
+    print(f"wrote {args.output} and {raw_path}")
     return 0
 
 
