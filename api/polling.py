@@ -47,6 +47,10 @@ logger = logging.getLogger("grok_imagine.api")
 
 POLL_SCALE_ENV = "GROK_IMAGINE_POLL_SCALE"
 MAX_CANCEL_CHECK_S = 0.25
+READ_OVERRUN_S = 5.0
+"""How long a status read still in flight at the wait's deadline may run on (so a read that is
+failing anyway can say why) before the wait gives up on it: a gateway dripping its answer a byte
+at a time never trips the read timeout, and must not hold a node past its own timeout."""
 EMPTY_SUCCESS_REREADS = 2
 """A task reported succeeded but with no result URLs is read this many more times before the
 answer is called broken (a gateway may mark it done a moment before it lists the files)."""
@@ -213,7 +217,9 @@ def wait_for_task(
         read_at = clock()
         reads += 1
         try:
-            task = _read_cancellably(read, should_cancel, check_every, task_id)
+            task = _read_cancellably(
+                read, should_cancel, check_every, task_id, deadline, clock, timeout
+            )
         except errors.TaskNotFoundError:
             if created_at is None or read_at - origin > schedule.not_found_grace or final:
                 raise
@@ -279,14 +285,18 @@ def _read_cancellably(
     should_cancel: Callable[[], bool] | None,
     check_every: float,
     task_id: str,
+    deadline: float = math.inf,
+    clock: Clock = time.monotonic,
+    timeout: float | None = None,
 ) -> Task:
-    """``read()``, with Cancel still answered while it runs.
+    """``read()``, with Cancel and the wait's deadline still answered while it runs.
 
-    A status read can hang up to the read timeout (a stalled gateway, urllib3's short retry
-    sleeps); Cancel must not. The read runs on a helper thread and the wait watches
-    ``should_cancel`` meanwhile; a cancelled read is abandoned and ends on its own timeouts.
+    A status read can hang up to the read timeout, and a stalled gateway dripping its answer a
+    byte at a time never trips that timeout at all; neither Cancel nor the node's timeout may
+    wait for it. The read runs on a helper thread and the wait watches ``should_cancel`` and the
+    deadline meanwhile; an abandoned read ends on its own timeouts.
     """
-    if should_cancel is None:
+    if should_cancel is None and math.isinf(deadline):
         return read()
     outcome: list[Any] = []
     finished = threading.Event()
@@ -301,8 +311,14 @@ def _read_cancellably(
 
     threading.Thread(target=run, name=f"grok-status-read-{task_id}", daemon=True).start()
     while not finished.wait(check_every):
-        if should_cancel():
+        if should_cancel is not None and should_cancel():
             raise errors.CancelledError(task_id)
+        if clock() >= deadline + READ_OVERRUN_S:
+            raise errors.TaskTimeoutError(
+                task_id, timeout,
+                last_error="a status read was still arriving when the wait ran out (the API or "
+                "a proxy on the way answers extremely slowly)",
+            )
     ok, value = outcome[0]
     if not ok:
         raise value

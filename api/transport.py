@@ -185,7 +185,10 @@ class Transport:
                     retry_after = _retry_after_in_body(payload)
             finally:
                 response.close()
-            wait = retry_after if retry_after is not None else min(8.0, 0.5 * 2 ** (attempt - 1))
+            backoff = min(8.0, 0.5 * 2 ** (attempt - 1))
+            # Retry-After is a floor, not a licence: "0" (or a date already past) must not turn
+            # a 429 storm into a tight loop of creates.
+            wait = backoff if retry_after is None else max(retry_after, backoff)
             wait *= 1.0 + random.uniform(0.0, 0.1)  # many rate-limited clients must not resync
             if time.monotonic() + wait > give_up_at:
                 raise _rate_limited(retry_after, creating=True)
@@ -366,6 +369,15 @@ def map_api_error(
             f"The provider has switched this feature off for now (HTTP 505{quoted}): try again "
             "later or ask API in One support.",
             status=status,
+        )
+    if call.kind == "create" and status in (502, 504):
+        # A gateway answered for the API: it lost the API's answer (502) or gave up waiting for
+        # it (504), so the create may have been taken and charged. Never claim it was not.
+        return errors.UncertainCreateError(
+            f"A gateway in front of API in One answered the create request with HTTP {status}"
+            f"{quoted}, so the API's own answer was lost: the task may exist and may have been "
+            "charged. It is not sent again automatically: check your API in One dashboard "
+            "before creating it again."
         )
     if status == 408 or status >= 500:
         after = " (nothing was created, so nothing was charged)" if call.kind == "create" else ""

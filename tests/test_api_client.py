@@ -175,7 +175,7 @@ def test_rate_limit_beyond_the_wait_budget_says_when_to_retry(sandbox_factory):
     assert sb.create_requests == 2 and sb.ledger(TEST_KEY).creates == 1
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 455])
+@pytest.mark.parametrize("status", [500, 503, 455])
 def test_server_error_on_create_is_not_resent(sandbox, client, status):
     sandbox.faults.create_errors = [status]
     with pytest.raises(errors.ServerError) as caught:
@@ -183,6 +183,16 @@ def test_server_error_on_create_is_not_resent(sandbox, client, status):
     assert caught.value.status == status
     assert sandbox.create_requests == 1
     assert sandbox.ledger(TEST_KEY).creates == 0
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_gateway_error_on_create_is_uncertain_not_resent(sandbox, client, status):
+    """A gateway's 502/504 may hide a create the API took: never claim nothing was charged."""
+    sandbox.faults.create_errors = [status]
+    with pytest.raises(errors.UncertainCreateError) as caught:
+        client.create_text_to_image(PROMPT)
+    assert "may have been charged" in str(caught.value)
+    assert sandbox.create_requests == 1
 
 
 REFUSALS = [
