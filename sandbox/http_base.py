@@ -57,6 +57,17 @@ class Listener(ThreadingHTTPServer):
         except OSError:
             pass
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up mid-answer (a cancelled read, a capped download) is normal here:
+        one DEBUG line instead of socketserver's traceback on stderr."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("%s: client %s went away: %s", self.role, client_address[0], exc)
+            return
+        super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         with self._connections_lock:
             connections = list(self._connections)
