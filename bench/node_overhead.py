@@ -108,11 +108,16 @@ def run(quick: bool) -> BenchResult:
         part = Summary.of(parts[name])
         rows.append([label, f"{part.p50 * 1000:.0f} ms", f"{part.p95 * 1000:.0f} ms"])
     result.details += markdown_table(["", "p50", "p95"], rows)
-    if summary.p50 > TARGET_S:
+    if summary.p50 > TARGET_S * 0.9:
         medians = {name: Summary.of(values).p50 for name, values in parts.items()}
         biggest = max(medians, key=medians.__getitem__)
+        verdict = (
+            f"**Target missed ({summary.p50:.3f} s > {TARGET_S} s).**"
+            if summary.p50 > TARGET_S
+            else f"**Target met narrowly ({summary.p50:.3f} s <= {TARGET_S} s).**"
+        )
         result.notes.append(
-            f"**Target missed ({summary.p50:.3f} s > {TARGET_S} s).** The largest part is "
+            f"{verdict} The largest part is "
             f"{labels[biggest]} at {medians[biggest] * 1000:.0f} ms (table above). The polling "
             "lag alone averages about half the fast-phase interval (0.45 s); the downloads run "
             "one after another per task and the decode only starts after the last one. "

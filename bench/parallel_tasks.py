@@ -155,11 +155,17 @@ def run(quick: bool, images_dir: Path | None = None) -> BenchResult:
             f"**{touch_s:.2f} s**: memory a process has not used before is slow to map on this "
             "VM, and the node has to fill a tensor that size."
         )
-    if n8 > TARGET:
+    if n8 > TARGET * 0.9:
         eight = {key: Summary.of([split[key] for split in splits[8]]).p50 for key in splits[8][0]}
         one = {key: Summary.of([split[key] for split in splits[1]]).p50 for key in splits[1][0]}
+        verdict = (
+            f"**Target missed ({n8:.2f}x > {TARGET}x).**"
+            if n8 > TARGET
+            else f"**Target met narrowly ({n8:.2f}x <= {TARGET}x): other runs on this machine "
+            "land either side of it.**"
+        )
         result.notes.append(
-            f"**Target missed ({n8:.2f}x > {TARGET}x).** The eight tasks do run at once (their "
+            f"{verdict} The eight tasks do run at once (their "
             f"waits end {eight['noticed'] * 1000:.0f} ms after the last one is done, against "
             f"{one['noticed'] * 1000:.0f} ms for one task). The extra time is the N = 8 result "
             f"itself: the node returns {eight['after_done']:.2f} s after the last task is done "
