@@ -235,6 +235,8 @@ def test_settings_entry_stores_key_masked_and_nowhere_else(settings_comfyui, pag
             await window.app.loadGraphData();
             const grok = window.LiteGraph.createNode("GrokImagineTextToImage");
             if (grok) window.app.graph.add(grok);
+            // A node added from code is not seen by change tracking until it checks again.
+            window.app.extensionManager.workflow.activeWorkflow?.changeTracker?.checkState();
             return window.app.graph.nodes.length;
         }"""
     )
