@@ -30,6 +30,10 @@ class Listener(ThreadingHTTPServer):
 
     daemon_threads = False  # tracked, so server_close() can join them ...
     block_on_close = True  # ... and stop() wakes them first, so the join is prompt
+    # socketserver's default listen backlog is 5: a burst of new connections (8 parallel tasks,
+    # several nodes, a benchmark) overflows it and the kernel resets some, which turns creates
+    # into "answer lost" (UncertainCreateError) and downloads into retries.
+    request_queue_size = 128
 
     def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], sandbox: Sandbox,
                  role: str) -> None:
