@@ -97,16 +97,6 @@ def main(argv: list[str] | None = None) -> int:
             "for the real figures.",
             "",
         ]
-    import sandbox_run
-
-    if sandbox_run.backlog_raised:
-        intro += [
-            "The sandbox's listen backlog was raised from socketserver's default of 5 to "
-            f"{sandbox_run.LISTEN_BACKLOG} for this run: with 5, bursts of new connections are "
-            'reset by the kernel and creates fail as "answer lost" (reported to the sandbox\'s '
-            "owner; `bench/sandbox_run.py` explains).",
-            "",
-        ]
     args.output.write_text(report.markdown(results, info, command, wall, intro), encoding="utf-8")
     raw = {
         "machine": info,

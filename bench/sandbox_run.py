@@ -14,29 +14,9 @@ BENCH_KEY = "sk-bench-local-0000"
 BENCH_CREDITS = 10_000_000
 
 
-LISTEN_BACKLOG = 128
-"""socketserver's default listen backlog is 5. A burst of new connections (the polling
-benchmark starts ~150 clients at once) overflows it and the kernel resets some: creates then
-fail as "answer lost" and downloads retry, which would measure the stand-in, not the client.
-Until the sandbox sets its own (see /tmp/bench-patches/sandbox-listen-backlog.patch in the
-report), the bench raises it for the sandboxes it starts."""
-
-backlog_raised = False
-"""Whether this run had to raise it (the report says so)."""
-
-
-def _raise_listen_backlog() -> None:
-    global backlog_raised
-    listener = submodule("sandbox.http_base").Listener
-    if getattr(listener, "request_queue_size", 0) < LISTEN_BACKLOG:
-        listener.request_queue_size = LISTEN_BACKLOG
-        backlog_raised = True
-
-
 @contextlib.contextmanager
 def sandbox(**config: Any) -> Iterator[Any]:
     """A started sandbox with one well-funded key, no rate limit, no faults."""
-    _raise_listen_backlog()
     sandbox_module = submodule("sandbox")
     settings = sandbox_module.SandboxConfig(keys={BENCH_KEY: BENCH_CREDITS}, **config)
     with sandbox_module.Sandbox(settings) as running:
