@@ -7,12 +7,13 @@ the real loader would not have.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
 from types import ModuleType
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from pack_loader import load_pack_at, submodule_of
 
 PACK_DIR = Path(os.environ.get("GROK_BENCH_PACK_DIR") or Path(__file__).resolve().parents[1])
 """The checkout under test; ``GROK_BENCH_PACK_DIR`` points the bench at another one."""
@@ -20,23 +21,9 @@ PACK_NAME = "ComfyUI-Grok-Imagine-bench"
 
 
 def load_pack() -> ModuleType:
-    if PACK_NAME in sys.modules:
-        return sys.modules[PACK_NAME]
-    spec = importlib.util.spec_from_file_location(
-        PACK_NAME, PACK_DIR / "__init__.py", submodule_search_locations=[str(PACK_DIR)]
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK_NAME] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[PACK_NAME]
-        raise
-    return module
+    return load_pack_at(PACK_DIR, PACK_NAME)
 
 
 def submodule(name: str) -> ModuleType:
     """``submodule("api.polling")`` -> that module of the pack, loaded ComfyUI's way."""
-    load_pack()
-    return importlib.import_module(f"{PACK_NAME}.{name}")
+    return submodule_of(load_pack(), name)
