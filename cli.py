@@ -172,8 +172,18 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     with _settings(args) as settings:
         runner = _runner(settings, args)
         progress.say(f"Upscaling task {task_id} (12 credits if a new task is needed)")
-        result = runner.upscale(task_id, seed=args.seed, timeout=args.timeout,
-                                hooks=_hooks(progress, "upscale"))
+        try:
+            result = runner.upscale(task_id, seed=args.seed, timeout=args.timeout,
+                                    hooks=_hooks(progress, "upscale"))
+        except errors.TaskNotFoundError as exc:
+            if not args.sandbox:
+                raise
+            raise errors.TaskNotFoundError(
+                f"{exc} An in-process --sandbox starts empty, so it knows no earlier task: run "
+                "`grok-imagine generate PROMPT --sandbox --upscale`, or start `grok-imagine "
+                "sandbox` once and point APIINONE_BASE_URL at it.",
+                task_id=task_id,
+            ) from None
         _report(result, Path(args.output), progress, "Upscale")
     return EXIT_OK
 

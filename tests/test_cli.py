@@ -147,3 +147,10 @@ def test_installed_module_entry_point_lists_every_command():
     assert out.returncode == 0, out.stderr
     for command in ("generate", "upscale", "task", "tasks", "sandbox", "key"):
         assert command in out.stdout
+
+
+def test_upscale_on_a_fresh_sandbox_explains_it_knows_no_tasks(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GROK_IMAGINE_POLL_SCALE", "0.05")
+    assert run("upscale", "sbx0000000000000000_grok", "--sandbox", "-o", str(tmp_path)) == 3
+    err = capsys.readouterr().err
+    assert "starts empty" in err and "--sandbox --upscale" in err
