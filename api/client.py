@@ -67,18 +67,28 @@ class GrokClient:
 
     # -- creating tasks (these cost credits) ------------------------------------------------------
 
-    def create_text_to_image(self, prompt: str, aspect_ratio: str | None = None) -> str:
-        """Start a text-to-image task (5 credits); returns its task id at once."""
+    def create_text_to_image(
+        self,
+        prompt: str,
+        aspect_ratio: str | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> str:
+        """Start a text-to-image task (5 credits); returns its task id at once. ``should_cancel``
+        is heard while a rate-limited create waits to be re-sent (nothing is created then)."""
         body: dict[str, Any] = {"model": TEXT_TO_IMAGE_MODEL, "prompt": validate_prompt(prompt)}
         if aspect_ratio:  # sent only when chosen: the seed page does not document it
             body["aspect_ratio"] = validate_aspect_ratio(aspect_ratio)
-        return self._create(body, Call("create", model=TEXT_TO_IMAGE_MODEL))
+        return self._create(body, Call("create", model=TEXT_TO_IMAGE_MODEL), should_cancel)
 
-    def create_upscale(self, source_task_id: str) -> str:
+    def create_upscale(
+        self, source_task_id: str, should_cancel: Callable[[], bool] | None = None
+    ) -> str:
         """Start an upscale of a finished text-to-image task (12 credits); returns its task id."""
         source = validate_task_id(source_task_id)
         body = {"model": UPSCALE_MODEL, "task_id": source}
-        return self._create(body, Call("create", task_id=source, model=UPSCALE_MODEL))
+        return self._create(
+            body, Call("create", task_id=source, model=UPSCALE_MODEL), should_cancel
+        )
 
     # -- reading tasks (free) ---------------------------------------------------------------------
 
@@ -174,8 +184,10 @@ class GrokClient:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _create(self, body: dict[str, Any], call: Call) -> str:
-        payload = self._transport.post_json(CREATE_PATH, body, call)
+    def _create(
+        self, body: dict[str, Any], call: Call, should_cancel: Callable[[], bool] | None
+    ) -> str:
+        payload = self._transport.post_json(CREATE_PATH, body, call, should_cancel)
         found = body_error(payload)
         if found is not None:
             raise map_api_error(found[0], found[1], call, self.settings)

@@ -67,6 +67,8 @@ API_RETRY_STATUSES = frozenset({408, 429, 455, 500, 502, 503, 504})
 RETRY_AFTER_CAP_S = 1.0
 """Longest ``Retry-After`` urllib3 sleeps inside one call; longer waits happen in the poll loop,
 where Cancel is still checked."""
+CANCEL_SLICE_S = 0.1
+"""Longest sleep between Cancel checks while a rate-limited create waits to be re-sent."""
 MAX_ERROR_BODY_BYTES = 64 * 1024
 
 
@@ -166,8 +168,15 @@ class Transport:
         finally:
             response.close()
 
-    def post_json(self, path: str, body: dict[str, Any], call: Call) -> Any:
-        """POST a create; re-sent only on HTTP 429 (nothing created), within a bounded wait."""
+    def post_json(
+        self,
+        path: str,
+        body: dict[str, Any],
+        call: Call,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Any:
+        """POST a create; re-sent only on HTTP 429 (nothing created), within a bounded wait that
+        Cancel (``should_cancel``) or Ctrl-C ends with ``CancelledError``: nothing was created."""
         give_up_at = time.monotonic() + max(0.0, self.settings.rate_limit_wait)
         attempt = 0
         while True:
@@ -193,7 +202,20 @@ class Transport:
             if time.monotonic() + wait > give_up_at:
                 raise _rate_limited(retry_after, creating=True)
             logger.info("create rate limited (HTTP 429); sending it again in %.1f s", wait)
-            self._sleep(wait)
+            self._wait_before_resend(wait, should_cancel)
+
+    def _wait_before_resend(
+        self, seconds: float, should_cancel: Callable[[], bool] | None
+    ) -> None:
+        """Sleep out a 429 in short slices: a Cancel here must not send a paid create later."""
+        end = time.monotonic() + seconds
+        try:
+            while (left := end - time.monotonic()) > 0:
+                if should_cancel is not None and should_cancel():
+                    raise errors.CancelledError(None)
+                self._sleep(min(left, CANCEL_SLICE_S))
+        except KeyboardInterrupt:
+            raise errors.CancelledError(None) from None
 
     # -- plumbing ---------------------------------------------------------------------------------
 

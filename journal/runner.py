@@ -118,7 +118,9 @@ class TaskRunner:
         )
         return self._fetch_or_create(
             identity,
-            lambda client: client.create_text_to_image(prompt, aspect_ratio=aspect_ratio),
+            lambda client, cancel: client.create_text_to_image(
+                prompt, aspect_ratio=aspect_ratio, should_cancel=cancel
+            ),
             timeout,
             hooks or RunHooks(),
         )
@@ -136,7 +138,7 @@ class TaskRunner:
         identity = RequestIdentity.upscale(source_task_id, seed, index, self.api_base)
         return self._fetch_or_create(
             identity,
-            lambda client: client.create_upscale(source_task_id),
+            lambda client, cancel: client.create_upscale(source_task_id, should_cancel=cancel),
             timeout,
             hooks or RunHooks(),
         )
@@ -168,7 +170,7 @@ class TaskRunner:
     def _fetch_or_create(
         self,
         identity: RequestIdentity,
-        create: Callable[[Any], str],
+        create: Callable[[Any, Callable[[], bool] | None], str],
         timeout: float,
         hooks: RunHooks,
     ) -> TaskResult:
@@ -224,7 +226,7 @@ class TaskRunner:
         self,
         client: _LazyClient,
         entry: JournalEntry,
-        create: Callable[[Any], str],
+        create: Callable[[Any, Callable[[], bool] | None], str],
         timeout: float,
         hooks: RunHooks,
     ) -> TaskResult:
@@ -234,7 +236,8 @@ class TaskRunner:
             self.journal.mark(entry.id, State.REJECTED, _one_line(exc))
             raise
         try:
-            task_id = create(api)
+            _check_cancel(hooks, None)
+            task_id = create(api, hooks.should_cancel)
         except (errors.UncertainCreateError, errors.BadResponseError) as exc:
             self.journal.mark(entry.id, State.UNCERTAIN, _one_line(exc))
             raise _uncertain_error(self.journal.entry(entry.id) or entry) from exc
@@ -244,7 +247,14 @@ class TaskRunner:
         except BaseException as exc:  # interrupted mid-request: we cannot know
             self.journal.mark(entry.id, State.UNCERTAIN, f"interrupted: {type(exc).__name__}")
             raise
-        self.journal.record_task_id(entry, task_id)
+        try:
+            self.journal.record_task_id(entry, task_id)
+        except Exception:  # a busy or full disk must not cost the paid task: say its id, go on
+            logger.warning(
+                "could not write task id %s to the journal; fetch it later with Grok Load Task",
+                task_id,
+                exc_info=True,
+            )
         _say(hooks, f"created task {task_id} ({entry.credits} credits)")
         return self._finish(client, task_id, timeout, hooks, resumed=False)
 
@@ -278,8 +288,10 @@ class TaskRunner:
         except errors.TaskFailedError as exc:
             self.journal.record_state(task_id, State.FAILED, error=_one_line(exc))
             raise
-        except errors.TaskNotFoundError as exc:
-            self.journal.record_state(task_id, State.FAILED, error=_one_line(exc))
+        except errors.TaskNotFoundError:
+            # Our own create returned this id, so the task exists and was paid for: a "not found"
+            # (a proxy's 404, upstream's brief "recordInfo is null") must not turn it into a
+            # failed row that the next queue would create again. It stays resumable.
             raise
         urls = tuple(task.result_urls)
         self.journal.record_state(task_id, State.SUCCEEDED, result_urls=urls)
@@ -319,10 +331,25 @@ class TaskRunner:
             # A task's files download side by side (most of the node's overhead after the task is
             # done); each is kept the moment it arrives, so one bad file loses none of the others.
             workers = min(DOWNLOAD_WORKERS, len(missing))
+            lost: dict[int, errors.DownloadError] = {}
             with ThreadPoolExecutor(workers, thread_name_prefix="grok-download") as pool:
                 fetched = {index: pool.submit(fetch, index) for index in missing}
                 for index, future in fetched.items():
-                    paths[index] = future.result()
+                    try:
+                        paths[index] = future.result()
+                    except _PERMANENT_FILE_ERRORS as exc:
+                        lost[index] = exc
+            if lost and all(path is None for path in paths):
+                raise next(iter(lost.values()))
+            if lost:
+                # Paid images that did arrive are never withheld because a sibling cannot be had.
+                first = next(iter(lost.values()))
+                text = (
+                    f"task {task_id}: {len(lost)} of {len(urls)} result files could not be kept "
+                    f"({_one_line(first)}); returning the other {len(urls) - len(lost)}"
+                )
+                logger.warning(text)
+                _say(hooks, text)
         kept = [path for path in paths if path is not None]
         return TaskResult(task_id, kept, tuple(urls), reused=False, resumed=resumed)
 
@@ -340,6 +367,8 @@ class TaskRunner:
 
 
 _JOURNAL_STATES = {TaskState.QUEUED: State.QUEUED, TaskState.RUNNING: State.RUNNING}
+_PERMANENT_FILE_ERRORS = (errors.ResultExpiredError, errors.NotAnImageError, errors.TooLargeError)
+"""A result file that will never be had: the task's other files are still returned."""
 
 
 class _LazyClient:
@@ -470,7 +499,12 @@ def _uncertain_error(entry: JournalEntry) -> UncertainTaskError:
         f"was lost{reason}, so the task may exist and may have been charged {entry.credits} "
         "credits. It is not sent again automatically. Look for it in your API in One dashboard "
         "or with `grok-imagine tasks`; if you find its task id, use Grok Load Task with it (free). "
-        "To create a new task on purpose, change the seed.",
+        + (
+            "To pay for a new upscale on purpose, run `grok-imagine upscale "
+            f"{entry.source_task_id} --seed 1` (Grok Upscale has no seed input)."
+            if entry.source_task_id
+            else "To create a new task on purpose, change the seed."
+        ),
         entry,
     )
 

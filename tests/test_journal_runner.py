@@ -548,3 +548,54 @@ def test_a_sandbox_task_never_stands_in_for_the_same_request_elsewhere(tmp_path,
     assert a.task_id != b.task_id
     assert runner_a.text_to_image(PROMPT, seed=11).reused
     assert (ledger(first), ledger(second)) == ((1, 5), (1, 5))
+
+
+def test_a_stray_not_found_on_a_resumed_task_keeps_it_resumable(tmp_path, sandbox_factory):
+    """A proxy's 404 (or upstream's brief "recordInfo is null") while resuming a task we created
+    must not turn the paid task into a failed row that the next queue creates again."""
+    sb = sandbox_factory(generation_time=(1.0, 1.0))
+    runner, _ = make_runner(tmp_path, sb)
+    seen = []
+    hooks = journal_mod.RunHooks(
+        on_update=lambda task, elapsed: seen.append(task.id), should_cancel=lambda: bool(seen)
+    )
+    with pytest.raises(errors.CancelledError):
+        runner.text_to_image(PROMPT, seed=21, hooks=hooks)
+    sb.faults.status_errors = [404]
+    with pytest.raises(errors.TaskNotFoundError):
+        runner.text_to_image(PROMPT, seed=21)
+    result = runner.text_to_image(PROMPT, seed=21)
+    assert result.resumed and result.task_id == seen[0] and len(result.files) == 6
+    assert ledger(sb) == (1, 5)
+
+
+def test_cancel_while_a_create_waits_out_a_rate_limit_sends_nothing(tmp_path, sb):
+    sb.faults.retry_after = 2
+    sb.faults.create_errors = [429, 429]
+    cancelled = threading.Event()
+    threading.Timer(0.3, cancelled.set).start()
+    with pytest.raises(errors.CancelledError) as caught:
+        runner, _ = make_runner(tmp_path, sb)
+        runner.text_to_image(
+            PROMPT, seed=22, hooks=journal_mod.RunHooks(should_cancel=cancelled.is_set)
+        )
+    assert "nothing was charged" in str(caught.value)
+    assert sb.create_requests == 1 and ledger(sb) == (0, 0)
+    # Nothing was created, so the request is not "uncertain": queueing again just creates it.
+    sb.faults.create_errors = []
+    assert runner.text_to_image(PROMPT, seed=22).files
+    assert ledger(sb) == (1, 5)
+
+
+def test_one_lost_file_never_withholds_the_paid_others(tmp_path, sb):
+    runner, _ = make_runner(tmp_path, sb)
+    first = runner.text_to_image(PROMPT, seed=23)
+    first.files[2].unlink()
+    sb.faults.download = "expired"  # the one missing file can no longer be fetched
+    statuses = []
+    again = runner.text_to_image(
+        PROMPT, seed=23, hooks=journal_mod.RunHooks(on_status=statuses.append)
+    )
+    assert again.task_id == first.task_id and len(again.files) == 5
+    assert any("1 of 6 result files could not be kept" in s for s in statuses)
+    assert ledger(sb) == (1, 5)
