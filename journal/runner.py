@@ -332,13 +332,20 @@ class TaskRunner:
             # done); each is kept the moment it arrives, so one bad file loses none of the others.
             workers = min(DOWNLOAD_WORKERS, len(missing))
             lost: dict[int, errors.DownloadError] = {}
-            with ThreadPoolExecutor(workers, thread_name_prefix="grok-download") as pool:
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="grok-download")
+            try:
                 fetched = {index: pool.submit(fetch, index) for index in missing}
                 for index, future in fetched.items():
                     try:
                         paths[index] = future.result()
                     except _PERMANENT_FILE_ERRORS as exc:
                         lost[index] = exc
+            except BaseException:
+                # Cancel, Ctrl-C or a network failure: return now. Files already on their way
+                # still finish and are kept in the background; queued ones are dropped.
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
             if lost and all(path is None for path in paths):
                 raise next(iter(lost.values()))
             if lost:

@@ -251,7 +251,9 @@ def as_node_error(exc: BaseException, hooks: comfy_hooks.NodeHooks) -> BaseExcep
         # would carry the pack's folder path (ComfyUI names the module after it).
         return RuntimeError(one_line(exc))
     if isinstance(exc, Exception):
-        return RuntimeError(f"Grok Imagine: unexpected {type(exc).__name__}: {one_line(exc)}")
+        # Not ours, so not pre-redacted: mask any remembered key before it reaches the dialog.
+        text = errors.redact(one_line(exc))
+        return RuntimeError(f"Grok Imagine: unexpected {type(exc).__name__}: {text}")
     return exc
 
 
