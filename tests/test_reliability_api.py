@@ -147,8 +147,8 @@ def test_gateway_error_after_the_api_took_the_create_is_uncertain(proxied, statu
 
 pointer_row(
     AREA,
-    "HTTP 500 / 503 / 455 answering a create (the API itself refused it; that test also covers "
-    "502, which the gateway row above asks to change)",
+    "HTTP 500 / 503 / 455 answering a create (the API itself refused it; a gateway's 502 / 504 "
+    "is the uncertain row above)",
     '`ServerError` naming the status: "... (nothing was created, so nothing was charged): try '
     'again in a few minutes"; the create is not re-sent',
     "no task; 0 creates",
@@ -479,3 +479,19 @@ def test_moderation_failure_has_its_own_message_and_is_not_retried(sandbox, tmp_
     assert [(e.state, e.credits) for e in rig.history(prompt)] == [("failed", 0)]
     assert sandbox.create_requests == 1 and rig.ledger() == (1, 0)
     assert rig.kept() == []
+
+
+pointer_row(
+    AREA,
+    "a stray 404 / \"recordInfo is null\" while resuming a task our own create returned",
+    "`TaskNotFoundError` for that queue; the task is not marked failed",
+    "the row stays resumable: the next queue resumes the same task (1 create, 5 credits)",
+    "test_journal_runner.py::test_a_stray_not_found_on_a_resumed_task_keeps_it_resumable",
+)
+pointer_row(
+    AREA,
+    "Cancel while a create waits out HTTP 429 before re-sending it",
+    '`CancelledError`: "Cancelled before any task was created; nothing was charged."',
+    "row `rejected` (not uncertain); nothing sent after the Cancel; queueing again creates it",
+    "test_journal_runner.py::test_cancel_while_a_create_waits_out_a_rate_limit_sends_nothing",
+)

@@ -24,6 +24,7 @@ from test_reliability_harness import (
     matrix_row,
     no_key_leaks,  # noqa: F401 - autouse: DEBUG logs on, no key in any record or file
     point_nodes_at,
+    pointer_row,
     raised,
 )
 
@@ -251,3 +252,13 @@ def test_key_is_dropped_when_an_api_origin_url_redirects_to_the_file_host(sandbo
     assert len(via_api) == 6 and all(s.had_authorization for s in via_api)  # API origin: allowed
     assert len(sandbox.file_requests) == 6
     assert not any(r.had_authorization for r in sandbox.file_requests)
+
+
+pointer_row(
+    AREA,
+    "one result file of a task can no longer be had (expired) while the others are kept",
+    'the other images are returned; the status line says "1 of 6 result files could not be '
+    'kept (...)"',
+    "the 5 kept files; no create",
+    "test_journal_runner.py::test_one_lost_file_never_withholds_the_paid_others",
+)
