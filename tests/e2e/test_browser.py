@@ -9,7 +9,6 @@ artifacts folder (``test-artifacts/e2e`` unless ``E2E_ARTIFACTS_DIR`` says other
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from e2e.api_graphs import GROK_NODES, LOAD_TASK, TEXT_TO_IMAGE, UPSCALE
+from e2e.chromium import CHROMIUM, CHROMIUM_ARGS
 from e2e.comfyui_server import PACK_FOLDER_NAME, ComfyUIServer
 from e2e.sandbox_view import WAIT_S
 from support import PACK_DIR
@@ -26,15 +26,6 @@ pytestmark = pytest.mark.e2e
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
 )
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 UI_TIMEOUT_MS = 60_000
 EXAMPLES_DIR = PACK_DIR / "example_workflows"
 STATUS_WIDGET = "$$node-text-preview"  # where the frontend shows a node's progress text

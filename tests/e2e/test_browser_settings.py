@@ -25,20 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e.chromium import CHROMIUM, CHROMIUM_ARGS
 from support import PACK_DIR
 
 pytestmark = pytest.mark.e2e
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 KEY = "sk-e2e-settings-0123456789-QRST"
 STARTUP_TIMEOUT_S = 240
 UI_TIMEOUT_MS = 60_000
