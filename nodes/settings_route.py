@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 ENV_VAR = "APIINONE_API_KEY"
 ROUTE_PATH = "/grok_imagine/key"
-KEY_DIR_NAME = "grok_imagine"
-KEY_FILE_NAME = "api_key"
 MIN_KEY_LENGTH = 8
 MAX_KEY_LENGTH = 512
 MAX_BODY_BYTES = 4096
@@ -70,15 +68,11 @@ class KeyStatus:
 
 
 def default_key_file() -> Path:
-    """``<ComfyUI user dir>/grok_imagine/api_key``, resolved per request so ``--user-directory``
-    is honoured. Prefers the pack's shared ``comfy_paths.key_file_path()`` once it exists."""
-    try:
-        from .comfy_paths import key_file_path
-    except ImportError:
-        import folder_paths  # ComfyUI's own module; only reached inside ComfyUI
+    """The nodes' key file (``comfy_paths.key_file_path()``), resolved per request so
+    ``--user-directory`` is honoured."""
+    from .comfy_paths import key_file_path
 
-        return Path(folder_paths.get_user_directory()) / KEY_DIR_NAME / KEY_FILE_NAME
-    return Path(key_file_path())
+    return key_file_path()
 
 
 def read_key_file(path: Path) -> str | None:
