@@ -39,6 +39,7 @@ __all__ = [
     "TaskTimeoutError",
     "TooLargeError",
     "UncertainCreateError",
+    "exception_line",
     "redact",
     "remember_secret",
 ]
@@ -75,6 +76,12 @@ def one_line(text: str, limit: int = 600) -> str:
     """Whitespace collapsed, newlines gone, long texts cut (server error pages can be huge)."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
+
+
+def exception_line(exc: BaseException) -> str:
+    """Any exception as one line for a status text, a journal row or a log (its type name when
+    it has no text)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _clean(message: str) -> str:

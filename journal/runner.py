@@ -233,16 +233,16 @@ class TaskRunner:
         try:
             api = client.get()
         except BaseException as exc:  # no key, bad settings: nothing was sent
-            self.journal.mark(entry.id, State.REJECTED, _one_line(exc))
+            self.journal.mark(entry.id, State.REJECTED, errors.exception_line(exc))
             raise
         try:
             _check_cancel(hooks, None)
             task_id = create(api, hooks.should_cancel)
         except (errors.UncertainCreateError, errors.BadResponseError) as exc:
-            self.journal.mark(entry.id, State.UNCERTAIN, _one_line(exc))
+            self.journal.mark(entry.id, State.UNCERTAIN, errors.exception_line(exc))
             raise _uncertain_error(self.journal.entry(entry.id) or entry) from exc
         except errors.GrokError as exc:  # the API refused it: no task, no charge
-            self.journal.mark(entry.id, State.REJECTED, _one_line(exc))
+            self.journal.mark(entry.id, State.REJECTED, errors.exception_line(exc))
             raise
         except BaseException as exc:  # interrupted mid-request: we cannot know
             self.journal.mark(entry.id, State.UNCERTAIN, f"interrupted: {type(exc).__name__}")
@@ -286,7 +286,7 @@ class TaskRunner:
                 task_id, timeout=timeout, on_update=on_update, should_cancel=hooks.should_cancel
             )
         except errors.TaskFailedError as exc:
-            self.journal.record_state(task_id, State.FAILED, error=_one_line(exc))
+            self.journal.record_state(task_id, State.FAILED, error=errors.exception_line(exc))
             raise
         except errors.TaskNotFoundError:
             # Our own create returned this id, so the task exists and was paid for: a "not found"
@@ -353,7 +353,7 @@ class TaskRunner:
                 first = next(iter(lost.values()))
                 text = (
                     f"task {task_id}: {len(lost)} of {len(urls)} result files could not be kept "
-                    f"({_one_line(first)}); returning the other {len(urls) - len(lost)}"
+                    f"({errors.exception_line(first)}); returning the other {len(urls) - len(lost)}"
                 )
                 logger.warning(text)
                 _say(hooks, text)
@@ -474,10 +474,6 @@ def _say(hooks: RunHooks, text: str) -> None:
         hooks.on_status(text)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _ago(entry: JournalEntry) -> str:
     seconds = max(0.0, time.time() - (entry.task_created_at or entry.created_at))
     if seconds < 60:
@@ -521,6 +517,6 @@ def _expired_error(
 ) -> errors.ResultExpiredError:
     return errors.ResultExpiredError(
         f"The result URLs of task {task_id} have expired (file {index + 1} of {count}: "
-        f"{_one_line(cause)}) and the kept copy is not in {files.task_dir(task_id)}. "
+        f"{errors.exception_line(cause)}) and the kept copy is not in {files.task_dir(task_id)}. "
         "The images cannot be fetched again; change the seed to create a new task."
     )

@@ -179,7 +179,7 @@ class StatusBoard:
             line = self._lines[index]
             line.finished, line.fraction = True, 1.0
             line.state = "failed"
-            line.note = one_line(exc)
+            line.note = errors.exception_line(exc)
         self.publish()
 
     def render(self) -> str:
@@ -249,10 +249,10 @@ def as_node_error(exc: BaseException, hooks: comfy_hooks.NodeHooks) -> BaseExcep
     if isinstance(exc, errors.GrokError):
         # A plain RuntimeError: ComfyUI's dialog shows the exception's type name, and ours
         # would carry the pack's folder path (ComfyUI names the module after it).
-        return RuntimeError(one_line(exc))
+        return RuntimeError(errors.exception_line(exc))
     if isinstance(exc, Exception):
         # Not ours, so not pre-redacted: mask any remembered key before it reaches the dialog.
-        text = errors.redact(one_line(exc))
+        text = errors.redact(errors.exception_line(exc))
         return RuntimeError(f"Grok Imagine: unexpected {type(exc).__name__}: {text}")
     return exc
 
@@ -304,7 +304,9 @@ def collect(
     if not results:
         raise failures[0]
     for failure in failures:
-        logger.warning("Grok Imagine: one task of the node failed: %s", one_line(failure))
+        logger.warning(
+            "Grok Imagine: one task of the node failed: %s", errors.exception_line(failure)
+        )
     files = [path for result in results for path in result.files]
     if not files:
         raise errors.BadResponseError("The task finished without any image.")
@@ -342,14 +344,12 @@ def validate_task_ids(text: str) -> list[str]:
     return [validation.validate_task_id(task_id) for task_id in ids]
 
 
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _log_late_failure(future: asyncio.Future[Any]) -> None:
     """A worker left behind by Cancel ended; anything but the expected cancel is worth a line."""
     if future.cancelled():
         return
     exc = future.exception()
     if exc is not None and not isinstance(exc, errors.CancelledError):
-        logger.info("Grok Imagine: a cancelled node's worker ended with: %s", one_line(exc))
+        logger.info(
+            "Grok Imagine: a cancelled node's worker ended with: %s", errors.exception_line(exc)
+        )
