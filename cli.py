@@ -80,8 +80,9 @@ def _settings(args: argparse.Namespace) -> Iterator[Settings]:
         # Sandbox tasks vanish with the sandbox: keep them out of the real journal.
         if not args.home:
             args.home = home
-        print(f"Using an in-process sandbox at {sb.base_url} (no key, no credits).",
-              file=sys.stderr)
+        print(
+            f"Using an in-process sandbox at {sb.base_url} (no key, no credits).", file=sys.stderr
+        )
         yield load_settings(environ={"APIINONE_API_KEY": key, "APIINONE_BASE_URL": sb.base_url})
 
 
@@ -123,8 +124,11 @@ def _write_outputs(result: TaskResult, out_dir: Path) -> list[Path]:
 
 
 def _report(result: TaskResult, out_dir: Path, progress: Progress, what: str) -> None:
-    how = "kept from the journal, no API call" if result.reused else (
-        "resumed" if result.resumed else "done")
+    how = (
+        "kept from the journal, no API call"
+        if result.reused
+        else ("resumed" if result.resumed else "done")
+    )
     progress.say(f"{what} task {result.task_id}: {len(result.files)} image(s), {how}")
     for path in _write_outputs(result, out_dir):
         print(path)
@@ -150,7 +154,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         def one(index: int) -> TaskResult:
             return runner.text_to_image(
-                prompt, aspect_ratio=aspect, seed=seed, index=index, timeout=args.timeout,
+                prompt,
+                aspect_ratio=aspect,
+                seed=seed,
+                index=index,
+                timeout=args.timeout,
                 hooks=_hooks(progress, f"t2i {index + 1}/{args.tasks}"),
             )
 
@@ -160,8 +168,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
             _report(result, out_dir, progress, "Text-to-image")
         if args.upscale:
             for result in results:
-                up = runner.upscale(result.task_id, seed=seed, timeout=args.timeout,
-                                    hooks=_hooks(progress, "upscale"))
+                up = runner.upscale(
+                    result.task_id,
+                    seed=seed,
+                    timeout=args.timeout,
+                    hooks=_hooks(progress, "upscale"),
+                )
                 _report(up, out_dir, progress, "Upscale")
     return EXIT_OK
 
@@ -173,8 +185,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         runner = _runner(settings, args)
         progress.say(f"Upscaling task {task_id} (12 credits if a new task is needed)")
         try:
-            result = runner.upscale(task_id, seed=args.seed, timeout=args.timeout,
-                                    hooks=_hooks(progress, "upscale"))
+            result = runner.upscale(
+                task_id, seed=args.seed, timeout=args.timeout, hooks=_hooks(progress, "upscale")
+            )
         except errors.TaskNotFoundError as exc:
             if not args.sandbox:
                 raise
@@ -219,8 +232,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     for e in rows:
         prompt = (e.prompt or f"(upscale of {e.source_task_id})").replace("\n", " ")
         updated = _when(e.updated_at)
-        print(f"{updated:19}  {e.task_id or '-':24}  {e.state:10}  {e.credits:>3}  "
-              f"{len(e.files):>5}  {prompt[:48]}")
+        print(
+            f"{updated:19}  {e.task_id or '-':24}  {e.state:10}  {e.credits:>3}  "
+            f"{len(e.files):>5}  {prompt[:48]}"
+        )
     return EXIT_OK
 
 
@@ -283,8 +298,10 @@ def cmd_key(args: argparse.Namespace) -> int:
         except errors.MissingKeyError as exc:
             print(exc)
             return EXIT_USAGE
-        print(f"Key set ({settings.masked_key}) from {settings.key_source}; "
-              f"API at {settings.base_url}.")
+        print(
+            f"Key set ({settings.masked_key}) from {settings.key_source}; "
+            f"API at {settings.base_url}."
+        )
     return EXIT_OK
 
 
@@ -300,23 +317,41 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add_common(p: argparse.ArgumentParser, *, sandbox: bool = True) -> None:
-        p.add_argument("-o", "--output", default="grok-output",
-                       help="folder for the image files (default: grok-output)")
-        p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                       help="seconds to wait for the task (default: 600)")
-        p.add_argument("--home", help="journal/files folder (default: $GROK_IMAGINE_HOME or the "
-                       "user data folder)")
+        p.add_argument(
+            "-o",
+            "--output",
+            default="grok-output",
+            help="folder for the image files (default: grok-output)",
+        )
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=DEFAULT_TIMEOUT,
+            help="seconds to wait for the task (default: 600)",
+        )
+        p.add_argument(
+            "--home",
+            help="journal/files folder (default: $GROK_IMAGINE_HOME or the user data folder)",
+        )
         if sandbox:
-            p.add_argument("--sandbox", action="store_true",
-                           help="use an in-process local sandbox: no key, no credits")
+            p.add_argument(
+                "--sandbox",
+                action="store_true",
+                help="use an in-process local sandbox: no key, no credits",
+            )
 
     g = sub.add_parser("generate", help="text-to-image (5 credits per task)")
     g.add_argument("prompt")
-    g.add_argument("--aspect-ratio", choices=validation.ASPECT_RATIOS,
-                   help="default: the provider's")
+    g.add_argument(
+        "--aspect-ratio", choices=validation.ASPECT_RATIOS, help="default: the provider's"
+    )
     g.add_argument("--tasks", type=int, default=1, help="tasks to run in parallel, 1-8")
-    g.add_argument("--seed", type=int, help="request identity; the same seed resumes or reuses "
-                   "an earlier paid task instead of paying again (default: new)")
+    g.add_argument(
+        "--seed",
+        type=int,
+        help="request identity; the same seed resumes or reuses "
+        "an earlier paid task instead of paying again (default: new)",
+    )
     g.add_argument("--upscale", action="store_true", help="then upscale each task (12 credits)")
     add_common(g)
     g.set_defaults(func=cmd_generate)
@@ -368,7 +403,9 @@ def main(argv: list[str] | None = None, *, run: Callable[..., int] | None = None
         print(f"error: {exc}", file=sys.stderr)
         return _exit_code(exc)
     except KeyboardInterrupt:
-        print("\ninterrupted: any task already created keeps running server-side; "
-              "`grok-imagine tasks` lists it and `grok-imagine task ID` fetches it.",
-              file=sys.stderr)
+        print(
+            "\ninterrupted: any task already created keeps running server-side; "
+            "`grok-imagine tasks` lists it and `grok-imagine task ID` fetches it.",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED

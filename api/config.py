@@ -132,9 +132,7 @@ def load_settings(
     return Settings(api_key=key, base_url=base_url, key_source=f"key file {path}")
 
 
-def default_key_file(
-    environ: Mapping[str, str] | None = None, platform: str | None = None
-) -> Path:
+def default_key_file(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
     """The per-user key file: the CLI's ``key set`` writes it, ``load_settings`` reads it."""
     env = os.environ if environ is None else environ
     platform = sys.platform if platform is None else platform

@@ -134,8 +134,9 @@ def download(
     while True:
         attempt += 1
         try:
-            return _fetch_once(url, shown, session, timeouts, deadline, deadline_s, max_bytes,
-                               headers)
+            return _fetch_once(
+                url, shown, session, timeouts, deadline, deadline_s, max_bytes, headers
+            )
         except _Transient as exc:
             left = deadline - time.monotonic()
             wait = min(4.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
@@ -181,8 +182,11 @@ def _fetch_once(
         raise errors.DownloadError(
             f"The result file {shown} redirects more than {MAX_REDIRECTS} times: report it."
         ) from None
-    except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL,
-            requests.exceptions.MissingSchema):
+    except (
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+    ):
         raise errors.DownloadError(
             f"The result file {shown} redirects to an address that is not http(s); it was not "
             "followed. Report it."

@@ -56,8 +56,19 @@ EMPTY_SUCCESS_REREADS = 2
 answer is called broken (a gateway may mark it done a moment before it lists the files)."""
 
 _MODERATION_WORDS = (
-    "content policy", "content_policy", "moderat", "safety", "nsfw", "inappropriate",
-    "prohibited", "violat", "sensitive", "not allowed", "disallowed", "unsafe", "blocked",
+    "content policy",
+    "content_policy",
+    "moderat",
+    "safety",
+    "nsfw",
+    "inappropriate",
+    "prohibited",
+    "violat",
+    "sensitive",
+    "not allowed",
+    "disallowed",
+    "unsafe",
+    "blocked",
 )
 
 Clock = Callable[[], float]
@@ -91,8 +102,14 @@ class PollSchedule:
     """A task this client just created that reads as "not found" is retried for this long."""
 
     _TIME_FIELDS = (
-        "first_read", "second_read", "fast_interval", "fast_until", "max_interval",
-        "error_backoff", "max_error_backoff", "not_found_grace",
+        "first_read",
+        "second_read",
+        "fast_interval",
+        "fast_until",
+        "max_interval",
+        "error_backoff",
+        "max_error_backoff",
+        "not_found_grace",
     )
 
     def __post_init__(self) -> None:
@@ -238,8 +255,12 @@ def wait_for_task(
             if retry_after:
                 wait = max(wait, float(retry_after))
             log = logger.warning if failures >= 3 else logger.info
-            log("task %s: status read failed (%s); retrying in %.1f s", task_id,
-                type(exc).__name__, wait)
+            log(
+                "task %s: status read failed (%s); retrying in %.1f s",
+                task_id,
+                type(exc).__name__,
+                wait,
+            )
             due = max(read_at + wait, _scheduled(schedule, origin, read_at, slow_reads, draw))
             continue
         failures = 0
@@ -247,8 +268,13 @@ def wait_for_task(
         seen = (task.state, task.raw_status, task.progress)
         if seen != last_seen:
             last_seen = seen
-            logger.debug("task %s: %s (%s) after %d read(s)", task_id, task.state.value,
-                         task.raw_status, reads)
+            logger.debug(
+                "task %s: %s (%s) after %d read(s)",
+                task_id,
+                task.state.value,
+                task.raw_status,
+                reads,
+            )
             if on_update is not None:
                 on_update(task, clock() - (created_at if created_at is not None else start))
 
@@ -274,7 +300,10 @@ def wait_for_task(
 
 
 def _scheduled(
-    schedule: PollSchedule, origin: float, read_at: float, slow_reads: int,
+    schedule: PollSchedule,
+    origin: float,
+    read_at: float,
+    slow_reads: int,
     draw: Callable[[float, float], float],
 ) -> float:
     return origin + schedule.next_read(read_at - origin, slow_reads, draw(-1.0, 1.0))
@@ -315,7 +344,8 @@ def _read_cancellably(
             raise errors.CancelledError(task_id)
         if clock() >= deadline + READ_OVERRUN_S:
             raise errors.TaskTimeoutError(
-                task_id, timeout,
+                task_id,
+                timeout,
                 last_error="a status read was still arriving when the wait ran out (the API or "
                 "a proxy on the way answers extremely slowly)",
             )

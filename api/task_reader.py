@@ -28,21 +28,62 @@ __all__ = ["body_error", "classify_status", "parse_task", "read_created_task_id"
 _STATUS_WORDS: dict[str, TaskState] = {}
 for _state, _words in {
     TaskState.QUEUED: (
-        "pending", "queued", "queue", "in_queue", "inqueue", "waiting", "wait", "queuing",
-        "queueing", "submitted", "created", "new", "scheduled", "accepted", "not_started",
+        "pending",
+        "queued",
+        "queue",
+        "in_queue",
+        "inqueue",
+        "waiting",
+        "wait",
+        "queuing",
+        "queueing",
+        "submitted",
+        "created",
+        "new",
+        "scheduled",
+        "accepted",
+        "not_started",
         "starting",
     ),
     TaskState.RUNNING: (
-        "in_progress", "inprogress", "progress", "processing", "running", "generating",
-        "started", "working", "active", "rendering",
+        "in_progress",
+        "inprogress",
+        "progress",
+        "processing",
+        "running",
+        "generating",
+        "started",
+        "working",
+        "active",
+        "rendering",
     ),
     TaskState.SUCCEEDED: (
-        "completed", "complete", "success", "succeeded", "succeed", "successful", "done",
-        "finished", "finish", "ready",
+        "completed",
+        "complete",
+        "success",
+        "succeeded",
+        "succeed",
+        "successful",
+        "done",
+        "finished",
+        "finish",
+        "ready",
     ),
     TaskState.FAILED: (
-        "failed", "fail", "failure", "error", "errored", "cancelled", "canceled", "cancel",
-        "timeout", "timed_out", "timedout", "expired", "rejected", "aborted",
+        "failed",
+        "fail",
+        "failure",
+        "error",
+        "errored",
+        "cancelled",
+        "canceled",
+        "cancel",
+        "timeout",
+        "timed_out",
+        "timedout",
+        "expired",
+        "rejected",
+        "aborted",
     ),
 }.items():
     for _word in _words:
@@ -52,15 +93,40 @@ _STATUS_KEYS = ("status", "state", "task_status", "taskStatus", "status_text")
 _ID_KEYS = ("task_id", "taskId", "taskID", "id", "request_id", "requestId")
 _PROGRESS_KEYS = ("progress", "percent", "percentage", "progress_percent")
 _ERROR_KEYS = (
-    "failMsg", "fail_msg", "error_message", "errorMessage", "error_msg", "errorMsg", "error",
-    "failure_reason", "failReason", "reason", "detail",
+    "failMsg",
+    "fail_msg",
+    "error_message",
+    "errorMessage",
+    "error_msg",
+    "errorMsg",
+    "error",
+    "failure_reason",
+    "failReason",
+    "reason",
+    "detail",
 )
 _FAIL_CODE_KEYS = ("failCode", "fail_code", "error_code", "errorCode")
 # Where result URLs live: recursion follows only these keys (never arbitrary nesting).
 _URL_KEYS = (
-    "resultUrls", "result_urls", "image_urls", "imageUrls", "urls", "url", "image_url",
-    "imageUrl", "images", "image", "output", "outputs", "result", "results", "resultJson",
-    "result_json", "files", "media", "data",
+    "resultUrls",
+    "result_urls",
+    "image_urls",
+    "imageUrls",
+    "urls",
+    "url",
+    "image_url",
+    "imageUrl",
+    "images",
+    "image",
+    "output",
+    "outputs",
+    "result",
+    "results",
+    "resultJson",
+    "result_json",
+    "files",
+    "media",
+    "data",
 )
 _SUCCESS_MESSAGES = frozenset({"", "success", "ok", "succeeded", "completed", "null", "none"})
 _MAX_DEPTH = 8
@@ -227,8 +293,10 @@ def _is_http_url(text: str) -> bool:
     if not (lowered.startswith("https://") or lowered.startswith("http://")):
         return False
     host_part = text.split("://", 1)[1]
-    return bool(host_part) and host_part[0] not in "/?#" and not any(
-        c.isspace() or ord(c) < 32 for c in text
+    return (
+        bool(host_part)
+        and host_part[0] not in "/?#"
+        and not any(c.isspace() or ord(c) < 32 for c in text)
     )
 
 

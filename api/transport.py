@@ -62,7 +62,9 @@ __all__ = [
 
 logger = logging.getLogger("grok_imagine.api")
 
-USER_AGENT = "ComfyUI-Grok-Imagine/0.1 (+https://github.com/grok-imagine-nodes/ComfyUI-Grok-Imagine)"
+USER_AGENT = (
+    "ComfyUI-Grok-Imagine/0.1 (+https://github.com/grok-imagine-nodes/ComfyUI-Grok-Imagine)"
+)
 API_RETRY_STATUSES = frozenset({408, 429, 455, 500, 502, 503, 504})
 RETRY_AFTER_CAP_S = 1.0
 """Longest ``Retry-After`` urllib3 sleeps inside one call; longer waits happen in the poll loop,
@@ -204,9 +206,7 @@ class Transport:
             logger.info("create rate limited (HTTP 429); sending it again in %.1f s", wait)
             self._wait_before_resend(wait, should_cancel)
 
-    def _wait_before_resend(
-        self, seconds: float, should_cancel: Callable[[], bool] | None
-    ) -> None:
+    def _wait_before_resend(self, seconds: float, should_cancel: Callable[[], bool] | None) -> None:
         """Sleep out a 429 in short slices: a Cancel here must not send a paid create later."""
         end = time.monotonic() + seconds
         try:
@@ -245,11 +245,21 @@ class Transport:
                 stream=True,  # bodies are read with a cap below
             )
         except requests.RequestException as exc:
-            logger.debug("%s %s failed after %.3f s: %s", method, path,
-                         time.perf_counter() - started, type(exc).__name__)
+            logger.debug(
+                "%s %s failed after %.3f s: %s",
+                method,
+                path,
+                time.perf_counter() - started,
+                type(exc).__name__,
+            )
             raise network_error(exc, self.settings, call, self.timeouts) from None
-        logger.debug("%s %s -> %d in %.3f s", method, path, response.status_code,
-                     time.perf_counter() - started)
+        logger.debug(
+            "%s %s -> %d in %.3f s",
+            method,
+            path,
+            response.status_code,
+            time.perf_counter() - started,
+        )
         if response.status_code >= 300 and response.status_code not in passthrough:
             try:
                 raise self._http_error(response, call)
@@ -280,8 +290,11 @@ class Transport:
             return json.loads(body.decode("utf-8-sig"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             pass
-        what = "an HTML page" if body.lstrip()[:1] == b"<" else (
-            "an empty answer" if not body.strip() else "text that is not JSON")
+        what = (
+            "an HTML page"
+            if body.lstrip()[:1] == b"<"
+            else ("an empty answer" if not body.strip() else "text that is not JSON")
+        )
         if call.kind == "create":
             raise errors.BadResponseError(
                 f"API in One answered the create request with {what} (HTTP "
@@ -490,13 +503,17 @@ def _describe_network_failure(
         return any(isinstance(e, types) for e in chain)
 
     if has(requests.exceptions.ProxyError, u3.ProxyError):
-        return ("the HTTP(S) proxy failed or refused the connection; check HTTPS_PROXY, "
-                "HTTP_PROXY and NO_PROXY"), True
+        return (
+            "the HTTP(S) proxy failed or refused the connection; check HTTPS_PROXY, "
+            "HTTP_PROXY and NO_PROXY"
+        ), True
     if has(u3.NameResolutionError, socket.gaierror):
         return "DNS lookup failed: the API's host name could not be resolved", True
     if has(requests.exceptions.SSLError, u3.SSLError, ssl.SSLError):
-        return ("the TLS certificate check failed; if a proxy or antivirus inspects HTTPS, "
-                "point REQUESTS_CA_BUNDLE at its CA certificate"), True
+        return (
+            "the TLS certificate check failed; if a proxy or antivirus inspects HTTPS, "
+            "point REQUESTS_CA_BUNDLE at its CA certificate"
+        ), True
     if has(ConnectionRefusedError):
         return "the connection was refused", True
     if has(requests.exceptions.ConnectTimeout, u3.ConnectTimeoutError) and not has(
@@ -512,8 +529,11 @@ def _describe_network_failure(
         return "the connection closed before the answer was complete", False
     if has(ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
         return "the connection was reset", False
-    if has(requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-           requests.exceptions.InvalidSchema):
+    if has(
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+    ):
         return f"the API address is not a valid URL; check {BASE_URL_ENV}", True
     return f"network error {type(exc).__name__}", False
 

@@ -113,9 +113,7 @@ class TaskRunner:
         """Images for this prompt: kept ones, a resumed task's, or a new task's (5 credits)."""
         prompt = validation.validate_prompt(prompt)
         aspect_ratio = validation.validate_aspect_ratio(aspect_ratio) if aspect_ratio else None
-        identity = RequestIdentity.text_to_image(
-            prompt, aspect_ratio, seed, index, self.api_base
-        )
+        identity = RequestIdentity.text_to_image(prompt, aspect_ratio, seed, index, self.api_base)
         return self._fetch_or_create(
             identity,
             lambda client, cancel: client.create_text_to_image(

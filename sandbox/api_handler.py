@@ -28,7 +28,7 @@ class ApiHandler(Handler):
             self._create()
         elif path.startswith(TASK_PREFIX) and len(path) > len(TASK_PREFIX):
             self._require(method, "GET")
-            self._status_read(path[len(TASK_PREFIX):])
+            self._status_read(path[len(TASK_PREFIX) :])
         elif path.startswith(file_host.FILES_PREFIX) and not self.sandbox.config.separate_file_host:
             file_host.serve_file(self, method)
         else:

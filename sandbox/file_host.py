@@ -73,7 +73,7 @@ def serve_file(handler: Handler, method: str) -> None:
 
 
 def _parse(path: str) -> tuple[str, int, str]:
-    rest = path[len(FILES_PREFIX):]
+    rest = path[len(FILES_PREFIX) :]
     task_id, _, name = rest.partition("/")
     stem, _, extension = name.partition(".")
     if not task_id or not stem.isdigit() or extension not in CONTENT_TYPES:
@@ -89,7 +89,7 @@ def _send_dripping(handler: Handler, body: bytes, content_type: str) -> None:
     handler.end_headers()
     chunk = max(1, faults.drip_chunk)
     for start in range(0, len(body), chunk):
-        handler.wfile.write(body[start:start + chunk])
+        handler.wfile.write(body[start : start + chunk])
         handler.wfile.flush()
         if start + chunk < len(body) and handler.sandbox.wait_unless_stopping(faults.drip_delay):
             handler.close_connection = True

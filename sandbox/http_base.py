@@ -35,8 +35,9 @@ class Listener(ThreadingHTTPServer):
     # into "answer lost" (UncertainCreateError) and downloads into retries.
     request_queue_size = 128
 
-    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], sandbox: Sandbox,
-                 role: str) -> None:
+    def __init__(
+        self, port: int, handler: type[BaseHTTPRequestHandler], sandbox: Sandbox, role: str
+    ) -> None:
         self.sandbox = sandbox
         self.role = role
         self._connections: set[socket.socket] = set()
@@ -145,8 +146,14 @@ class Handler(BaseHTTPRequestHandler):
             elapsed_ms = (time.monotonic() - started) * 1000
             # The path only: never headers (the key lives there) and never a query string.
             path = self.path.split("?", 1)[0]
-            log.info("%s %s %s -> %s (%.0f ms)", self.server.role, method, path,
-                     self._status or "no answer", elapsed_ms)
+            log.info(
+                "%s %s %s -> %s (%.0f ms)",
+                self.server.role,
+                method,
+                path,
+                self._status or "no answer",
+                elapsed_ms,
+            )
 
     def route(self, method: str) -> None:
         raise NotImplementedError
@@ -163,8 +170,9 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s: " + format, self.server.role, *args)
 
-    def send_bytes(self, status: int, body: bytes, content_type: str,
-                   headers: dict[str, str] | None = None) -> None:
+    def send_bytes(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))

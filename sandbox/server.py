@@ -96,8 +96,10 @@ class Sandbox:
         self._stopped = True
         self._stopping.set()
         # End the accept loops together; a poke wakes each one from its poll at once.
-        enders = [threading.Thread(target=listener.shutdown, name="grok-sandbox-stop")
-                  for listener in self._listeners]
+        enders = [
+            threading.Thread(target=listener.shutdown, name="grok-sandbox-stop")
+            for listener in self._listeners
+        ]
         for ender in enders:
             ender.start()
         for listener in self._listeners:

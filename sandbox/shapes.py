@@ -34,6 +34,7 @@ class TaskView:
 Payload = dict[str, Any]
 Builder = Callable[[TaskView], Payload]
 
+
 # Status spellings per phase.
 def _words(queued: str, running: str, completed: str, failed: str) -> dict[str, str]:
     return {QUEUED: queued, RUNNING: running, COMPLETED: completed, FAILED: failed}

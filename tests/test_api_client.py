@@ -232,8 +232,11 @@ def test_not_found_right_after_our_own_create_is_waited_out(sandbox, client):
 def test_server_side_validation_names_the_field(sandbox, client):
     transport = client._transport
     with pytest.raises(errors.InvalidRequestError) as caught:
-        transport.post_json(client_mod.CREATE_PATH, {"model": "grok-imagine/nope", "prompt": "x"},
-                            transport_mod.Call("create"))
+        transport.post_json(
+            client_mod.CREATE_PATH,
+            {"model": "grok-imagine/nope", "prompt": "x"},
+            transport_mod.Call("create"),
+        )
     assert caught.value.from_server and caught.value.field == "model"
     assert "400" in str(caught.value)
 
@@ -283,8 +286,18 @@ def test_moderation_failure_is_its_own_kind_and_refunded(sandbox, client):
     assert sandbox.ledger(TEST_KEY).credits_charged == 0
 
 
-@pytest.mark.parametrize("shape", ["default", "upstream", "upstream_code_501", "fail_msg",
-                                   "error_string", "msg_at_top", "status_synonyms"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "default",
+        "upstream",
+        "upstream_code_501",
+        "fail_msg",
+        "error_string",
+        "msg_at_top",
+        "status_synonyms",
+    ],
+)
 def test_generation_failure_carries_the_providers_reason(sandbox, client, shape):
     sandbox.faults.failure_rate = 1.0
     sandbox.faults.response_shape = shape

@@ -197,14 +197,17 @@ def test_key_file_path_through_a_file_is_unreadable_not_missing(tmp_path):
     assert "could not be read" in str(caught.value)
 
 
-@pytest.mark.parametrize(("raw", "warned"), [
-    (f"{TEST_KEY}\n", False),
-    (f"{TEST_KEY}\r\n", False),
-    (TEST_KEY, False),
-    (f"   {TEST_KEY}   ", True),
-    (f"{TEST_KEY}\n\n", True),
-    (f"\t{TEST_KEY}\n", True),
-])
+@pytest.mark.parametrize(
+    ("raw", "warned"),
+    [
+        (f"{TEST_KEY}\n", False),
+        (f"{TEST_KEY}\r\n", False),
+        (TEST_KEY, False),
+        (f"   {TEST_KEY}   ", True),
+        (f"{TEST_KEY}\n\n", True),
+        (f"\t{TEST_KEY}\n", True),
+    ],
+)
 def test_a_final_line_break_is_quiet_any_other_stray_character_warns(tmp_path, caplog, raw, warned):
     caplog.set_level(logging.DEBUG, logger="grok_imagine")
     key_file = write(tmp_path / "api_key", raw)

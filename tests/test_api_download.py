@@ -15,8 +15,9 @@ WAIT_S = 30.0
 
 
 def make_client(sb, **settings):
-    return api.GrokClient(api.Settings(api_key=TEST_KEY, base_url=sb.base_url, **settings),
-                          poll=FAST_POLL)
+    return api.GrokClient(
+        api.Settings(api_key=TEST_KEY, base_url=sb.base_url, **settings), poll=FAST_POLL
+    )
 
 
 def finished_urls(client) -> tuple[str, ...]:

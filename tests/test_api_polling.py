@@ -40,8 +40,14 @@ class SimClock:
 class FakeTask:
     """A task that runs from t=0 and ends at ``done_at`` (simulated seconds)."""
 
-    def __init__(self, clock: SimClock, done_at: float, *, fails: str | None = None,
-                 urls: tuple[str, ...] = (URL,)) -> None:
+    def __init__(
+        self,
+        clock: SimClock,
+        done_at: float,
+        *,
+        fails: str | None = None,
+        urls: tuple[str, ...] = (URL,),
+    ) -> None:
         self.clock = clock
         self.done_at = done_at
         self.fails = fails
@@ -264,8 +270,12 @@ def test_a_recovered_network_gives_a_plain_timeout():
 
 @pytest.mark.parametrize(
     "error",
-    [errors.AuthError("no"), errors.InsufficientCreditsError("poor"),
-     errors.ServerError("off", status=505), errors.InvalidRequestError("bad", field="task_id")],
+    [
+        errors.AuthError("no"),
+        errors.InsufficientCreditsError("poor"),
+        errors.ServerError("off", status=505),
+        errors.InvalidRequestError("bad", field="task_id"),
+    ],
 )
 def test_errors_that_will_not_pass_end_the_wait(error):
     clock = SimClock()
@@ -303,8 +313,15 @@ def test_failure_carries_the_reason_and_moderation_is_its_own_kind():
     assert "Content policy violation" in str(caught.value)
 
 
-@pytest.mark.parametrize("reason", ["NSFW content detected", "blocked by safety system",
-                                    "prompt violates our policy", "moderation"])
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "NSFW content detected",
+        "blocked by safety system",
+        "prompt violates our policy",
+        "moderation",
+    ],
+)
 def test_moderation_wordings(reason):
     task = Task("t1", TaskState.FAILED, error=reason)
     assert isinstance(polling.failure_error(task), errors.ModerationError)
@@ -346,8 +363,12 @@ def test_cancel_is_answered_while_a_status_read_hangs():
     try:
         with pytest.raises(errors.CancelledError) as caught:
             polling.wait_for_task(
-                hanging_read, "t1", schedule=PollSchedule(), timeout=600.0,
-                should_cancel=should_cancel, created_at=None,
+                hanging_read,
+                "t1",
+                schedule=PollSchedule(),
+                timeout=600.0,
+                should_cancel=should_cancel,
+                created_at=None,
             )
         assert caught.value.task_id == "t1"
         assert not release.is_set()  # it returned while the read was still hanging
@@ -361,6 +382,10 @@ def test_errors_raised_inside_a_cancellable_read_keep_their_type():
 
     with pytest.raises(errors.AuthError):
         polling.wait_for_task(
-            failing_read, "t1", schedule=PollSchedule(), timeout=5.0,
-            should_cancel=lambda: False, created_at=None,
+            failing_read,
+            "t1",
+            schedule=PollSchedule(),
+            timeout=5.0,
+            should_cancel=lambda: False,
+            created_at=None,
         )

@@ -65,8 +65,11 @@ def test_unknown_status_is_kept_and_not_an_error():
 def _done(extra: dict, *, top: bool = False) -> dict:
     if top:
         return {"task_id": "t1", "status": "completed", **extra}
-    return {"code": 200, "message": "success", "data": {"task_id": "t1", "status": "completed",
-                                                          **extra}}
+    return {
+        "code": 200,
+        "message": "success",
+        "data": {"task_id": "t1", "status": "completed", **extra},
+    }
 
 
 @pytest.mark.parametrize(
@@ -110,8 +113,21 @@ def test_single_image_url_and_duplicates():
 
 
 def test_non_http_strings_are_not_urls():
-    payload = _done({"output": {"image_urls": ["file:///etc/passwd", "javascript:x", "", 7,
-                                                None, "https://", URLS[0]]}})
+    payload = _done(
+        {
+            "output": {
+                "image_urls": [
+                    "file:///etc/passwd",
+                    "javascript:x",
+                    "",
+                    7,
+                    None,
+                    "https://",
+                    URLS[0],
+                ]
+            }
+        }
+    )
     assert reader.parse_task(payload).result_urls == (URLS[0],)
 
 
@@ -140,8 +156,18 @@ def test_every_error_text_location(payload, reason):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(45, 0.45), (0.45, 0.45), (1, 0.01), (100, 1.0), ("45%", 0.45), (250, 1.0), (-3, 0.0),
-     (float("nan"), None), (True, None), ("soon", None)],
+    [
+        (45, 0.45),
+        (0.45, 0.45),
+        (1, 0.01),
+        (100, 1.0),
+        ("45%", 0.45),
+        (250, 1.0),
+        (-3, 0.0),
+        (float("nan"), None),
+        (True, None),
+        ("soon", None),
+    ],
 )
 def test_progress_normalized_to_a_fraction(value, expected):
     task = reader.parse_task({"data": {"status": "running", "progress": value}}, "t1")
@@ -158,9 +184,17 @@ def test_task_id_from_payload_or_argument():
 
 @pytest.mark.parametrize(
     "payload",
-    [None, "", "<html><title>502 Bad Gateway</title></html>", '{"data": {"task_id": "', [],
-     42, {"code": 200, "message": "success", "data": None}, {"data": {"nothing": "here"}},
-     b"\xff\xfe"],
+    [
+        None,
+        "",
+        "<html><title>502 Bad Gateway</title></html>",
+        '{"data": {"task_id": "',
+        [],
+        42,
+        {"code": 200, "message": "success", "data": None},
+        {"data": {"nothing": "here"}},
+        b"\xff\xfe",
+    ],
 )
 def test_unreadable_payloads_are_bad_responses(payload):
     with pytest.raises(errors.BadResponseError):
@@ -175,20 +209,34 @@ def test_json_text_and_bytes_are_read_too():
 
 def test_body_error_codes():
     assert reader.body_error({"code": 422, "msg": "recordInfo is null", "data": None}) == (
-        422, "recordInfo is null")
+        422,
+        "recordInfo is null",
+    )
     assert reader.body_error({"code": 401, "message": "nope"}) == (401, "nope")
     assert reader.body_error({"code": "429", "msg": "slow"}) == (429, "slow")
-    assert reader.body_error({"error": {"code": 400, "message": "Invalid parameters",
-                                        "type": "invalid_request"}}) == (400, "Invalid parameters")
-    for fine in ({"code": 200, "data": {}}, {"code": 0}, {"status": "ok"}, [], None,
-                 {"code": True}, {"error": "just text"}):
+    assert reader.body_error(
+        {"error": {"code": 400, "message": "Invalid parameters", "type": "invalid_request"}}
+    ) == (400, "Invalid parameters")
+    for fine in (
+        {"code": 200, "data": {}},
+        {"code": 0},
+        {"status": "ok"},
+        [],
+        None,
+        {"code": True},
+        {"error": "just text"},
+    ):
         assert reader.body_error(fine) is None
 
 
 def test_created_task_id_spellings():
-    for payload in ({"code": 200, "data": {"task_id": "a1", "status": "IN_PROGRESS"}},
-                    {"data": {"taskId": "a1"}}, {"task_id": "a1"}, {"id": "a1"},
-                    {"data": {"id": 12345}}):
+    for payload in (
+        {"code": 200, "data": {"task_id": "a1", "status": "IN_PROGRESS"}},
+        {"data": {"taskId": "a1"}},
+        {"task_id": "a1"},
+        {"id": "a1"},
+        {"data": {"id": 12345}},
+    ):
         assert reader.read_created_task_id(payload) in ("a1", "12345")
     assert reader.read_created_task_id({"data": {}}) is None
     assert reader.read_created_task_id({"data": {"task_id": True}}) is None
@@ -202,8 +250,12 @@ def test_created_task_id_spellings():
 def test_every_sandbox_shape_in_every_phase(shape, phase):
     urls = URLS if phase == shapes.COMPLETED else ()
     view = shapes.TaskView(
-        task_id="sbx1_grok", model="grok-imagine/text-to-image", phase=phase, progress=0.4,
-        urls=urls, error="Content policy violation" if phase == shapes.FAILED else None,
+        task_id="sbx1_grok",
+        model="grok-imagine/text-to-image",
+        phase=phase,
+        progress=0.4,
+        urls=urls,
+        error="Content policy violation" if phase == shapes.FAILED else None,
         fail_code="content_policy_violation" if phase == shapes.FAILED else None,
     )
     payload = shapes.status_payload(shape, view)
@@ -227,16 +279,50 @@ def test_every_sandbox_shape_in_every_phase(shape, phase):
 # -- totality -------------------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
-    | st.sampled_from(["status", "completed", "failed", "https://x.test/a.jpg", "IN_PROGRESS",
-                       '{"resultUrls": ["https://x.test/b.png"]}', "[1, 2", "{}"]),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(
-        st.sampled_from(["data", "status", "state", "output", "result", "images", "url",
-                         "resultJson", "task_id", "code", "msg", "error", "progress",
-                         "image_urls", "failMsg", "resultUrls"]) | st.text(max_size=8),
-        children,
-        max_size=6,
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=30)
+    | st.sampled_from(
+        [
+            "status",
+            "completed",
+            "failed",
+            "https://x.test/a.jpg",
+            "IN_PROGRESS",
+            '{"resultUrls": ["https://x.test/b.png"]}',
+            "[1, 2",
+            "{}",
+        ]
+    ),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "data",
+                    "status",
+                    "state",
+                    "output",
+                    "result",
+                    "images",
+                    "url",
+                    "resultJson",
+                    "task_id",
+                    "code",
+                    "msg",
+                    "error",
+                    "progress",
+                    "image_urls",
+                    "failMsg",
+                    "resultUrls",
+                ]
+            )
+            | st.text(max_size=8),
+            children,
+            max_size=6,
+        )
     ),
     max_leaves=60,
 )

@@ -110,17 +110,32 @@ def _reset() -> BaseException:
     [
         (_refused, "refused", False),
         (_dns, "DNS", False),
-        (lambda: requests.exceptions.ConnectTimeout(_max_retry(u3.ConnectTimeoutError())),
-         "no connection within 10 s", False),
-        (lambda: requests.exceptions.SSLError(_max_retry(u3.SSLError(ssl.SSLError("bad cert")))),
-         "TLS", False),
-        (lambda: requests.exceptions.ProxyError(_max_retry(u3.ProxyError("no", OSError()))),
-         "proxy", False),
-        (lambda: requests.exceptions.ReadTimeout(u3.ReadTimeoutError(None, "/", "timed out")),
-         "no answer within 30 s", True),
+        (
+            lambda: requests.exceptions.ConnectTimeout(_max_retry(u3.ConnectTimeoutError())),
+            "no connection within 10 s",
+            False,
+        ),
+        (
+            lambda: requests.exceptions.SSLError(_max_retry(u3.SSLError(ssl.SSLError("bad cert")))),
+            "TLS",
+            False,
+        ),
+        (
+            lambda: requests.exceptions.ProxyError(_max_retry(u3.ProxyError("no", OSError()))),
+            "proxy",
+            False,
+        ),
+        (
+            lambda: requests.exceptions.ReadTimeout(u3.ReadTimeoutError(None, "/", "timed out")),
+            "no answer within 30 s",
+            True,
+        ),
         (_reset, "reset", True),
-        (lambda: requests.exceptions.ChunkedEncodingError(u3.ProtocolError("cut")),
-         "closed before the answer was complete", True),
+        (
+            lambda: requests.exceptions.ChunkedEncodingError(u3.ProtocolError("cut")),
+            "closed before the answer was complete",
+            True,
+        ),
     ],
 )
 def test_network_failures_say_what_and_whether_a_create_may_have_been_taken(make, words, sent):
@@ -150,6 +165,8 @@ def test_retry_after_parsing():
 
 
 def test_origins():
-    assert transport.origin_of("https://apiin.one/x") == transport.origin_of("https://APIIN.ONE:443/y")
+    assert transport.origin_of("https://apiin.one/x") == transport.origin_of(
+        "https://APIIN.ONE:443/y"
+    )
     assert transport.origin_of("http://a.test") != transport.origin_of("https://a.test")
     assert transport.origin_of("http://a.test:8080/") != transport.origin_of("http://a.test/")

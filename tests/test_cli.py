@@ -142,7 +142,9 @@ def test_installed_module_entry_point_lists_every_command():
         pytest.skip("the pack is not pip-installed here; the README's Quick start installs it")
     out = subprocess.run(
         [sys.executable, "-m", "comfyui_grok_imagine", "--help"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert out.returncode == 0, out.stderr
     for command in ("generate", "upscale", "task", "tasks", "sandbox", "key"):

@@ -80,7 +80,9 @@ def test_rows_follow_the_money(journal):
     journal.record_task_id(entry, "task-1")
     assert journal.get("task-1").state == State.QUEUED
     journal.record_state("task-1", State.RUNNING)
-    journal.record_state("task-1", State.SUCCEEDED, result_urls=["http://x/0.jpg", "http://x/1.jpg"])
+    journal.record_state(
+        "task-1", State.SUCCEEDED, result_urls=["http://x/0.jpg", "http://x/1.jpg"]
+    )
     journal.record_file("task-1", 1, "/kept/1.jpg", "b" * 64, 20, "http://x/1.jpg")
     journal.record_file("task-1", 0, "/kept/0.jpg", "a" * 64, 10, "http://x/0.jpg")
 

@@ -115,9 +115,9 @@ def test_kept_files_missing_are_downloaded_again_without_a_create(tmp_path, sb):
     again = runner.text_to_image(PROMPT, seed=1)
     assert not again.reused and again.task_id == first.task_id
     middle = slice(1, -1)
-    assert [p.read_bytes() for p in again.files][middle] == [
-        p.read_bytes() for p in first.files
-    ][middle]
+    assert [p.read_bytes() for p in again.files][middle] == [p.read_bytes() for p in first.files][
+        middle
+    ]
     assert again.files[0].is_file() and again.files[-1].read_bytes() != b"damaged"
     assert ledger(sb) == (1, 5)
 
@@ -321,9 +321,7 @@ def test_two_identical_requests_in_processes_make_one_create(tmp_path, sandbox_f
         for _ in range(2)
     ]
     try:
-        _wait_until(
-            lambda: len(list(tmp_path.glob("go.*"))) == 2, "both processes to be ready"
-        )
+        _wait_until(lambda: len(list(tmp_path.glob("go.*"))) == 2, "both processes to be ready")
         go.touch()  # both start their request at the same moment
         outputs = [c.communicate(timeout=WAIT_LIMIT_S)[0].split() for c in children]
     finally:
@@ -401,9 +399,10 @@ def test_uncertain_create_is_reported_not_resent(tmp_path, sb):
     with pytest.raises(errors.UncertainCreateError):  # queued again: still not re-sent
         runner.text_to_image(PROMPT, seed=9)
     assert ledger(sb) == (1, 5)
-    assert runner.journal.latest(
-        journal_mod.RequestIdentity.text_to_image(PROMPT, seed=9)
-    ).state == "uncertain"
+    assert (
+        runner.journal.latest(journal_mod.RequestIdentity.text_to_image(PROMPT, seed=9)).state
+        == "uncertain"
+    )
 
     runner.text_to_image(PROMPT, seed=10)  # a new seed is a deliberate new task
     assert ledger(sb) == (2, 10)

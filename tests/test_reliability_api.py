@@ -483,7 +483,7 @@ def test_moderation_failure_has_its_own_message_and_is_not_retried(sandbox, tmp_
 
 pointer_row(
     AREA,
-    "a stray 404 / \"recordInfo is null\" while resuming a task our own create returned",
+    'a stray 404 / "recordInfo is null" while resuming a task our own create returned',
     "`TaskNotFoundError` for that queue; the task is not marked failed",
     "the row stays resumable: the next queue resumes the same task (1 create, 5 credits)",
     "test_journal_runner.py::test_a_stray_not_found_on_a_resumed_task_keeps_it_resumable",

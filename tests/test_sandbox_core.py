@@ -84,8 +84,13 @@ def test_unknown_and_foreign_tasks_are_404(sandbox_factory):
 
 @pytest.mark.parametrize(
     ("ratio", "size"),
-    [("1:1", (1024, 1024)), ("3:2", (1296, 864)), ("2:3", (864, 1296)),
-     ("16:9", (1408, 768)), ("9:16", (768, 1408))],
+    [
+        ("1:1", (1024, 1024)),
+        ("3:2", (1296, 864)),
+        ("2:3", (864, 1296)),
+        ("16:9", (1408, 768)),
+        ("9:16", (768, 1408)),
+    ],
 )
 def test_images_are_real_and_sized_by_aspect_ratio(sandbox_factory, ratio, size):
     sb = sandbox_factory(images_per_task=1, generation_time=0.05)
@@ -221,12 +226,18 @@ def test_unknown_endpoint_and_wrong_method(sandbox):
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer sk-wrong"}, {"Authorization": TEST_KEY},
-     {"Authorization": "Bearer "}, {"Authorization": f"Basic {TEST_KEY}"}],
+    [
+        {},
+        {"Authorization": "Bearer sk-wrong"},
+        {"Authorization": TEST_KEY},
+        {"Authorization": "Bearer "},
+        {"Authorization": f"Basic {TEST_KEY}"},
+    ],
 )
 def test_auth_is_required(sandbox, headers):
-    response = requests.post(sandbox.base_url + CREATE, json={"prompt": "p"}, headers=headers,
-                             timeout=10)
+    response = requests.post(
+        sandbox.base_url + CREATE, json={"prompt": "p"}, headers=headers, timeout=10
+    )
     assert response.status_code == 401
     assert response.json()["error"]["type"] == "authentication_error"
     assert TEST_KEY not in response.text
@@ -242,8 +253,9 @@ def test_credits_run_out_with_402(sandbox_factory):
     refused = create(sb)
     assert refused.status_code == 402
     assert refused.json()["error"]["type"] == "insufficient_credits"
-    assert sb.ledger(TEST_KEY) == sandbox_module.Ledger(creates=2, credits_charged=10, refunds=0,
-                                                        balance=2)
+    assert sb.ledger(TEST_KEY) == sandbox_module.Ledger(
+        creates=2, credits_charged=10, refunds=0, balance=2
+    )
     assert sb.create_requests == 3
 
 

@@ -128,8 +128,9 @@ def test_each_injected_status_error_is_taken_exactly_once_under_concurrency(sand
     def read() -> None:
         with requests.Session() as session:
             for _ in range(5):
-                code = session.get(f"{sandbox.base_url}/api/v1/tasks/{task_id}", headers=auth(),
-                                   timeout=10).status_code
+                code = session.get(
+                    f"{sandbox.base_url}/api/v1/tasks/{task_id}", headers=auth(), timeout=10
+                ).status_code
                 with lock:
                     codes.append(code)
 
@@ -177,8 +178,12 @@ def test_error_in_body_with_http_200(sandbox):
 def test_slow_create_answer_still_charges_once(sandbox):
     sandbox.faults.create_response_delay = 2.0
     with pytest.raises(requests.ReadTimeout):
-        requests.post(sandbox.base_url + "/api/v1/images/generations", json={"prompt": "p"},
-                      headers=auth(), timeout=(5, 0.2))
+        requests.post(
+            sandbox.base_url + "/api/v1/images/generations",
+            json={"prompt": "p"},
+            headers=auth(),
+            timeout=(5, 0.2),
+        )
     wait_until(lambda: sandbox.ledger(TEST_KEY).creates == 1, "the create to be taken")
     assert sandbox.ledger(TEST_KEY).credits_charged == 5
     assert sandbox.create_requests == 1
@@ -193,8 +198,15 @@ def test_faults_refuse_unknown_names():
     with pytest.raises(ValueError):
         sandbox_module.Faults(failure_rate=2.0)
     assert set(sandbox_module.DOWNLOAD_FAULTS) >= {
-        "slow", "truncate", "not_image", "oversized", "bomb", "redirect_scheme",
-        "expired", "forbidden", "missing",
+        "slow",
+        "truncate",
+        "not_image",
+        "oversized",
+        "bomb",
+        "redirect_scheme",
+        "expired",
+        "forbidden",
+        "missing",
     }
 
 
@@ -330,7 +342,7 @@ def test_raw_truncation_closes_the_connection(sandbox):
     """Seen from a socket: the promised length never arrives, then the peer closes."""
     urls = completed_urls(sandbox)
     sandbox.faults.download = "truncate"
-    path = urls[0][len(sandbox.file_base_url):]
+    path = urls[0][len(sandbox.file_base_url) :]
     port = int(sandbox.file_base_url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -338,6 +350,11 @@ def test_raw_truncation_closes_the_connection(sandbox):
         while chunk := conn.recv(65536):
             received += chunk
     head, _, body = received.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length")))
+    length = int(
+        next(
+            line.split(b":")[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+    )
     assert len(body) == length // 2

@@ -93,14 +93,19 @@ def test_ctrl_c_stops_the_server_cleanly():
         "sb.serve_forever()\n"
         "print('stopped', flush=True)\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         base_url = process.stdout.readline().strip()
         assert base_url.startswith("http://127.0.0.1:")
         key = sandbox_module.DEFAULT_KEY
-        assert requests.post(base_url + CREATE, json={"prompt": "p"}, headers=auth(key),
-                             timeout=10).status_code == 200
+        assert (
+            requests.post(
+                base_url + CREATE, json={"prompt": "p"}, headers=auth(key), timeout=10
+            ).status_code
+            == 200
+        )
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=WAIT_LIMIT_S)
     finally:
@@ -137,8 +142,9 @@ def test_parallel_creates_never_overdraw(sandbox_factory):
     def worker() -> None:
         with requests.Session() as session:
             for _ in range(4):
-                code = session.post(sb.base_url + CREATE, json={"prompt": "p"}, headers=auth(),
-                                    timeout=10).status_code
+                code = session.post(
+                    sb.base_url + CREATE, json={"prompt": "p"}, headers=auth(), timeout=10
+                ).status_code
                 with lock:
                     codes.append(code)
 
@@ -148,8 +154,9 @@ def test_parallel_creates_never_overdraw(sandbox_factory):
     for thread in threads:
         thread.join(WAIT_LIMIT_S)
     assert sorted(set(codes)) == [200, 402] and codes.count(200) == 10
-    assert sb.ledger(TEST_KEY) == sandbox_module.Ledger(creates=10, credits_charged=50, refunds=0,
-                                                        balance=2)
+    assert sb.ledger(TEST_KEY) == sandbox_module.Ledger(
+        creates=10, credits_charged=50, refunds=0, balance=2
+    )
     assert sb.create_requests == 24
 
 
@@ -161,8 +168,12 @@ def test_one_log_line_per_request_and_never_the_key(sandbox, caplog):
     task_id = create(sandbox).json()["data"]["task_id"]
     urls = wait_done(sandbox, task_id)["output"]["image_urls"]
     requests.get(urls[0], headers=auth(), timeout=10)
-    requests.post(sandbox.base_url + CREATE, json={"prompt": "p"},
-                  headers=auth("sk-wrong-key-123"), timeout=10)
+    requests.post(
+        sandbox.base_url + CREATE,
+        json={"prompt": "p"},
+        headers=auth("sk-wrong-key-123"),
+        timeout=10,
+    )
     reads = sandbox.task_info(task_id).status_reads
     sandbox.stop()  # every handler has finished logging
     lines = [r.getMessage() for r in caplog.records if r.name == "grok_imagine.sandbox"]
@@ -179,8 +190,14 @@ def test_one_log_line_per_request_and_never_the_key(sandbox, caplog):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"image_format": "GIF"}, {"generation_time": (2.0, 1.0)}, {"generation_time": -1.0},
-     {"images_per_task": 0}, {"rate_limit": (0, 10.0)}, {"keys": {}}],
+    [
+        {"image_format": "GIF"},
+        {"generation_time": (2.0, 1.0)},
+        {"generation_time": -1.0},
+        {"images_per_task": 0},
+        {"rate_limit": (0, 10.0)},
+        {"keys": {}},
+    ],
 )
 def test_bad_config_is_refused(kwargs):
     with pytest.raises(ValueError):
@@ -211,30 +228,85 @@ def test_cli_defaults():
 
 def test_cli_sets_every_switch():
     config, faults = parse(
-        "--port", "0", "--key", "sk-a=50", "--key", "sk-b", "--credits", "7",
-        "--generation-time", "0.5-2", "--images-per-task", "2", "--format", "png",
-        "--expiry", "60", "--rate-limit", "20/10", "--seed", "3", "--single-origin",
-        "--failure-rate", "0.25", "--moderation-word", "", "--create-errors", "429,503",
-        "--status-errors", "455", "--retry-after", "4", "--stuck", "--malformed-json", "1",
-        "--html-error", "2", "--error-in-body", "3", "--create-response-delay", "1.5",
-        "--shape", "upstream", "--download", "slow", "--drip-delay", "0.1",
+        "--port",
+        "0",
+        "--key",
+        "sk-a=50",
+        "--key",
+        "sk-b",
+        "--credits",
+        "7",
+        "--generation-time",
+        "0.5-2",
+        "--images-per-task",
+        "2",
+        "--format",
+        "png",
+        "--expiry",
+        "60",
+        "--rate-limit",
+        "20/10",
+        "--seed",
+        "3",
+        "--single-origin",
+        "--failure-rate",
+        "0.25",
+        "--moderation-word",
+        "",
+        "--create-errors",
+        "429,503",
+        "--status-errors",
+        "455",
+        "--retry-after",
+        "4",
+        "--stuck",
+        "--malformed-json",
+        "1",
+        "--html-error",
+        "2",
+        "--error-in-body",
+        "3",
+        "--create-response-delay",
+        "1.5",
+        "--shape",
+        "upstream",
+        "--download",
+        "slow",
+        "--drip-delay",
+        "0.1",
     )
     assert config.keys == {"sk-a": 50, "sk-b": 7} and config.port == 0
     assert config.generation_time == (0.5, 2.0) and config.images_per_task == 2
     assert config.image_format == "PNG" and config.file_expiry == 60.0
     assert config.rate_limit == (20, 10.0) and config.seed == 3 and not config.separate_file_host
     assert faults == sandbox_module.Faults(
-        failure_rate=0.25, moderation_word=None, create_errors=[429, 503], status_errors=[455],
-        retry_after=4, stuck=True, malformed_json=1, html_error=2, error_in_body=3,
-        create_response_delay=1.5, response_shape="upstream", download="slow", drip_delay=0.1,
+        failure_rate=0.25,
+        moderation_word=None,
+        create_errors=[429, 503],
+        status_errors=[455],
+        retry_after=4,
+        stuck=True,
+        malformed_json=1,
+        html_error=2,
+        error_in_body=3,
+        create_response_delay=1.5,
+        response_shape="upstream",
+        download="slow",
+        drip_delay=0.1,
     )
     assert parse("--generation-time", "0.25")[0].generation_time == 0.25
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["--generation-time", "soon"], ["--rate-limit", "20"], ["--status-errors", "x"],
-     ["--shape", "nope"], ["--download", "nope"], ["--key", "=5"]],
+    [
+        ["--generation-time", "soon"],
+        ["--rate-limit", "20"],
+        ["--status-errors", "x"],
+        ["--shape", "nope"],
+        ["--download", "nope"],
+        ["--key", "=5"],
+    ],
 )
 def test_cli_refuses_bad_values(argv, capsys):  # capsys keeps argparse's usage text quiet
     with pytest.raises(SystemExit):
@@ -242,8 +314,16 @@ def test_cli_refuses_bad_values(argv, capsys):  # capsys keeps argparse's usage 
 
 
 def test_cli_config_runs():
-    config, faults = parse("--port", "0", "--generation-time", "0.05", "--key", f"{TEST_KEY}=20",
-                           "--images-per-task", "1")
+    config, faults = parse(
+        "--port",
+        "0",
+        "--generation-time",
+        "0.05",
+        "--key",
+        f"{TEST_KEY}=20",
+        "--images-per-task",
+        "1",
+    )
     sb = sandbox_module.Sandbox(config, faults=faults)
     with sb:
         task_id = create(sb).json()["data"]["task_id"]

@@ -18,18 +18,36 @@ def _json_urls(text: str) -> list[str]:
 
 # shape -> how a reader written from api-notes.md finds (status, urls, error text)
 READERS = {
-    "default": lambda p: (p["data"]["status"], p["data"]["output"]["image_urls"],
-                          (p["data"].get("error") or {}).get("message")),
-    "status_uppercase": lambda p: (p["data"]["status"], p["data"]["output"]["image_urls"],
-                                   (p["data"].get("error") or {}).get("message")),
-    "status_lowercase": lambda p: (p["data"]["status"], p["data"]["output"]["image_urls"],
-                                   (p["data"].get("error") or {}).get("message")),
-    "status_synonyms": lambda p: (p["data"]["status"], p["data"]["output"]["image_urls"],
-                                  (p["data"].get("error") or {}).get("message")),
-    "output_image_urls": lambda p: (p["data"]["status"], p["data"]["output"]["image_urls"],
-                                    (p["data"].get("error") or {}).get("message")),
-    "state_result_json": lambda p: (p["data"]["state"], _json_urls(p["data"]["resultJson"]),
-                                    p["data"]["failMsg"] or None),
+    "default": lambda p: (
+        p["data"]["status"],
+        p["data"]["output"]["image_urls"],
+        (p["data"].get("error") or {}).get("message"),
+    ),
+    "status_uppercase": lambda p: (
+        p["data"]["status"],
+        p["data"]["output"]["image_urls"],
+        (p["data"].get("error") or {}).get("message"),
+    ),
+    "status_lowercase": lambda p: (
+        p["data"]["status"],
+        p["data"]["output"]["image_urls"],
+        (p["data"].get("error") or {}).get("message"),
+    ),
+    "status_synonyms": lambda p: (
+        p["data"]["status"],
+        p["data"]["output"]["image_urls"],
+        (p["data"].get("error") or {}).get("message"),
+    ),
+    "output_image_urls": lambda p: (
+        p["data"]["status"],
+        p["data"]["output"]["image_urls"],
+        (p["data"].get("error") or {}).get("message"),
+    ),
+    "state_result_json": lambda p: (
+        p["data"]["state"],
+        _json_urls(p["data"]["resultJson"]),
+        p["data"]["failMsg"] or None,
+    ),
     "result_images_url": lambda p: (
         p["data"]["status"],
         [i["url"] for i in p["data"].get("result", {}).get("images", [])],
@@ -40,35 +58,71 @@ READERS = {
         [u for i in p["data"].get("result", {}).get("images", []) for u in i["url"]],
         (p["data"].get("error") or {}).get("message"),
     ),
-    "top_level_images": lambda p: (p["status"], [i["url"] for i in p.get("images", [])],
-                                   p.get("error")),
-    "result_strings": lambda p: (p["data"]["status"], p["data"].get("result", []),
-                                 (p["data"].get("error") or {}).get("message")),
-    "result_objects": lambda p: (p["data"]["status"],
-                                 [r["url"] for r in p["data"].get("result", [])],
-                                 (p["data"].get("error") or {}).get("message")),
-    "data_result_urls": lambda p: (p["data"]["status"], p["data"].get("resultUrls", []),
-                                   (p["data"].get("error") or {}).get("message")),
-    "output_result_urls": lambda p: (p["data"]["status"],
-                                     p["data"].get("output", {}).get("resultUrls", []),
-                                     (p["data"].get("error") or {}).get("message")),
-    "data_image_url": lambda p: (p["data"]["status"],
-                                 [p["data"]["image_url"]] if "image_url" in p["data"] else [],
-                                 (p["data"].get("error") or {}).get("message")),
-    "upstream": lambda p: (p["data"]["state"], _json_urls(p["data"]["resultJson"]),
-                           p["data"]["failMsg"]),
-    "upstream_code_501": lambda p: (p["data"]["state"], _json_urls(p["data"]["resultJson"]),
-                                    p["msg"] if p["code"] == 501 else None),
-    "error_string": lambda p: (p["data"]["status"], p["data"]["output"]["image_urls"],
-                               p["data"].get("error")),
-    "error_msg": lambda p: (p["data"]["status"], p["data"]["output"]["image_urls"],
-                            p["data"].get("error_msg")),
-    "error_message_camel": lambda p: (p["data"]["status"], p["data"]["output"]["image_urls"],
-                                      p["data"].get("errorMessage")),
-    "fail_msg": lambda p: (p["data"]["status"], p["data"]["output"]["image_urls"],
-                           p["data"].get("failMsg")),
-    "msg_at_top": lambda p: (p["data"]["status"], p["data"]["output"]["image_urls"],
-                             p["msg"] if p["data"]["status"] == "failed" else None),
+    "top_level_images": lambda p: (
+        p["status"],
+        [i["url"] for i in p.get("images", [])],
+        p.get("error"),
+    ),
+    "result_strings": lambda p: (
+        p["data"]["status"],
+        p["data"].get("result", []),
+        (p["data"].get("error") or {}).get("message"),
+    ),
+    "result_objects": lambda p: (
+        p["data"]["status"],
+        [r["url"] for r in p["data"].get("result", [])],
+        (p["data"].get("error") or {}).get("message"),
+    ),
+    "data_result_urls": lambda p: (
+        p["data"]["status"],
+        p["data"].get("resultUrls", []),
+        (p["data"].get("error") or {}).get("message"),
+    ),
+    "output_result_urls": lambda p: (
+        p["data"]["status"],
+        p["data"].get("output", {}).get("resultUrls", []),
+        (p["data"].get("error") or {}).get("message"),
+    ),
+    "data_image_url": lambda p: (
+        p["data"]["status"],
+        [p["data"]["image_url"]] if "image_url" in p["data"] else [],
+        (p["data"].get("error") or {}).get("message"),
+    ),
+    "upstream": lambda p: (
+        p["data"]["state"],
+        _json_urls(p["data"]["resultJson"]),
+        p["data"]["failMsg"],
+    ),
+    "upstream_code_501": lambda p: (
+        p["data"]["state"],
+        _json_urls(p["data"]["resultJson"]),
+        p["msg"] if p["code"] == 501 else None,
+    ),
+    "error_string": lambda p: (
+        p["data"]["status"],
+        p["data"]["output"]["image_urls"],
+        p["data"].get("error"),
+    ),
+    "error_msg": lambda p: (
+        p["data"]["status"],
+        p["data"]["output"]["image_urls"],
+        p["data"].get("error_msg"),
+    ),
+    "error_message_camel": lambda p: (
+        p["data"]["status"],
+        p["data"]["output"]["image_urls"],
+        p["data"].get("errorMessage"),
+    ),
+    "fail_msg": lambda p: (
+        p["data"]["status"],
+        p["data"]["output"]["image_urls"],
+        p["data"].get("failMsg"),
+    ),
+    "msg_at_top": lambda p: (
+        p["data"]["status"],
+        p["data"]["output"]["image_urls"],
+        p["msg"] if p["data"]["status"] == "failed" else None,
+    ),
 }
 
 # (running, completed, failed) spellings per shape
@@ -99,8 +153,9 @@ def _read(sb, task_id: str, shape: str):
 @pytest.fixture(scope="module")
 def tasks():
     """One sandbox with a completed, a failed and a running task, shared by the shape tests."""
-    sb = sandbox_module.Sandbox(sandbox_module.SandboxConfig(keys={TEST_KEY: 1000},
-                                                             generation_time=0.05))
+    sb = sandbox_module.Sandbox(
+        sandbox_module.SandboxConfig(keys={TEST_KEY: 1000}, generation_time=0.05)
+    )
     sb.start()
     try:
         done = create(sb, {"prompt": "a calm sea"}).json()["data"]["task_id"]
@@ -111,8 +166,10 @@ def tasks():
         urls = wait_done(sb, done)["output"]["image_urls"]
         reason = wait_done(sb, failed)["error"]["message"]
         wait_until(lambda: status(sb, running).json()["data"]["status"] == "IN_PROGRESS", "run")
-        yield sb, {"done": done, "failed": failed, "running": running, "urls": urls,
-                   "reason": reason}
+        yield (
+            sb,
+            {"done": done, "failed": failed, "running": running, "urls": urls, "reason": reason},
+        )
     finally:
         sb.stop()
 

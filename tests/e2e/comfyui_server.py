@@ -214,8 +214,9 @@ class ComfyUIServer:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.25)
-        raise ComfyUIError(f"ComfyUI did not serve in {STARTUP_TIMEOUT_S:.0f} s:\n"
-                           f"{self.log_text()[-4000:]}")
+        raise ComfyUIError(
+            f"ComfyUI did not serve in {STARTUP_TIMEOUT_S:.0f} s:\n{self.log_text()[-4000:]}"
+        )
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it lingers. Safe to repeat."""
@@ -301,19 +302,26 @@ class ComfyUIServer:
             if entry is not None and entry.get("status", {}).get("completed") is not None:
                 return entry
             if not self.running:
-                raise ComfyUIError(f"ComfyUI died while running {prompt_id}:\n"
-                                   f"{self.log_text()[-4000:]}")
+                raise ComfyUIError(
+                    f"ComfyUI died while running {prompt_id}:\n{self.log_text()[-4000:]}"
+                )
             time.sleep(0.1)
-        raise ComfyUIError(f"prompt {prompt_id} did not finish in {timeout:.0f} s:\n"
-                           f"{self.log_text()[-3000:]}")
+        raise ComfyUIError(
+            f"prompt {prompt_id} did not finish in {timeout:.0f} s:\n{self.log_text()[-3000:]}"
+        )
 
-    def run(self, prompt: Mapping[str, Any], extra_data: Mapping[str, Any] | None = None,
-            timeout: float = 120.0) -> dict[str, Any]:
+    def run(
+        self,
+        prompt: Mapping[str, Any],
+        extra_data: Mapping[str, Any] | None = None,
+        timeout: float = 120.0,
+    ) -> dict[str, Any]:
         """Queue and wait; the history entry of a prompt that must succeed."""
         entry = self.wait_for_history(self.queue(prompt, extra_data).prompt_id, timeout)
         if entry["status"].get("status_str") != "success":
-            raise ComfyUIError(f"the prompt did not succeed: {status_messages(entry)}\n"
-                               f"{self.log_text()[-3000:]}")
+            raise ComfyUIError(
+                f"the prompt did not succeed: {status_messages(entry)}\n{self.log_text()[-3000:]}"
+            )
         return entry
 
     def saved_images(self, entry: Mapping[str, Any]) -> list[Path]:

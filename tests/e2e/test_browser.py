@@ -216,7 +216,10 @@ def text_to_image_example() -> str:
 
 
 def test_queued_template_shows_status_then_the_image(
-    page: Any, browser_comfyui: ComfyUIServer, e2e_sandbox: Any, artifacts_dir: Path,
+    page: Any,
+    browser_comfyui: ComfyUIServer,
+    e2e_sandbox: Any,
+    artifacts_dir: Path,
     timings: Any,
 ) -> None:
     name = text_to_image_example()

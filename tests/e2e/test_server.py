@@ -58,7 +58,8 @@ def test_startup_log_shows_the_pack_imported_cleanly(comfyui: ComfyUIServer) -> 
     assert not re.search(rf"Cannot import .*{PACK_FOLDER_NAME}", log)
     # No traceback anywhere in the log points into the pack.
     pack_frames = [
-        line for line in log.splitlines()
+        line
+        for line in log.splitlines()
         if line.strip().startswith("File ") and (PACK_FOLDER_NAME in line or str(PACK_DIR) in line)
     ]
     assert pack_frames == []
@@ -157,10 +158,13 @@ def test_example_workflows_run_and_save_the_right_images(
             assert {image_size(p) for p in saved} == {expected_size(e2e_sandbox, task)}
         elif kind == "upscale":
             by_model = {t.model: t for t in new}
-            assert sorted(by_model) == sorted([sandbox_config.TEXT_TO_IMAGE,
-                                               sandbox_config.UPSCALE]), new
-            source, upscale = by_model[sandbox_config.TEXT_TO_IMAGE], by_model[
-                sandbox_config.UPSCALE]
+            assert sorted(by_model) == sorted(
+                [sandbox_config.TEXT_TO_IMAGE, sandbox_config.UPSCALE]
+            ), new
+            source, upscale = (
+                by_model[sandbox_config.TEXT_TO_IMAGE],
+                by_model[sandbox_config.UPSCALE],
+            )
             assert upscale.source_task_id == source.task_id, "Upscale is not wired to Text-to-Image"
             assert len(saved) == upscale.image_count
             assert {image_size(p) for p in saved} == {expected_size(e2e_sandbox, upscale)}
@@ -168,7 +172,8 @@ def test_example_workflows_run_and_save_the_right_images(
             assert new == [] and e2e_sandbox.create_requests == creates_before, "Load Task paid"
             previews = [
                 comfyui.base_dir / "temp" / image.get("subfolder", "") / image["filename"]
-                for out in entry["outputs"].values() for image in out.get("images", [])
+                for out in entry["outputs"].values()
+                for image in out.get("images", [])
             ]
             source = e2e_sandbox.task_info(first_task_id)
             assert len(previews) == source.image_count
@@ -206,8 +211,9 @@ def test_two_independent_grok_nodes_run_concurrently(
 
 def _execution_seconds(entry: dict[str, Any]) -> float:
     messages = status_messages(entry)
-    return (messages["execution_success"]["timestamp"]
-            - messages["execution_start"]["timestamp"]) / 1000
+    return (
+        messages["execution_success"]["timestamp"] - messages["execution_start"]["timestamp"]
+    ) / 1000
 
 
 # -- cancel and resume ----------------------------------------------------------------------------
@@ -267,8 +273,9 @@ def test_bad_prompt_is_refused_at_queue_time(
 def test_no_key_in_saved_images_workflows_logs_or_files(
     comfyui: ComfyUIServer, e2e_sandbox: Any
 ) -> None:
-    workflow_path = next(p for p in example_workflows()
-                         if kind_of(json.loads(p.read_text())) == "text_to_image")
+    workflow_path = next(
+        p for p in example_workflows() if kind_of(json.loads(p.read_text())) == "text_to_image"
+    )
     workflow = json.loads(workflow_path.read_text())
     prompt = to_api_prompt(workflow, comfyui.object_info())
     for node in prompt.values():
@@ -289,7 +296,8 @@ def test_no_key_in_saved_images_workflows_logs_or_files(
         assert TEST_KEY not in path.read_text()
         assert not re.search(r"sk-[A-Za-z0-9_-]{8,}", path.read_text()), path.name
     leaking = [
-        path for path in files_under(comfyui.base_dir, skip=(comfyui.base_dir / "custom_nodes",))
+        path
+        for path in files_under(comfyui.base_dir, skip=(comfyui.base_dir / "custom_nodes",))
         if TEST_KEY.encode() in path.read_bytes()
     ]
     assert leaking == []

@@ -24,8 +24,10 @@ OBJECT_INFO = {
                 "mask": ["MASK", {}],
             },
         },
-        "input_order": {"required": ["prompt", "seed"],
-                        "optional": ["aspect_ratio", "count", "mask"]},
+        "input_order": {
+            "required": ["prompt", "seed"],
+            "optional": ["aspect_ratio", "count", "mask"],
+        },
         "output": ["IMAGE", "STRING"],
     },
     "Taker": {
@@ -36,8 +38,12 @@ OBJECT_INFO = {
     },
     "SaveImage": {
         "display_name": "Save Image",
-        "input": {"required": {"images": ["IMAGE", {}],
-                               "filename_prefix": ["STRING", {"default": "ComfyUI"}]}},
+        "input": {
+            "required": {
+                "images": ["IMAGE", {}],
+                "filename_prefix": ["STRING", {"default": "ComfyUI"}],
+            }
+        },
         "input_order": {"required": ["images", "filename_prefix"]},
         "output": [],
     },
@@ -45,15 +51,27 @@ OBJECT_INFO = {
 
 WORKFLOW = {
     "nodes": [
-        {"id": 1, "type": "Maker", "mode": 0,
-         "inputs": [{"name": "prompt", "widget": {"name": "prompt"}, "link": None}],
-         "widgets_values": ["a red fox", 42, "randomize", "16:9", 2]},
-        {"id": 2, "type": "Taker", "mode": 0,
-         "inputs": [{"name": "task_id", "widget": {"name": "task_id"}, "link": 7}],
-         "widgets_values": ["placeholder"]},
-        {"id": 3, "type": "SaveImage", "mode": 0,
-         "inputs": [{"name": "images", "link": 8}],
-         "widgets_values": ["grok"]},
+        {
+            "id": 1,
+            "type": "Maker",
+            "mode": 0,
+            "inputs": [{"name": "prompt", "widget": {"name": "prompt"}, "link": None}],
+            "widgets_values": ["a red fox", 42, "randomize", "16:9", 2],
+        },
+        {
+            "id": 2,
+            "type": "Taker",
+            "mode": 0,
+            "inputs": [{"name": "task_id", "widget": {"name": "task_id"}, "link": 7}],
+            "widgets_values": ["placeholder"],
+        },
+        {
+            "id": 3,
+            "type": "SaveImage",
+            "mode": 0,
+            "inputs": [{"name": "images", "link": 8}],
+            "widgets_values": ["grok"],
+        },
         {"id": 4, "type": "MarkdownNote", "mode": 0, "widgets_values": ["# read me"]},
     ],
     "links": [[7, 1, 1, 2, 0, "STRING"], [8, 2, 0, 3, 0, "IMAGE"]],
@@ -64,7 +82,10 @@ def test_widgets_links_and_the_seed_control_value() -> None:
     prompt = to_api_prompt(WORKFLOW, OBJECT_INFO)
     assert set(prompt) == {"1", "2", "3"}
     assert prompt["1"]["inputs"] == {
-        "prompt": "a red fox", "seed": 42, "aspect_ratio": "16:9", "count": 2,
+        "prompt": "a red fox",
+        "seed": 42,
+        "aspect_ratio": "16:9",
+        "count": 2,
     }
     assert prompt["2"]["inputs"] == {"task_id": ["1", 1]}  # the link wins over the widget
     assert prompt["3"] == {
@@ -75,10 +96,13 @@ def test_widgets_links_and_the_seed_control_value() -> None:
 
 
 def test_object_links_are_understood() -> None:
-    workflow = {**WORKFLOW, "links": [
-        {"id": 7, "origin_id": 1, "origin_slot": 1, "target_id": 2, "target_slot": 0},
-        {"id": 8, "origin_id": 2, "origin_slot": 0, "target_id": 3, "target_slot": 0},
-    ]}
+    workflow = {
+        **WORKFLOW,
+        "links": [
+            {"id": 7, "origin_id": 1, "origin_slot": 1, "target_id": 2, "target_slot": 0},
+            {"id": 8, "origin_id": 2, "origin_slot": 0, "target_id": 3, "target_slot": 0},
+        ],
+    }
     assert to_api_prompt(workflow, OBJECT_INFO) == to_api_prompt(WORKFLOW, OBJECT_INFO)
 
 
