@@ -41,9 +41,10 @@ class Progress:
         self._lock = threading.Lock()
 
     def update(self, label: str, task: Task, elapsed: float) -> None:
+        from .journal.events import state_word
+
         pct = f" {task.progress:.0%}" if task.progress is not None else ""
-        state = task.raw_status or task.state.value
-        line = f"[{label}] task {task.id}: {state}{pct} ({elapsed:.1f} s)"
+        line = f"[{label}] task {task.id}: {state_word(task.state)}{pct} ({elapsed:.1f} s)"
         with self._lock:
             if self._tty:
                 self._stream.write("\r\x1b[2K" + line)
@@ -104,12 +105,15 @@ def _runner(settings: Settings, args: argparse.Namespace) -> TaskRunner:
 
 
 def _hooks(progress: Progress, label: str) -> object:
-    from .journal import RunHooks
+    from .journal import RunHooks, events
 
-    return RunHooks(
-        on_update=lambda task, elapsed: progress.update(label, task, elapsed),
-        on_status=progress.say,
-    )
+    def on_event(event: events.RunEvent) -> None:
+        if isinstance(event, events.TaskUpdated):
+            progress.update(label, event.task, event.elapsed_s)
+        elif not isinstance(event, events.FileKept):
+            progress.say(events.describe(event))
+
+    return RunHooks(on_event=on_event)
 
 
 def _write_outputs(result: TaskResult, out_dir: Path) -> list[Path]:

@@ -18,8 +18,9 @@ from urllib.parse import quote
 from . import errors
 from .config import Settings, load_settings, mask_key
 from .download import Downloaded, download, make_download_session
+from .models import TEXT_TO_IMAGE_MODEL, UPSCALE_MODEL
 from .polling import PollSchedule, wait_for_task
-from .task import Task
+from .task import DEFAULT_TASK_TIMEOUT_S, Task
 from .task_reader import body_error, parse_task, read_created_task_id
 from .transport import Call, Transport, map_api_error, origin_of
 from .validation import validate_aspect_ratio, validate_prompt, validate_task_id
@@ -33,8 +34,6 @@ logger = logging.getLogger("grok_imagine.api")
 
 CREATE_PATH = "/api/v1/images/generations"
 TASK_PATH = "/api/v1/tasks/"
-TEXT_TO_IMAGE_MODEL = "grok-imagine/text-to-image"
-UPSCALE_MODEL = "grok-imagine/upscale"
 MAX_REMEMBERED_CREATES = 1024
 
 
@@ -113,7 +112,7 @@ class GrokClient:
     def wait(
         self,
         task_id: str,
-        timeout: float | None = 600.0,
+        timeout: float | None = DEFAULT_TASK_TIMEOUT_S,
         on_update: Callable[[Task, float], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> Task:

@@ -9,6 +9,10 @@ from typing import Any
 __all__ = ["Task", "TaskState"]
 
 
+DEFAULT_TASK_TIMEOUT_S = 600.0
+"""How long the nodes, the runner and the CLI wait for a task unless told otherwise."""
+
+
 class TaskState(str, enum.Enum):
     """Where a task is. ``UNKNOWN`` is a status word this client has not met: keep polling."""
 

@@ -7,6 +7,7 @@ I/O; imported when ComfyUI loads the pack, so nothing heavy here.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from .errors import InvalidRequestError
@@ -14,19 +15,25 @@ from .errors import InvalidRequestError
 __all__ = [
     "ASPECT_RATIOS",
     "MAX_PROMPT_CHARS",
+    "MAX_TASK_IDS",
     "MAX_TASK_ID_CHARS",
+    "split_task_ids",
     "validate_aspect_ratio",
     "validate_prompt",
     "validate_task_id",
+    "validate_task_ids",
 ]
 
 ASPECT_RATIOS: tuple[str, ...] = ("1:1", "2:3", "3:2", "16:9", "9:16")
 MAX_PROMPT_CHARS = 5000
 MAX_TASK_ID_CHARS = 128
+MAX_TASK_IDS = 64
+"""Task ids one Upscale or Load Task node takes at once."""
 
 # Line breaks and tabs are ordinary in a multi-line prompt box; every other control character
 # (NUL, escape sequences, ...) is a paste accident that the API would reject or misread.
 _PROMPT_WHITESPACE = frozenset("\n\r\t")
+_TASK_ID_SEPARATORS = re.compile(r"[\s,;]+")
 # Task ids are opaque tokens; anything beyond these could mean something in a URL or a path.
 _TASK_ID_ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -104,6 +111,29 @@ def validate_task_id(task_id: object) -> str:
             field="task_id",
         )
     return text
+
+
+def split_task_ids(text: str) -> list[str]:
+    """Task ids from a widget or a wired output: one per line, or separated by commas; in order,
+    without repeats."""
+    seen: dict[str, None] = {}
+    for part in _TASK_ID_SEPARATORS.split(text or ""):
+        if part:
+            seen.setdefault(part, None)
+    return list(seen)
+
+
+def validate_task_ids(text: str) -> list[str]:
+    """``split_task_ids``, each checked; ``errors.InvalidRequestError`` for the first bad one."""
+    ids = split_task_ids(text)
+    if not ids:
+        validate_task_id("")  # raises the standard "empty task id" message
+    if len(ids) > MAX_TASK_IDS:
+        raise InvalidRequestError(
+            f"{len(ids)} task ids were given; one node takes at most {MAX_TASK_IDS}.",
+            field="task_id",
+        )
+    return [validate_task_id(task_id) for task_id in ids]
 
 
 def validate_aspect_ratio(aspect_ratio: object) -> str:

@@ -82,7 +82,7 @@ def run(quick: bool) -> BenchResult:
             "3-10 s. Overhead = node wall time minus the task's generation time (`done_at - "
             "created_at`). The split comes from timing wrappers around `GrokClient."
             "create_text_to_image`, `GrokClient.wait`, `TaskRunner._download` (downloads + "
-            "journal + kept files) and `run_task.collect` (bytes -> IMAGE tensor). Result files "
+            "journal + kept files) and `execution.collect` (bytes -> IMAGE tensor). Result files "
             "are drawn by the sandbox during generation, so its drawing is not timed."
         ),
     )
@@ -122,7 +122,7 @@ def run(quick: bool) -> BenchResult:
             "lag alone averages about half the fast-phase interval (0.45 s); the downloads run "
             "one after another per task and the decode only starts after the last one. "
             "Suggested fix: download a task's files concurrently and decode each as it lands "
-            "(journal/runner.py, nodes/run_task.py)."
+            "(journal/runner.py, nodes/execution.py)."
         )
     result.data = {"scale": scale, "overhead_s": overheads, "parts_s": parts}
     return result

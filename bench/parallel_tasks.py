@@ -172,7 +172,7 @@ def run(quick: bool, images_dir: Path | None = None) -> BenchResult:
             f"(N = 1: {one['after_done']:.2f} s), of which {eight['downloaded']:.2f} s for the "
             f"48 downloads into the journal and {eight['to_tensor']:.2f} s for the 48-image "
             "IMAGE tensor, most of it mapping fresh memory (see the reference above). Suggested "
-            "fix (nodes/run_task.py, journal/runner.py): decode each task's files into its slice "
+            "fix (nodes/execution.py, journal/runner.py): decode each task's files into its slice "
             "of the batch as soon as they are kept, and allocate and pre-fault the batch while "
             "the tasks generate (its shape is known from the aspect ratio), so that work "
             "overlaps the wait instead of following it."

@@ -18,7 +18,7 @@ PHASES = (
     ("api.client", "GrokClient", "create_text_to_image", "create"),
     ("api.client", "GrokClient", "wait", "wait"),
     ("journal.runner", "TaskRunner", "_download", "download"),
-    ("nodes.run_task", None, "collect", "to_tensor"),
+    ("nodes.execution", None, "collect", "to_tensor"),
 )
 """(module, class or None, function, phase name): the node's steps in order."""
 

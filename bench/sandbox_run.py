@@ -95,7 +95,7 @@ def node_environment(running_sandbox: Any, home: str, poll_scale: float = 1.0) -
         with environment(**values):
             yield
     finally:
-        submodule("nodes.run_task").close_journals()
+        submodule("nodes.execution").close_journals()
         if saved_scale is not None:
             os.environ["GROK_IMAGINE_POLL_SCALE"] = saved_scale
 

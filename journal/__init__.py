@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from . import events
     from .db import Journal, JournalEntry, JournalFile, State
     from .files import FileStore
     from .identity import RequestIdentity

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TEXT_TO_IMAGE_MODEL = "grok-imagine/text-to-image"
-UPSCALE_MODEL = "grok-imagine/upscale"
-
-CREDITS_PER_TASK: dict[str, int] = {TEXT_TO_IMAGE_MODEL: 5, UPSCALE_MODEL: 12}
-"""The provider's price list; what the journal records as charged for a created task."""
+from ..api.models import CREDITS_PER_TASK, TEXT_TO_IMAGE_MODEL, UPSCALE_MODEL
 
 
 @dataclass(frozen=True)

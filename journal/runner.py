@@ -17,6 +17,7 @@ The client factory is called only when an API call is needed; the runner closes 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -26,10 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..api import errors, validation
-from ..api.task import Task, TaskState
+from ..api.task import DEFAULT_TASK_TIMEOUT_S, Task, TaskState
+from . import events
+from .client import ApiClient, ClientFactory
 from .db import Journal, JournalEntry, State
 from .files import FileStore
 from .identity import RequestIdentity
@@ -51,12 +53,10 @@ CREATE_IN_FLIGHT_LIMIT_S = 300.0
 class RunHooks:
     """What the caller wants to hear while a request runs (all optional)."""
 
-    on_update: Callable[[Task, float], None] | None = None
-    """Every task status change, as ``client.wait`` reports it: (task, elapsed seconds)."""
+    on_event: Callable[[events.RunEvent], None] | None = None
+    """What the runner does, as typed events (``journal.events``): created, resumed, kept, ..."""
     should_cancel: Callable[[], bool] | None = None
     """Polled while waiting; True stops the wait with ``errors.CancelledError``."""
-    on_status: Callable[[str], None] | None = None
-    """Human text about what the runner does ("resuming task abc (created 3 min ago)")."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ class TaskResult:
     """Served from the journal and the kept files: no API call at all."""
     resumed: bool = False
     """An earlier, unfinished task was polled again instead of creating a new one."""
+    credits: int = 0
+    """What this run charged: the task's price for a new task, else 0."""
 
 
 class UncertainTaskError(errors.UncertainCreateError):
@@ -88,7 +90,7 @@ class TaskRunner:
 
     def __init__(
         self,
-        client_factory: Callable[[], Any],
+        client_factory: ClientFactory,
         journal: Journal,
         files: FileStore,
         api_base: str = "",
@@ -107,7 +109,7 @@ class TaskRunner:
         aspect_ratio: str | None = None,
         seed: int = 0,
         index: int = 0,
-        timeout: float = 600.0,
+        timeout: float = DEFAULT_TASK_TIMEOUT_S,
         hooks: RunHooks | None = None,
     ) -> TaskResult:
         """Images for this prompt: kept ones, a resumed task's, or a new task's (5 credits)."""
@@ -127,7 +129,7 @@ class TaskRunner:
         self,
         source_task_id: str,
         seed: int = 0,
-        timeout: float = 600.0,
+        timeout: float = DEFAULT_TASK_TIMEOUT_S,
         hooks: RunHooks | None = None,
         index: int = 0,
     ) -> TaskResult:
@@ -142,7 +144,7 @@ class TaskRunner:
         )
 
     def load(
-        self, task_id: str, timeout: float = 600.0, hooks: RunHooks | None = None
+        self, task_id: str, timeout: float = DEFAULT_TASK_TIMEOUT_S, hooks: RunHooks | None = None
     ) -> TaskResult:
         """Results of an existing task, by id. Never creates anything, so it is always free."""
         task_id = validation.validate_task_id(task_id)
@@ -153,14 +155,14 @@ class TaskRunner:
             if entry is not None and entry.state == State.SUCCEEDED and entry.result_urls:
                 kept = self._kept_files(task_id, entry)
                 if kept is not None:
-                    _say(hooks, f"task {task_id}: kept images from the journal (no API call)")
+                    _emit(hooks, events.ResultReused(task_id))
                     return TaskResult(task_id, kept, entry.result_urls, reused=True)
                 return self._download(client, task_id, entry.result_urls, hooks, resumed=False)
             task = client.get().get_task(task_id)  # an unknown id stops here, leaving no row
             if entry is None:
                 self.journal.record_loaded(task_id)
             if task.state not in (TaskState.SUCCEEDED, TaskState.FAILED):
-                _say(hooks, f"task {task_id} is still {task.state.value}; waiting for it")
+                _emit(hooks, events.WaitingForTask(task_id, task.state))
             return self._finish(client, task_id, timeout, hooks, resumed=False)
 
     # -- deciding ---------------------------------------------------------------------------------
@@ -168,7 +170,7 @@ class TaskRunner:
     def _fetch_or_create(
         self,
         identity: RequestIdentity,
-        create: Callable[[Any, Callable[[], bool] | None], str],
+        create: _Create,
         timeout: float,
         hooks: RunHooks,
     ) -> TaskResult:
@@ -189,11 +191,11 @@ class TaskRunner:
             if action == "done":
                 kept = self._kept_files(entry.task_id, entry)
                 if kept is not None:
-                    _say(hooks, f"task {entry.task_id}: kept images from the journal (no API call)")
+                    _emit(hooks, events.ResultReused(entry.task_id))
                     return TaskResult(entry.task_id, kept, entry.result_urls, reused=True)
-                _say(hooks, f"task {entry.task_id}: kept images missing, downloading them again")
+                _emit(hooks, events.RefetchingKeptFiles(entry.task_id))
                 return self._download(client, entry.task_id, entry.result_urls, hooks, True)
-            _say(hooks, f"resuming task {entry.task_id} (created {_ago(entry)})")
+            _emit(hooks, events.TaskResumed(entry.task_id, _age_s(entry)))
             return self._finish(client, entry.task_id, timeout, hooks, resumed=True)
 
     def _decide(self, identity: RequestIdentity) -> tuple[str, JournalEntry]:
@@ -224,7 +226,7 @@ class TaskRunner:
         self,
         client: _LazyClient,
         entry: JournalEntry,
-        create: Callable[[Any, Callable[[], bool] | None], str],
+        create: _Create,
         timeout: float,
         hooks: RunHooks,
     ) -> TaskResult:
@@ -253,8 +255,9 @@ class TaskRunner:
                 task_id,
                 exc_info=True,
             )
-        _say(hooks, f"created task {task_id} ({entry.credits} credits)")
-        return self._finish(client, task_id, timeout, hooks, resumed=False)
+        _emit(hooks, events.TaskCreated(task_id, entry.credits))
+        result = self._finish(client, task_id, timeout, hooks, resumed=False)
+        return dataclasses.replace(result, credits=entry.credits)
 
     def _finish(
         self,
@@ -276,8 +279,7 @@ class TaskRunner:
                     self.journal.record_state(task_id, state)
                 except Exception:  # a busy journal must not break a paid wait
                     logger.warning("could not record state of task %s", task_id, exc_info=True)
-            if hooks.on_update is not None:
-                hooks.on_update(task, elapsed)
+            _emit(hooks, events.TaskUpdated(task, elapsed))
 
         try:
             task = client.get().wait(
@@ -324,7 +326,10 @@ class TaskRunner:
                 self.journal.record_file(
                     task_id, index, stored.path, stored.sha256, stored.size, urls[index]
                 )
+                _emit(hooks, events.FileKept(task_id, index, len(urls), stored.path, blob.data))
                 return stored.path
+
+            _emit(hooks, events.Downloading(task_id, len(missing), len(urls)))
 
             # A task's files download side by side (most of the node's overhead after the task is
             # done); each is kept the moment it arrives, so one bad file loses none of the others.
@@ -348,13 +353,9 @@ class TaskRunner:
                 raise next(iter(lost.values()))
             if lost:
                 # Paid images that did arrive are never withheld because a sibling cannot be had.
-                first = next(iter(lost.values()))
-                text = (
-                    f"task {task_id}: {len(lost)} of {len(urls)} result files could not be kept "
-                    f"({errors.exception_line(first)}); returning the other {len(urls) - len(lost)}"
-                )
-                logger.warning(text)
-                _say(hooks, text)
+                event = events.FilesLost(task_id, len(lost), len(urls), next(iter(lost.values())))
+                logger.warning("%s", events.describe(event))
+                _emit(hooks, event)
         kept = [path for path in paths if path is not None]
         return TaskResult(task_id, kept, tuple(urls), reused=False, resumed=resumed)
 
@@ -371,6 +372,8 @@ class TaskRunner:
         return paths or None
 
 
+_Create = Callable[[ApiClient, Callable[[], bool] | None], str]
+"""Sends the create request on a client; returns the new task id."""
 _JOURNAL_STATES = {TaskState.QUEUED: State.QUEUED, TaskState.RUNNING: State.RUNNING}
 _PERMANENT_FILE_ERRORS = (errors.ResultExpiredError, errors.NotAnImageError, errors.TooLargeError)
 """A result file that will never be had: the task's other files are still returned."""
@@ -379,11 +382,11 @@ _PERMANENT_FILE_ERRORS = (errors.ResultExpiredError, errors.NotAnImageError, err
 class _LazyClient:
     """The API client, made on first use (a reused result never even builds one)."""
 
-    def __init__(self, factory: Callable[[], Any]) -> None:
+    def __init__(self, factory: ClientFactory) -> None:
         self._factory = factory
-        self._client: Any = None
+        self._client: ApiClient | None = None
 
-    def get(self) -> Any:
+    def get(self) -> ApiClient:
         if self._client is None:
             self._client = self._factory()
         return self._client
@@ -418,7 +421,7 @@ def _exclusive(journal: Journal, key: str, hooks: RunHooks) -> Iterator[None]:
     while not slot.lock.acquire(timeout=CANCEL_CHECK_S):
         _check_cancel(hooks, None)
         if not announced:
-            _say(hooks, "the same request is already running in this process; waiting for it")
+            _emit(hooks, events.WaitingForThread())
             announced = True
     try:
         yield
@@ -434,8 +437,7 @@ def _wait_for_other_process(
     deadline: float,
 ) -> None:
     """Another live process is sending this very create: wait until its row changes."""
-    owner = entry.owner.pid if entry.owner else "?"
-    _say(hooks, f"process {owner} is creating this same request; waiting for its task id")
+    _emit(hooks, events.WaitingForProcess(entry.owner.pid if entry.owner else None))
     while True:
         latest = journal.latest(identity)
         if latest is None or latest.id != entry.id or latest.state != State.CREATING:
@@ -466,21 +468,15 @@ def _check_cancel(hooks: RunHooks, task_id: str | None) -> None:
         raise errors.CancelledError(task_id)
 
 
-def _say(hooks: RunHooks, text: str) -> None:
-    logger.info("%s", text)
-    if hooks.on_status is not None:
-        hooks.on_status(text)
+def _emit(hooks: RunHooks, event: events.RunEvent) -> None:
+    if not isinstance(event, (events.TaskUpdated, events.FileKept)):
+        logger.info("%s", events.describe(event))
+    if hooks.on_event is not None:
+        hooks.on_event(event)
 
 
-def _ago(entry: JournalEntry) -> str:
-    seconds = max(0.0, time.time() - (entry.task_created_at or entry.created_at))
-    if seconds < 60:
-        return f"{int(seconds)} s ago"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min ago"
-    if seconds < 2 * 86400:
-        return f"{int(seconds // 3600)} h ago"
-    return f"{int(seconds // 86400)} days ago"
+def _age_s(entry: JournalEntry) -> float:
+    return time.time() - (entry.task_created_at or entry.created_at)
 
 
 def _describe(entry: JournalEntry) -> str:

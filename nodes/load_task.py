@@ -5,11 +5,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from ..api import errors
-from . import comfy_hooks
+from ..api import validation
 from .queue_checks import refuse_at_queue
-
-DEFAULT_TIMEOUT_S = 600.0
 
 
 class GrokImagineLoadTask:
@@ -54,32 +51,10 @@ class GrokImagineLoadTask:
     @classmethod
     def VALIDATE_INPUTS(cls, task_id: Any = None) -> bool | str:
         """Refuse a malformed id at queue time (None: wired input, checked when it runs)."""
-        from . import run_task
-
-        return refuse_at_queue(run_task.validate_task_ids, task_id)
+        return refuse_at_queue(validation.validate_task_ids, task_id)
 
     async def load(self, task_id: str, unique_id: str | None = None) -> tuple[Any, str, str]:
-        from . import run_task
+        from . import execution, plans
 
-        hooks = comfy_hooks.NodeHooks(unique_id)
-        try:
-            task_ids = run_task.validate_task_ids(task_id)
-        except errors.GrokError as exc:
-            raise run_task.as_node_error(exc, hooks) from exc
-        hooks.total = 100 * len(task_ids)
-        labels = [f"task {i + 1}/{len(task_ids)}" for i in range(len(task_ids))]
-        board = run_task.StatusBoard(
-            self.DISPLAY_NAME, hooks, labels if len(labels) > 1 else [""], credits_each=0
-        )
-
-        def work() -> Any:
-            runner = run_task.make_runner()
-            jobs = [partial(_load, runner, one) for one in task_ids]
-            return run_task.collect(run_task.run_parallel(jobs, board), hooks)
-
-        out = await run_task.run_blocking(work, hooks, board)
+        out = await execution.run_node(self.DISPLAY_NAME, unique_id, partial(plans.load, task_id))
         return (out.images, out.task_ids, out.urls)
-
-
-def _load(runner: Any, task_id: str, hooks: Any) -> Any:
-    return runner.load(task_id, timeout=DEFAULT_TIMEOUT_S, hooks=hooks)

@@ -5,18 +5,18 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from ..api import errors, validation
-from ..journal.identity import CREDITS_PER_TASK, TEXT_TO_IMAGE_MODEL
-from . import comfy_hooks
+from ..api import validation
+from ..api.models import TEXT_TO_IMAGE_CREDITS as CREDITS
+from ..api.task import DEFAULT_TASK_TIMEOUT_S
 from .queue_checks import refuse_at_queue
 
 PROVIDER_DEFAULT = "provider default"
 """First aspect-ratio entry: send none and let the provider choose (the API documents none)."""
 ASPECT_RATIO_CHOICES = [PROVIDER_DEFAULT, *validation.ASPECT_RATIOS]
-CREDITS = CREDITS_PER_TASK[TEXT_TO_IMAGE_MODEL]
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
-DEFAULT_TIMEOUT_S = 600
+DEFAULT_TIMEOUT_S = int(DEFAULT_TASK_TIMEOUT_S)
 MAX_TASKS = 8
+"""``parallel_tasks`` maximum; the node runs them all at once (``execution.MAX_PARALLEL``)."""
 
 
 class GrokImagineTextToImage:
@@ -120,43 +120,8 @@ class GrokImagineTextToImage:
         timeout: int = DEFAULT_TIMEOUT_S,
         unique_id: str | None = None,
     ) -> tuple[Any, str, str]:
-        from . import run_task
+        from . import execution, plans
 
-        count = min(MAX_TASKS, max(1, int(parallel_tasks)))
-        hooks = comfy_hooks.NodeHooks(unique_id, total=100 * count)
-        try:
-            text = validation.validate_prompt(prompt)
-            ratio = (
-                None
-                if not aspect_ratio or aspect_ratio == PROVIDER_DEFAULT
-                else validation.validate_aspect_ratio(aspect_ratio)
-            )
-        except errors.GrokError as exc:
-            raise run_task.as_node_error(exc, hooks) from exc
-        labels = [f"task {i + 1}/{count}" for i in range(count)] if count > 1 else [""]
-        board = run_task.StatusBoard(self.DISPLAY_NAME, hooks, labels, credits_each=CREDITS)
-
-        def work() -> Any:
-            runner = run_task.make_runner()
-            jobs = [
-                partial(_text_to_image, runner, text, ratio, int(seed), index, float(timeout))
-                for index in range(count)
-            ]
-            return run_task.collect(run_task.run_parallel(jobs, board), hooks)
-
-        out = await run_task.run_blocking(work, hooks, board)
+        plan = partial(plans.text_to_image, prompt, seed, aspect_ratio, parallel_tasks, timeout)
+        out = await execution.run_node(self.DISPLAY_NAME, unique_id, plan)
         return (out.images, out.task_ids, out.urls)
-
-
-def _text_to_image(
-    runner: Any,
-    prompt: str,
-    aspect_ratio: str | None,
-    seed: int,
-    index: int,
-    timeout: float,
-    hooks: Any,
-) -> Any:
-    return runner.text_to_image(
-        prompt, aspect_ratio=aspect_ratio, seed=seed, index=index, timeout=timeout, hooks=hooks
-    )

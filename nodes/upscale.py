@@ -5,13 +5,9 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from ..api import errors
-from ..journal.identity import CREDITS_PER_TASK, UPSCALE_MODEL
-from . import comfy_hooks
+from ..api import validation
+from ..api.models import UPSCALE_CREDITS as CREDITS
 from .queue_checks import refuse_at_queue
-
-CREDITS = CREDITS_PER_TASK[UPSCALE_MODEL]
-DEFAULT_TIMEOUT_S = 600.0
 
 
 class GrokImagineUpscale:
@@ -55,30 +51,12 @@ class GrokImagineUpscale:
     @classmethod
     def VALIDATE_INPUTS(cls, task_id: Any = None) -> bool | str:
         """Refuse a malformed id at queue time, before anything is paid (None: wired input)."""
-        from . import run_task
-
-        return refuse_at_queue(run_task.validate_task_ids, task_id)
+        return refuse_at_queue(validation.validate_task_ids, task_id)
 
     async def upscale(self, task_id: str, unique_id: str | None = None) -> tuple[Any, str]:
-        from . import run_task
+        from . import execution, plans
 
-        hooks = comfy_hooks.NodeHooks(unique_id)
-        try:
-            sources = run_task.validate_task_ids(task_id)
-        except errors.GrokError as exc:
-            raise run_task.as_node_error(exc, hooks) from exc
-        hooks.total = 100 * len(sources)
-        labels = [f"upscale of {source}" for source in sources]
-        board = run_task.StatusBoard(self.DISPLAY_NAME, hooks, labels, credits_each=CREDITS)
-
-        def work() -> Any:
-            runner = run_task.make_runner()
-            jobs = [partial(_upscale, runner, source) for source in sources]
-            return run_task.collect(run_task.run_parallel(jobs, board), hooks)
-
-        out = await run_task.run_blocking(work, hooks, board)
+        out = await execution.run_node(
+            self.DISPLAY_NAME, unique_id, partial(plans.upscale, task_id)
+        )
         return (out.images, out.task_ids)
-
-
-def _upscale(runner: Any, source_task_id: str, hooks: Any) -> Any:
-    return runner.upscale(source_task_id, timeout=DEFAULT_TIMEOUT_S, hooks=hooks)

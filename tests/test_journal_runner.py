@@ -22,6 +22,7 @@ api = submodule("api")
 errors = submodule("api.errors")
 journal_mod = submodule("journal")
 owner_mod = submodule("journal.owner")
+events = submodule("journal.events")
 
 KEY = TEST_KEY
 PROMPT = "a lighthouse in a storm, oil painting"
@@ -147,19 +148,22 @@ def test_resume_after_cancel(tmp_path, sandbox_factory):
     runner, _ = make_runner(tmp_path, sb)
     seen = []
     hooks = journal_mod.RunHooks(
-        on_update=lambda task, elapsed: seen.append(task.id), should_cancel=lambda: bool(seen)
+        on_event=lambda event: seen.extend(_task_ids(event, events.TaskUpdated)),
+        should_cancel=lambda: bool(seen),
     )
     with pytest.raises(errors.CancelledError):
         runner.text_to_image(PROMPT, seed=3, hooks=hooks)
     task_id = seen[0]
     assert runner.journal.get(task_id).state in ("queued", "running")
 
-    statuses = []
+    seen_events = []
     result = runner.text_to_image(
-        PROMPT, seed=3, hooks=journal_mod.RunHooks(on_status=statuses.append)
+        PROMPT, seed=3, hooks=journal_mod.RunHooks(on_event=seen_events.append)
     )
-    assert result.resumed and result.task_id == task_id and result.files
-    assert any(f"resuming task {task_id}" in s for s in statuses)
+    assert result.resumed and result.task_id == task_id and result.files and result.credits == 0
+    (resumed,) = [e for e in seen_events if isinstance(e, events.TaskResumed)]
+    assert resumed.task_id == task_id
+    assert not any(isinstance(e, events.TaskCreated) for e in seen_events)
     assert ledger(sb) == (1, 5)
 
 
@@ -261,7 +265,11 @@ def test_a_waiting_duplicate_can_be_cancelled(tmp_path, sandbox_factory):
             runner.text_to_image(
                 PROMPT,
                 seed=20,
-                hooks=journal_mod.RunHooks(on_status=lambda text: first_created.set()),
+                hooks=journal_mod.RunHooks(
+                    on_event=lambda event: (
+                        isinstance(event, events.TaskCreated) and first_created.set()
+                    )
+                ),
             )
         )
     )
@@ -270,11 +278,12 @@ def test_a_waiting_duplicate_can_be_cancelled(tmp_path, sandbox_factory):
         assert first_created.wait(WAIT_LIMIT_S)
         waited = []
         hooks = journal_mod.RunHooks(
-            on_status=waited.append, should_cancel=lambda: bool(waited)
+            on_event=waited.append, should_cancel=lambda: bool(waited)
         )  # cancel as soon as it says it is waiting for the other thread
         with pytest.raises(errors.CancelledError) as caught:
             runner.text_to_image(PROMPT, seed=20, hooks=hooks)
-        assert "already running in this process" in waited[0]
+        assert isinstance(waited[0], events.WaitingForThread)
+        assert "already running in this process" in events.describe(waited[0])
         assert "nothing was charged" in str(caught.value)
     finally:
         first.join(timeout=WAIT_LIMIT_S)
@@ -354,9 +363,9 @@ def test_waits_for_another_live_process_that_is_creating(tmp_path, sb):
         statuses = []
         waiting = threading.Event()
 
-        def on_status(text):
-            statuses.append(text)
-            if "is creating this same request" in text:
+        def on_event(event):
+            statuses.append(event)
+            if isinstance(event, events.WaitingForProcess):
                 waiting.set()
 
         def other_process_finishes_its_create():
@@ -370,13 +379,16 @@ def test_waits_for_another_live_process_that_is_creating(tmp_path, sb):
             PROMPT,
             seed=8,
             timeout=WAIT_LIMIT_S,
-            hooks=journal_mod.RunHooks(on_status=on_status),
+            hooks=journal_mod.RunHooks(on_event=on_event),
         )
         helper.join(timeout=WAIT_LIMIT_S)
     finally:
         other.stdin.close()
         other.wait(timeout=WAIT_LIMIT_S)
-    assert any(f"process {other.pid} is creating" in s for s in statuses)
+    assert events.WaitingForProcess(other.pid) in statuses
+    assert f"process {other.pid} is creating" in events.describe(
+        events.WaitingForProcess(other.pid)
+    )
     assert result.resumed and result.files
     assert ledger(sb) == (1, 5)
 
@@ -556,7 +568,8 @@ def test_a_stray_not_found_on_a_resumed_task_keeps_it_resumable(tmp_path, sandbo
     runner, _ = make_runner(tmp_path, sb)
     seen = []
     hooks = journal_mod.RunHooks(
-        on_update=lambda task, elapsed: seen.append(task.id), should_cancel=lambda: bool(seen)
+        on_event=lambda event: seen.extend(_task_ids(event, events.TaskUpdated)),
+        should_cancel=lambda: bool(seen),
     )
     with pytest.raises(errors.CancelledError):
         runner.text_to_image(PROMPT, seed=21, hooks=hooks)
@@ -593,8 +606,15 @@ def test_one_lost_file_never_withholds_the_paid_others(tmp_path, sb):
     sb.faults.download = "expired"  # the one missing file can no longer be fetched
     statuses = []
     again = runner.text_to_image(
-        PROMPT, seed=23, hooks=journal_mod.RunHooks(on_status=statuses.append)
+        PROMPT, seed=23, hooks=journal_mod.RunHooks(on_event=statuses.append)
     )
     assert again.task_id == first.task_id and len(again.files) == 5
-    assert any("1 of 6 result files could not be kept" in s for s in statuses)
+    (lost,) = [e for e in statuses if isinstance(e, events.FilesLost)]
+    assert (lost.task_id, lost.lost, lost.total) == (first.task_id, 1, 6)
+    assert "1 of 6 result files could not be kept" in events.describe(lost)
     assert ledger(sb) == (1, 5)
+
+
+def _task_ids(event, kind):
+    """The task id of ``event`` when it is a ``kind`` event (a list, for ``extend``)."""
+    return [event.task.id] if isinstance(event, kind) else []

@@ -19,7 +19,7 @@ import pytest
 from support import pack, submodule
 from support.keys import TEST_KEY
 
-run_task = submodule("nodes.run_task")
+execution = submodule("nodes.execution")
 comfy_hooks = submodule("nodes.comfy_hooks")
 comfy_paths = submodule("nodes.comfy_paths")
 
@@ -117,7 +117,7 @@ def comfy(tmp_path, monkeypatch):
     monkeypatch.delenv("APIINONE_API_KEY", raising=False)
     yield fake
     comfy_hooks.set_test_interrupt(False)
-    run_task.close_journals()
+    execution.close_journals()
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def plain(tmp_path, monkeypatch):
     monkeypatch.setenv("GROK_IMAGINE_POLL_SCALE", "0.05")
     yield tmp_path / "home"
     comfy_hooks.set_test_interrupt(False)
-    run_task.close_journals()
+    execution.close_journals()
 
 
 class NodeThread(threading.Thread):

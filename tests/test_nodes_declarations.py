@@ -152,6 +152,6 @@ def test_validate_inputs_signatures_name_only_checked_inputs():
 
 
 def test_task_id_lists_are_split_in_order_without_repeats():
-    run_task = submodule("nodes.run_task")
-    assert run_task.split_task_ids("b\na, b;c\r\n\n d ") == ["b", "a", "c", "d"]
-    assert run_task.split_task_ids("") == []
+    validation = submodule("api.validation")
+    assert validation.split_task_ids("b\na, b;c\r\n\n d ") == ["b", "a", "c", "d"]
+    assert validation.split_task_ids("") == []

@@ -11,7 +11,7 @@ import torch
 from support import pack, submodule
 from support.keys import TEST_KEY
 
-run_task = submodule("nodes.run_task")
+execution = submodule("nodes.execution")
 comfy_hooks = submodule("nodes.comfy_hooks")
 
 T2I = pack.NODE_CLASS_MAPPINGS["GrokImagineTextToImage"]
@@ -30,7 +30,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("APIINONE_BASE_URL", raising=False)
     yield tmp_path / "home"
     comfy_hooks.set_test_interrupt(False)
-    run_task.close_journals()
+    execution.close_journals()
 
 
 @pytest.fixture
@@ -245,7 +245,7 @@ def test_load_task_returns_the_paid_images_for_free(grok, home):
     assert torch.equal(loaded, images)
     # without the kept files (and from another journal) it asks the API, still creating nothing
     shutil.rmtree(home / "files" / task_id)
-    run_task.close_journals()
+    execution.close_journals()
     (home / "journal.sqlite").unlink()
     reloaded, _, _ = load(task_id)
     assert torch.equal(reloaded, images)

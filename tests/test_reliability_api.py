@@ -36,7 +36,8 @@ from test_reliability_harness import (
 api = submodule("api")
 errors = submodule("api.errors")
 journal_mod = submodule("journal")
-run_task = submodule("nodes.run_task")
+execution = submodule("nodes.execution")
+events = submodule("journal.events")
 T2I = pack.NODE_CLASS_MAPPINGS["GrokImagineTextToImage"]
 
 AREA = "API faults"
@@ -206,7 +207,9 @@ def test_unknown_status_strings_keep_the_wait_going(sandbox_factory, tmp_path):
         rig = make_rig(tmp_path, sb, base_url=proxy.base_url)
         proxy.add("GET", STATUS_PATH, REWRITE, times=None, transform=_unknown_status)
         states = []
-        hooks = journal_mod.RunHooks(on_update=lambda task, _: states.append(task.state))
+        hooks = journal_mod.RunHooks(
+            on_event=lambda e: isinstance(e, events.TaskUpdated) and states.append(e.task.state)
+        )
         result = rig.runner.text_to_image(PROMPT, hooks=hooks)
     assert api.TaskState.UNKNOWN in states and states[-1] is api.TaskState.SUCCEEDED
     assert len(result.files) == 6 and rig.ledger() == (1, 5)
@@ -337,12 +340,12 @@ def test_network_lost_during_the_wait_times_out_resumably_and_says_why(sandbox_f
         rig = make_rig(tmp_path, sb, base_url=proxy.base_url)
         created = []
 
-        def cut_the_network(task, _elapsed):
-            if not created:
-                created.append(task.id)
+        def cut_the_network(event):
+            if isinstance(event, events.TaskUpdated) and not created:
+                created.append(event.task.id)
                 proxy.refuse()
 
-        hooks = journal_mod.RunHooks(on_update=cut_the_network)
+        hooks = journal_mod.RunHooks(on_event=cut_the_network)
         caught = rig.expect(
             errors.TaskTimeoutError,
             lambda: rig.runner.text_to_image(PROMPT, timeout=1.0, hooks=hooks),
@@ -382,7 +385,7 @@ def test_dripping_status_answers_cannot_outlast_the_node_timeout(
             )
         finally:
             proxy.clear()
-            run_task.close_journals()
+            execution.close_journals()
     assert isinstance(caught, RuntimeError) and "Stopped waiting for task" in str(caught)
     assert sb.ledger(KEY).creates == 1
 
@@ -433,13 +436,13 @@ def test_stuck_task_times_out_with_its_id_and_is_resumed(sandbox, tmp_path):
     assert entry.state in ("queued", "running") and rig.kept() == []
 
     statuses = []
-    hooks = journal_mod.RunHooks(on_status=statuses.append)
+    hooks = journal_mod.RunHooks(on_event=statuses.append)
     again = rig.expect(
         errors.TaskTimeoutError,
         lambda: rig.runner.text_to_image(PROMPT, timeout=0.3, hooks=hooks),
     )
     assert again.task_id == entry.task_id
-    assert any(f"resuming task {entry.task_id}" in s for s in statuses)
+    assert [e.task_id for e in statuses if isinstance(e, events.TaskResumed)] == [entry.task_id]
     assert rig.ledger() == (1, 5) and len(rig.history()) == 1
 
 

@@ -29,7 +29,7 @@ from test_reliability_harness import (
 )
 
 errors = submodule("api.errors")
-run_task = submodule("nodes.run_task")
+execution = submodule("nodes.execution")
 images = submodule("sandbox.images")
 
 AREA = "Downloads"
@@ -185,7 +185,7 @@ def test_decompression_bomb_is_refused_by_the_pixel_cap(sandbox_factory, tmp_pat
             assert KEY not in message
         grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     finally:
-        run_task.close_journals()
+        execution.close_journals()
     assert grown_mib < 256, f"peak memory grew {grown_mib:.0f} MiB decoding a bomb"
     (task_id,) = sb.task_ids()
     kept = sorted((tmp_path / "home" / "files" / task_id).iterdir())

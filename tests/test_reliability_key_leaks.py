@@ -42,7 +42,7 @@ from test_reliability_harness import (
 )
 
 errors = submodule("api.errors")
-run_task = submodule("nodes.run_task")
+execution = submodule("nodes.execution")
 comfy_hooks = submodule("nodes.comfy_hooks")
 
 AREA = "Secrets"
@@ -58,7 +58,7 @@ def home(tmp_path, monkeypatch):
     point_nodes_at(monkeypatch, tmp_path / "home", "http://127.0.0.1:9")  # each test sets its own
     yield tmp_path / "home"
     comfy_hooks.set_test_interrupt(False)
-    run_task.close_journals()
+    execution.close_journals()
 
 
 def node_run(call):
@@ -115,7 +115,7 @@ def test_a_whole_session_leaks_the_key_nowhere(home, sandbox_factory, monkeypatc
     wrong = sandbox_factory(keys={"sk-some-other-account-1234": 100})
     monkeypatch.setenv("APIINONE_BASE_URL", wrong.base_url)
     run(T2I().generate(PROMPT, 9))  # TEST_KEY is unknown there: 401
-    run_task.close_journals()  # everything on disk now, WAL included
+    execution.close_journals()  # everything on disk now, WAL included
 
     assert len(outputs) >= 6 and len(failures) >= 7  # the scenarios really ran both ways
     kinds = " ".join(str(f) for f in failures)

@@ -33,7 +33,7 @@ from test_reliability_harness import (
 )
 
 sandbox_mod = submodule("sandbox")
-run_task = submodule("nodes.run_task")
+execution = submodule("nodes.execution")
 comfy_hooks = submodule("nodes.comfy_hooks")
 
 pytestmark = pytest.mark.slow
@@ -85,7 +85,7 @@ def soak_sandbox(tmp_path, monkeypatch):
         yield sb
     finally:
         comfy_hooks.set_test_interrupt(False)
-        run_task.close_journals()
+        execution.close_journals()
         sb.stop()
 
 

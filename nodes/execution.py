@@ -1,5 +1,8 @@
 """What every Grok node does around its paid work: one place, so the three nodes stay declarations.
 
+``run_node`` is the one entry point: a node hands it its title, its node id and a plan (the
+input checks plus one job per task), and gets back the IMAGE batch, task ids and URLs. It
+
 * builds the journal-backed ``TaskRunner`` on ComfyUI's folders (``comfy_paths``) with a client
   made only when an API call is needed, so a missing key costs nothing until then;
 * runs the blocking work on a worker thread (``asyncio.to_thread``), so independent Grok nodes
@@ -14,23 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..api import errors
 from . import comfy_hooks, comfy_paths
+from .status_board import StatusBoard
 
 if TYPE_CHECKING:
     import torch
 
-    from ..api.task import Task
-    from ..journal import RunHooks, TaskResult, TaskRunner
+    from ..journal import Journal, RunHooks, TaskResult, TaskRunner
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +43,47 @@ CANCEL_CHECK_S = 0.1
 STATUS_REFRESH_S = 1.0
 """How often the status text is redrawn while nothing changes (the elapsed seconds tick)."""
 MAX_PARALLEL = 8
+"""Tasks one node runs at once (Grok Text-to-Image's ``parallel_tasks`` maximum)."""
 
-_TASK_ID_SEPARATORS = re.compile(r"[\s,;]+")
-_TASK_ID_IN_TEXT = re.compile(r"\btask ([A-Za-z0-9._-]+)")
-_STATE_WORDS = {"succeeded": "downloading", "unknown": "waiting"}
+
+@dataclass(frozen=True)
+class Job:
+    """One task of a node: its label on the status board, and the runner call that does it."""
+
+    label: str
+    run: Callable[[TaskRunner, RunHooks], TaskResult]
+
+
+@dataclass(frozen=True)
+class NodeOutput:
+    images: torch.Tensor
+    task_ids: str
+    urls: str
+
+
+async def run_node(
+    title: str, node_id: str | None, plan: Callable[[], Sequence[Job]]
+) -> NodeOutput:
+    """Check the inputs (``plan`` raises ``errors.GrokError`` on bad ones), then run every job on
+    a worker thread with live status, Cancel and one-line errors; see the module doc."""
+    hooks = comfy_hooks.NodeHooks(node_id)
+    try:
+        jobs = list(plan())
+    except errors.GrokError as exc:
+        raise as_node_error(exc, hooks) from exc
+    hooks.total = 100 * len(jobs)
+    board = StatusBoard(title, hooks, [job.label for job in jobs])
+
+    def work() -> NodeOutput:
+        runner = make_runner()
+        return collect(run_parallel(runner, jobs, board), hooks)
+
+    return await run_blocking(work, hooks, board)
 
 
 # -- the runner ------------------------------------------------------------------------------------
 
-_journals: dict[Path, Any] = {}
+_journals: dict[Path, Journal] = {}
 _journals_lock = threading.Lock()
 
 
@@ -71,7 +105,7 @@ def make_runner() -> TaskRunner:
     )
 
 
-def _journal(path: Path) -> Any:
+def _journal(path: Path) -> Journal:
     """One open journal per file for the process (opening checks the file; once is enough)."""
     from ..journal import Journal
 
@@ -89,122 +123,6 @@ def close_journals() -> None:
         _journals.clear()
     for journal in journals:
         journal.close()
-
-
-# -- what the user sees while it runs --------------------------------------------------------------
-
-
-@dataclass
-class _TaskLine:
-    label: str
-    state: str = "starting"
-    task_id: str | None = None
-    note: str | None = None
-    elapsed: float | None = None
-    elapsed_at: float = 0.0
-    cost: str | None = None
-    fraction: float = 0.0
-    finished: bool = False
-
-
-@dataclass
-class StatusBoard:
-    """Live status of one node's tasks, drawn as the node's progress text and progress bar."""
-
-    title: str
-    hooks: comfy_hooks.NodeHooks
-    labels: Sequence[str]
-    credits_each: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lines = [_TaskLine(label) for label in self.labels]
-
-    def run_hooks(self, index: int) -> RunHooks:
-        """The journal runner's hooks for task ``index``."""
-        from ..journal import RunHooks
-
-        return RunHooks(
-            on_update=lambda task, elapsed: self.on_update(index, task, elapsed),
-            should_cancel=self.hooks.cancelled,
-            on_status=lambda text: self.on_status(index, text),
-        )
-
-    def on_update(self, index: int, task: Task, elapsed: float) -> None:
-        with self._lock:
-            line = self._lines[index]
-            line.task_id = task.id or line.task_id
-            line.state, line.note = _STATE_WORDS.get(task.state.value, task.state.value), None
-            line.elapsed, line.elapsed_at = elapsed, time.monotonic()
-            progress = task.progress if task.progress is not None else 0.0
-            base = {"queued": 0.05, "running": 0.15}.get(line.state, line.fraction)
-            line.fraction = max(line.fraction, min(0.9, max(base, progress * 0.9)))
-        self.publish()
-
-    def on_status(self, index: int, text: str) -> None:
-        """The runner's own words: created / resuming / kept; they also say what it costs."""
-        with self._lock:
-            line = self._lines[index]
-            found = _TASK_ID_IN_TEXT.search(text)
-            if found and line.task_id is None:
-                line.task_id = found.group(1)
-            if text.startswith("created task"):
-                line.cost = f"{self.credits_each} credits" if self.credits_each else "free"
-            elif text.startswith("resuming task"):
-                line.cost = "paid earlier"
-            elif "no API call" in text:
-                line.cost = "no charge"
-            else:
-                line.note = text
-        self.publish()
-
-    def finished(self, index: int, result: TaskResult) -> None:
-        with self._lock:
-            line = self._lines[index]
-            line.task_id = result.task_id
-            line.finished, line.fraction, line.note = True, 1.0, None
-            count = len(result.files)
-            line.state = f"done, {count} image{'s' if count != 1 else ''}"
-            if result.reused:
-                line.cost = "kept from the journal, no charge"
-            elif result.resumed:
-                line.cost = "paid earlier"
-            elif line.cost is None:
-                line.cost = f"{self.credits_each} credits" if self.credits_each else "free"
-        self.publish()
-
-    def failed(self, index: int, exc: BaseException) -> None:
-        with self._lock:
-            line = self._lines[index]
-            line.finished, line.fraction = True, 1.0
-            line.state = "failed"
-            line.note = errors.exception_line(exc)
-        self.publish()
-
-    def render(self) -> str:
-        now = time.monotonic()
-        with self._lock:
-            lines = [f"{self.title} · {now - self.started:.0f} s"]
-            for line in self._lines:
-                parts = [line.label] if line.label else []
-                parts.append(line.state)
-                if line.elapsed is not None and not line.finished:
-                    parts.append(f"{line.elapsed + (now - line.elapsed_at):.0f} s")
-                if line.task_id:
-                    parts.append(f"task {line.task_id}")
-                if line.cost:
-                    parts.append(line.cost)
-                if line.note:
-                    parts.append(line.note)
-                lines.append(" · ".join(parts))
-        return "\n".join(lines)
-
-    def publish(self) -> None:
-        self.hooks.text(self.render())
-        with self._lock:
-            done = sum(line.fraction for line in self._lines)
-        self.hooks.progress(done * 100)
 
 
 # -- running the work ------------------------------------------------------------------------------
@@ -258,7 +176,7 @@ def as_node_error(exc: BaseException, hooks: comfy_hooks.NodeHooks) -> BaseExcep
 
 
 def run_parallel(
-    jobs: Sequence[Callable[[RunHooks], TaskResult]], board: StatusBoard
+    runner: TaskRunner, jobs: Sequence[Job], board: StatusBoard
 ) -> list[TaskResult | BaseException]:
     """Run each job (one task each) with its own hooks, at most ``MAX_PARALLEL`` at a time.
 
@@ -268,7 +186,7 @@ def run_parallel(
 
     def run(index: int) -> TaskResult | BaseException:
         try:
-            result = jobs[index](board.run_hooks(index))
+            result = jobs[index].run(runner, board.run_hooks(index))
         except Exception as exc:
             board.failed(index, exc)
             return exc
@@ -282,13 +200,6 @@ def run_parallel(
         min(MAX_PARALLEL, len(jobs)), thread_name_prefix="grok-imagine-task"
     ) as pool:
         return list(pool.map(run, range(len(jobs))))
-
-
-@dataclass(frozen=True)
-class NodeOutput:
-    images: torch.Tensor
-    task_ids: str
-    urls: str
 
 
 def collect(
@@ -315,33 +226,6 @@ def collect(
         task_ids="\n".join(result.task_id for result in results),
         urls="\n".join(url for result in results for url in result.urls),
     )
-
-
-# -- small shared helpers --------------------------------------------------------------------------
-
-
-def split_task_ids(text: str) -> list[str]:
-    """Task ids from a widget or a wired output: one per line, or separated by commas; in order,
-    without repeats."""
-    seen: dict[str, None] = {}
-    for part in _TASK_ID_SEPARATORS.split(text or ""):
-        if part:
-            seen.setdefault(part, None)
-    return list(seen)
-
-
-def validate_task_ids(text: str) -> list[str]:
-    """``split_task_ids``, each checked; ``errors.InvalidRequestError`` for the first bad one."""
-    from ..api import validation
-
-    ids = split_task_ids(text)
-    if not ids:
-        validation.validate_task_id("")  # raises the standard "empty task id" message
-    if len(ids) > 64:
-        raise errors.InvalidRequestError(
-            f"{len(ids)} task ids were given; one node takes at most 64.", field="task_id"
-        )
-    return [validation.validate_task_id(task_id) for task_id in ids]
 
 
 def _log_late_failure(future: asyncio.Future[Any]) -> None:

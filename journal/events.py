@@ -1,0 +1,180 @@
+"""What the runner did, as typed events: the one protocol between the runner and its callers.
+
+The nodes' status board and the CLI's progress lines are both drawn from these; nothing reads
+the runner's words back. ``describe()`` is the one place an event becomes human text, and
+``state_word()`` the one vocabulary for a task's state, so the node and the CLI tell one story.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..api import errors
+from ..api.task import Task, TaskState
+
+
+@dataclass(frozen=True)
+class TaskCreated:
+    """A create was answered with a task id: this run pays ``credits``."""
+
+    task_id: str
+    credits: int
+
+
+@dataclass(frozen=True)
+class TaskResumed:
+    """An earlier, unfinished task of the same request is polled again: nothing new to pay."""
+
+    task_id: str
+    age_s: float
+
+
+@dataclass(frozen=True)
+class ResultReused:
+    """The request finished earlier and its kept files are on disk: no API call at all."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
+class RefetchingKeptFiles:
+    """The task finished earlier but its kept files are gone: downloading them again (free)."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
+class WaitingForThread:
+    """The same request is running in another thread of this process; this one waits for it."""
+
+
+@dataclass(frozen=True)
+class WaitingForProcess:
+    """Another live process is sending this very create; this one waits for its task id."""
+
+    pid: int | None
+
+
+@dataclass(frozen=True)
+class WaitingForTask:
+    """Grok Load Task: the task exists but is not finished yet."""
+
+    task_id: str
+    state: TaskState
+
+
+@dataclass(frozen=True)
+class TaskUpdated:
+    """A status read changed something (state, progress); ``elapsed_s`` since the task began."""
+
+    task: Task
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class Downloading:
+    """The task is done; ``count`` of its ``total`` result files are being fetched."""
+
+    task_id: str
+    count: int
+    total: int
+
+
+@dataclass(frozen=True)
+class FileKept:
+    """Result file ``index`` of ``total`` has arrived and is checked.
+
+    ``path`` is its kept copy; ``data`` its bytes when they are in memory (a fresh download).
+    """
+
+    task_id: str
+    index: int
+    total: int
+    path: Path | None
+    data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class FilesLost:
+    """``lost`` of the task's ``total`` result files cannot be had; the others are returned."""
+
+    task_id: str
+    lost: int
+    total: int
+    error: BaseException
+
+
+RunEvent = (
+    TaskCreated
+    | TaskResumed
+    | ResultReused
+    | RefetchingKeptFiles
+    | WaitingForThread
+    | WaitingForProcess
+    | WaitingForTask
+    | TaskUpdated
+    | Downloading
+    | FileKept
+    | FilesLost
+)
+
+
+_STATE_WORDS = {
+    TaskState.QUEUED: "queued",
+    TaskState.RUNNING: "running",
+    TaskState.SUCCEEDED: "downloading",
+    TaskState.FAILED: "failed",
+    TaskState.UNKNOWN: "waiting",
+}
+
+
+def state_word(state: TaskState) -> str:
+    """The one word a task's state is shown as (never the provider's raw status)."""
+    return _STATE_WORDS[state]
+
+
+def describe(event: RunEvent) -> str:
+    """The event as one line of text, for a log, the CLI or a node's status note."""
+    if isinstance(event, TaskCreated):
+        return f"created task {event.task_id} ({event.credits} credits)"
+    if isinstance(event, TaskResumed):
+        return f"resuming task {event.task_id} (created {ago(event.age_s)})"
+    if isinstance(event, ResultReused):
+        return f"task {event.task_id}: kept images from the journal (no API call)"
+    if isinstance(event, RefetchingKeptFiles):
+        return f"task {event.task_id}: kept images missing, downloading them again (free)"
+    if isinstance(event, WaitingForThread):
+        return "the same request is already running in this process; waiting for it"
+    if isinstance(event, WaitingForProcess):
+        who = f"process {event.pid}" if event.pid is not None else "another process"
+        return f"{who} is creating this same request; waiting for it"
+    if isinstance(event, WaitingForTask):
+        return f"task {event.task_id} is still {state_word(event.state)}; waiting for it"
+    if isinstance(event, TaskUpdated):
+        task = event.task
+        progress = f" {task.progress:.0%}" if task.progress is not None else ""
+        return f"task {task.id}: {state_word(task.state)}{progress} ({event.elapsed_s:.0f} s)"
+    if isinstance(event, Downloading):
+        return f"task {event.task_id}: downloading {event.count} of {event.total} files"
+    if isinstance(event, FileKept):
+        return f"task {event.task_id}: file {event.index + 1} of {event.total} kept"
+    if isinstance(event, FilesLost):
+        return (
+            f"task {event.task_id}: {event.lost} of {event.total} result files could not be "
+            f"kept ({errors.exception_line(event.error)}); returning the other "
+            f"{event.total - event.lost}"
+        )
+    raise TypeError(f"not a run event: {event!r}")
+
+
+def ago(seconds: float) -> str:
+    """A short, rounded age ("12 s ago", "3 min ago", "2 days ago")."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 2 * 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} days ago"
