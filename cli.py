@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, TextIO
 from .api import errors, validation
 
 if TYPE_CHECKING:
-    from .api import GrokClient, Settings, Task
+    from .api.client import GrokClient
+    from .api.config import Settings
+    from .api.task import Task
     from .journal import TaskResult, TaskRunner
     from .journal.db import JournalEntry
 
@@ -66,7 +68,7 @@ class Progress:
 @contextlib.contextmanager
 def _settings(args: argparse.Namespace) -> Iterator[Settings]:
     """The real API's settings, or those of an in-process sandbox started for this command."""
-    from .api import load_settings
+    from .api.config import load_settings
 
     if not getattr(args, "sandbox", False):
         yield load_settings()
@@ -88,7 +90,7 @@ def _settings(args: argparse.Namespace) -> Iterator[Settings]:
 
 
 def _runner(settings: Settings, args: argparse.Namespace) -> TaskRunner:
-    from .api import GrokClient
+    from .api.client import GrokClient
     from .journal import FileStore, Journal, TaskRunner, default_home
 
     home = Path(args.home) if getattr(args, "home", None) else default_home()

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from pack_loader import load_pack_at, submodule_of
 
 PACK_DIR = Path(os.environ.get("GROK_BENCH_PACK_DIR") or Path(__file__).resolve().parents[1])

@@ -48,16 +48,16 @@ Waiter = Callable[[Any, str], Any]
 
 
 def _ours(scale: float) -> tuple[str, Callable[[], Any], Waiter]:
-    api = submodule("api")
-    schedule = api.PollSchedule().scaled(scale) if scale != 1 else api.PollSchedule()
+    polling = submodule("api.polling")
+    schedule = polling.PollSchedule().scaled(scale) if scale != 1 else polling.PollSchedule()
     return "ours", lambda: schedule, lambda client, task_id: client.wait(task_id, timeout=600)
 
 
 def _fixed(interval: float, scale: float) -> tuple[str, Callable[[], Any], Waiter]:
     """A plain loop: read the status at once, then every ``interval`` seconds until it is done."""
-    api = submodule("api")
-    succeeded = api.TaskState.SUCCEEDED
-    failed = api.TaskState.FAILED
+    task_state = submodule("api.task").TaskState
+    succeeded = task_state.SUCCEEDED
+    failed = task_state.FAILED
     pause = interval * scale
 
     def wait(client: Any, task_id: str) -> Any:
@@ -79,7 +79,7 @@ def _collect(
     concurrency: int,
     scale: float,
 ) -> list[Sample]:
-    api = submodule("api")
+    grok_client = submodule("api.client").GrokClient
     settings = sandbox_run.client_settings(running_sandbox.base_url)
     samples: list[Sample] = []
     lock = threading.Lock()
@@ -92,7 +92,7 @@ def _collect(
         if name not in clients:
             schedule = schedule_factory()
             clients[name] = (
-                api.GrokClient(settings, poll=schedule) if schedule else api.GrokClient(settings)
+                grok_client(settings, poll=schedule) if schedule else grok_client(settings)
             )
         return clients[name]
 
@@ -254,7 +254,7 @@ def run(quick: bool, images_dir: Path | None = None, scale: float | None = None)
         "samples": [s.__dict__ for s in samples],
         "seven_second_samples": [s.__dict__ for s in seven_samples],
     }
-    schedule = submodule("api").PollSchedule()
+    schedule = submodule("api.polling").PollSchedule()
     reads = ", ".join(f"{t:g}" for t in schedule.read_times(7.0))
     result.details += [
         "",

@@ -24,8 +24,7 @@ def sandbox(**config: Any) -> Iterator[Any]:
 
 
 def client_settings(base_url: str) -> Any:
-    api = submodule("api")
-    return api.Settings(api_key=BENCH_KEY, base_url=base_url)
+    return submodule("api.config").Settings(api_key=BENCH_KEY, base_url=base_url)
 
 
 @contextlib.contextmanager

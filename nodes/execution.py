@@ -89,7 +89,9 @@ _journals_lock = threading.Lock()
 
 def make_runner() -> TaskRunner:
     """A ``TaskRunner`` on this ComfyUI's journal and output folders (resolved per call)."""
-    from ..api import GrokClient, config, load_settings
+    from ..api import config
+    from ..api.client import GrokClient
+    from ..api.config import load_settings
     from ..journal import FileStore, TaskRunner
 
     key_file = comfy_paths.key_file_path()

@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from support import submodule
+from support.api_names import public_api
 from support.keys import TEST_KEY
 
-api = submodule("api")
+api = public_api()
 errors = submodule("api.errors")
 transport_mod = submodule("api.transport")
 client_mod = submodule("api.client")

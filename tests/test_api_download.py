@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from support import submodule
+from support.api_names import public_api
 from support.keys import TEST_KEY
 
-api = submodule("api")
+api = public_api()
 errors = submodule("api.errors")
 download_mod = submodule("api.download")
 

@@ -21,9 +21,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from support import submodule
+from support.api_names import public_api
 from support.keys import TEST_KEY
 
-api = submodule("api")
+api = public_api()
 errors = submodule("api.errors")
 
 FAST_POLL = api.PollSchedule().scaled(0.05)

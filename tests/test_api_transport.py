@@ -10,10 +10,11 @@ from email.utils import formatdate
 import pytest
 import requests
 from support import submodule
+from support.api_names import public_api
 from support.keys import TEST_KEY
 from urllib3 import exceptions as u3
 
-api = submodule("api")
+api = public_api()
 errors = submodule("api.errors")
 transport = submodule("api.transport")
 

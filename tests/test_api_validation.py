@@ -148,9 +148,9 @@ spec = importlib.util.spec_from_file_location(
 module = importlib.util.module_from_spec(spec)
 sys.modules["grok_api_alone"] = module
 spec.loader.exec_module(module)
-for name in ("validation", "errors", "config", "task", "task_reader", "polling"):
+for name in ("validation", "errors", "models", "config", "task", "task_reader", "polling"):
     importlib.import_module("grok_api_alone." + name)
-module.PollSchedule().scaled(0.5)
+sys.modules["grok_api_alone.polling"].PollSchedule().scaled(0.5)
 heavy = [m for m in ("requests", "urllib3", "PIL", "numpy", "torch") if m in sys.modules]
 print(",".join(heavy))
 """

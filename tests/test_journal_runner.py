@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 from support import submodule
+from support.api_names import public_api
 from support.keys import TEST_KEY
 
-api = submodule("api")
+api = public_api()
 errors = submodule("api.errors")
 journal_mod = submodule("journal")
 owner_mod = submodule("journal.owner")
@@ -181,7 +182,8 @@ KILLED_RUNNER = """
 import sys
 sys.path.insert(0, {tests_dir!r})
 from support import submodule
-api = submodule("api")
+from support.api_names import public_api
+api = public_api()
 journal = submodule("journal")
 settings = api.load_settings()
 runner = journal.TaskRunner(
@@ -294,7 +296,8 @@ CONCURRENT_RUNNER = """
 import sys
 sys.path.insert(0, {tests_dir!r})
 from support import submodule
-api = submodule("api")
+from support.api_names import public_api
+api = public_api()
 journal = submodule("journal")
 settings = api.load_settings()
 runner = journal.TaskRunner(

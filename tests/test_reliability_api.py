@@ -13,6 +13,7 @@ import asyncio
 
 import pytest
 from support import pack, submodule
+from support.api_names import public_api
 from test_reliability_harness import (
     DRIP,
     FORWARD_THEN_RESET,
@@ -33,7 +34,7 @@ from test_reliability_harness import (
     wait_until,
 )
 
-api = submodule("api")
+api = public_api()
 errors = submodule("api.errors")
 journal_mod = submodule("journal")
 execution = submodule("nodes.execution")

@@ -33,9 +33,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from support import submodule
+from support.api_names import public_api
 from support.keys import TEST_KEY
 
-api = submodule("api")
+api = public_api()
 errors = submodule("api.errors")
 journal_mod = submodule("journal")
 

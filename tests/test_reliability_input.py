@@ -12,6 +12,7 @@ import os
 
 import pytest
 from support import submodule
+from support.api_names import public_api
 from test_reliability_harness import (
     KEY,
     POLL,
@@ -21,7 +22,7 @@ from test_reliability_harness import (
     no_key_leaks,  # noqa: F401 - autouse: DEBUG logs on, no key in any record or file
 )
 
-api = submodule("api")
+api = public_api()
 errors = submodule("api.errors")
 
 AREA = "Bad local input"

@@ -21,11 +21,12 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from support import submodule
+from support.api_names import public_api
 from test_reliability_harness import matrix_row
 
 reader = submodule("api.task_reader")
 errors = submodule("api.errors")
-api = submodule("api")
+api = public_api()
 shapes = submodule("sandbox.shapes")
 
 AREA = "Tolerant reader (property tests)"

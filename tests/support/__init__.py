@@ -7,12 +7,16 @@ would work under ``comfyui_grok_imagine`` but not in ComfyUI) fails in the tests
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import ModuleType
 
-from pack_loader import load_pack_at, submodule_of
-
 PACK_DIR = Path(__file__).resolve().parents[2]
+if str(PACK_DIR / "tools") not in sys.path:  # scripts the tests start put only tests/ on the path
+    sys.path.insert(0, str(PACK_DIR / "tools"))
+
+from pack_loader import load_pack_at, submodule_of  # noqa: E402
+
 PACK_NAME = "ComfyUI-Grok-Imagine-under-test"
 
 

@@ -1,7 +1,8 @@
 """Load a pack folder exactly the way ComfyUI does: from its ``__init__.py``, under a module name
 of our choosing (hyphens included), so a stray absolute import fails here as it would there.
 
-Shared by the tests (``support``) and the benchmarks (``bench/pack.py``); no side effects.
+Shared by the tests (``tests/support``) and the benchmarks (``bench/pack.py``), which import
+nothing from each other; no side effects.
 """
 
 from __future__ import annotations
