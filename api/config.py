@@ -36,13 +36,19 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "KEY_ENV",
     "KEY_FILE_ENV",
+    "KeyInfo",
     "Settings",
     "base_url_from_env",
     "default_key_file",
+    "delete_key_file",
+    "key_info",
+    "key_last4",
     "load_settings",
     "mask_key",
     "normalize_key",
+    "read_stored_key",
     "resolve_key_file",
+    "validate_key",
     "write_key_file",
 ]
 
@@ -55,11 +61,21 @@ DEFAULT_BASE_URL = "https://apiin.one"
 APP_DIR_NAME = "grok-imagine"
 KEY_FILE_NAME = "api_key"
 MAX_KEY_FILE_BYTES = 64 * 1024  # a key file is one line; anything bigger is the wrong file
+MIN_KEY_CHARS = 8
+MAX_KEY_CHARS = 512
+_TAIL_SHOWN = 4
+_TAIL_MIN_KEY_CHARS = 12
+"""Shorter keys show no tail at all: four characters of eleven would be too much of it."""
+
+
+def key_last4(key: str) -> str | None:
+    """The last four characters, or None for a key too short to show any of it."""
+    return key[-_TAIL_SHOWN:] if len(key) >= _TAIL_MIN_KEY_CHARS else None
 
 
 def mask_key(key: str) -> str:
     """``…abcd``: enough to tell two keys apart, never enough to use one."""
-    return f"…{key[-4:]}" if len(key) >= 12 else "…"
+    return f"…{key_last4(key) or ''}"
 
 
 @dataclass(frozen=True)
@@ -202,12 +218,7 @@ def write_key_file(path: Path | str, key: str) -> Path:
     import tempfile
 
     path = Path(path)
-    key = normalize_key(key, "the new key")
-    if not key:
-        raise MissingKeyError("The key to store is empty: paste the key from API in One.")
-    problem = _unsendable(key)
-    if problem:
-        raise AuthError(f"The key to store contains {problem}; copy it again from API in One.")
+    key = validate_key(key)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # mkstemp creates the file 0600 from the start: never readable by others, not even briefly.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -226,6 +237,81 @@ def write_key_file(path: Path | str, key: str) -> Path:
         raise
     remember_secret(key)
     return path
+
+
+def validate_key(raw: object) -> str:
+    """A new key as it will be stored: normalized (``normalize_key``), then checked.
+
+    ``errors.InvalidRequestError`` (field ``key``) names the problem without quoting the input.
+    """
+    if not isinstance(raw, str):
+        raise InvalidRequestError("The key must be text.", field="key")
+    key = normalize_key(raw, "the new key")
+    if not key:
+        raise InvalidRequestError(
+            "The key to store is empty: paste the key from your API in One dashboard.",
+            field="key",
+        )
+    problem = _unsendable(key)
+    if problem:
+        raise InvalidRequestError(
+            f"The key contains {problem}: check that nothing else was copied along with it.",
+            field="key",
+        )
+    if len(key) < MIN_KEY_CHARS:
+        raise InvalidRequestError(
+            f"That key is too short (at least {MIN_KEY_CHARS} characters): copy it again.",
+            field="key",
+        )
+    if len(key) > MAX_KEY_CHARS:
+        raise InvalidRequestError(
+            f"That key is too long (at most {MAX_KEY_CHARS} characters): copy the key alone.",
+            field="key",
+        )
+    return key
+
+
+def read_stored_key(path: Path | str) -> str | None:
+    """The key in the file at ``path``, normalized as ``load_settings`` reads it; None when there
+    is no file or no key in it. ``MissingKeyError`` when it cannot be read."""
+    raw = _read_key_file(Path(path))
+    if raw is None:
+        return None
+    return normalize_key(raw, f"the key file {path}") or None
+
+
+def delete_key_file(path: Path | str) -> bool:
+    """Remove the key file; False when there was none."""
+    try:
+        Path(path).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """All that is ever shown about the key in force: set or not, from where, its last four."""
+
+    is_set: bool
+    source: str | None
+    """``"env"`` (``APIINONE_API_KEY``), ``"file"`` or None."""
+    last4: str | None
+    file_set: bool
+    """A key file holds a key (it may be shadowed by the environment variable)."""
+
+
+def key_info(key_file: Path | str, environ: Mapping[str, str] | None = None) -> KeyInfo:
+    """What ``load_settings(key_file, environ)`` would use, masked."""
+    env = os.environ if environ is None else environ
+    file_key = read_stored_key(key_file)
+    env_raw = env.get(KEY_ENV, "")
+    env_key = normalize_key(env_raw, f"the {KEY_ENV} environment variable") if env_raw else ""
+    if env_key:
+        return KeyInfo(True, "env", key_last4(env_key), file_set=file_key is not None)
+    if file_key:
+        return KeyInfo(True, "file", key_last4(file_key), file_set=True)
+    return KeyInfo(False, None, None, file_set=False)
 
 
 def resolve_key_file(

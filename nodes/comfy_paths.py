@@ -21,13 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..api import config
+from ..journal.paths import JOURNAL_FILE_NAME, files_root, journal_path
+
 PACK_DIR_NAME = "grok_imagine"
-KEY_FILE_NAME = "api_key"
-JOURNAL_FILE_NAME = "journal.sqlite"
-
-
-def in_comfyui() -> bool:
-    return "folder_paths" in sys.modules
+"""Our folder inside ComfyUI's user directory (key file, journal) and output directory (files)."""
 
 
 def key_file_path() -> Path:
@@ -36,14 +34,12 @@ def key_file_path() -> Path:
     ``GROK_IMAGINE_KEY_FILE`` (the api package's override) wins everywhere, so the nodes, the
     Settings entry and the CLI agree on one file when the user names it.
     """
-    from ..api import config
-
     explicit = os.environ.get(config.KEY_FILE_ENV, "").strip()
     if explicit:
         return Path(explicit).expanduser()
     folder_paths = _folder_paths()
     if folder_paths is not None:
-        return Path(folder_paths.get_user_directory()) / PACK_DIR_NAME / KEY_FILE_NAME
+        return Path(folder_paths.get_user_directory()) / PACK_DIR_NAME / config.KEY_FILE_NAME
     return config.resolve_key_file()
 
 
@@ -51,8 +47,6 @@ def journal_file_path() -> Path:
     folder_paths = _folder_paths()
     if folder_paths is not None:
         return Path(folder_paths.get_user_directory()) / PACK_DIR_NAME / JOURNAL_FILE_NAME
-    from ..journal import journal_path
-
     return journal_path()
 
 
@@ -61,8 +55,6 @@ def files_dir() -> Path:
     folder_paths = _folder_paths()
     if folder_paths is not None:
         return Path(folder_paths.get_output_directory()) / PACK_DIR_NAME
-    from ..journal import files_root
-
     return files_root()
 
 

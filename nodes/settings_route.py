@@ -6,7 +6,8 @@ server knows it.
 characters. The key itself lives in a 0600 file in ComfyUI's user directory, outside
 ``user/default/`` so ComfyUI's own ``/userdata`` API cannot hand it out, and outside the node
 folder so updates never overwrite it. ``APIINONE_API_KEY`` in the environment wins over the file,
-exactly as the nodes read it.
+exactly as the nodes read it. Reading, normalising, validating, masking and writing the key are
+``api.config``'s (one home for the key, shared with the CLI and the nodes); this is HTTP only.
 
 Nothing here runs at import: ``register_if_in_comfyui()`` adds the routes only when ComfyUI's
 ``server.PromptServer.instance`` already exists; aiohttp is imported when a request arrives.
@@ -20,22 +21,19 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
-from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..api import config, errors
+from ..api.config import KeyInfo
 
 if TYPE_CHECKING:
     from aiohttp import web
 
 log = logging.getLogger(__name__)
 
-ENV_VAR = "APIINONE_API_KEY"
 ROUTE_PATH = "/grok_imagine/key"
-MIN_KEY_LENGTH = 8
-MAX_KEY_LENGTH = 512
 MAX_BODY_BYTES = 4096
-_MASK_VISIBLE = 4
 
 
 class KeyRejected(ValueError):
@@ -46,25 +44,13 @@ class KeyRejected(ValueError):
         self.status = status
 
 
-@dataclass(frozen=True)
-class KeyStatus:
-    """All the browser is ever told about the key."""
-
-    is_set: bool
-    source: str | None  # "env" | "file" | None
-    last4: str | None
-    file_set: bool  # a key file exists (it may be shadowed by the environment variable)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "set": self.is_set,
-            "source": self.source,
-            "last4": self.last4,
-            "file_set": self.file_set,
-        }
-
-
-# --- where the key lives ------------------------------------------------------------------------
+def _to_json(info: KeyInfo) -> dict[str, Any]:
+    return {
+        "set": info.is_set,
+        "source": info.source,
+        "last4": info.last4,
+        "file_set": info.file_set,
+    }
 
 
 def default_key_file() -> Path:
@@ -75,66 +61,22 @@ def default_key_file() -> Path:
     return key_file_path()
 
 
-def read_key_file(path: Path) -> str | None:
-    """The stored key, or None when there is no file or it is empty."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    return text.strip() or None
-
-
-def write_key_file(path: Path, key: str) -> None:
-    """Store the key with mode 0600, atomically (the one writer, shared with the CLI)."""
-    from ..api.config import write_key_file as api_write_key_file
-
-    api_write_key_file(path, key)
-
-
-def delete_key_file(path: Path) -> None:
-    with suppress(FileNotFoundError):
-        path.unlink()
-
-
-# --- what the user may send ---------------------------------------------------------------------
-
-
-def validate_key(raw: object) -> str:
-    """The key to store ('' means "remove it"), or KeyRejected with a message that names the
-    problem without quoting the input."""
-    if not isinstance(raw, str):
-        raise KeyRejected('"key" must be a string.')
-    key = raw.strip()
-    if not key:
-        return ""
-    if key[:7].lower() == "bearer ":
-        raise KeyRejected('Paste the key alone, without the "Bearer " prefix.')
-    if not all("!" <= ch <= "~" for ch in key):
-        raise KeyRejected(
-            "The key may only contain printable ASCII characters without spaces; "
-            "check that nothing else was copied along with it."
-        )
-    if len(key) < MIN_KEY_LENGTH:
-        raise KeyRejected(f"That key is too short (at least {MIN_KEY_LENGTH} characters).")
-    if len(key) > MAX_KEY_LENGTH:
-        raise KeyRejected(f"That key is too long (at most {MAX_KEY_LENGTH} characters).")
-    return key
-
-
 def parse_body(body: bytes) -> str:
-    """``{"key": "..."}`` -> the validated key ('' to remove)."""
+    """``{"key": "..."}`` -> the key as it will be stored ('' to remove), via
+    ``api.config.validate_key``, the one validator the CLI uses too."""
     try:
         payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise KeyRejected('Send JSON like {"key": "..."}.') from None
     if not isinstance(payload, dict) or "key" not in payload:
         raise KeyRejected('Send JSON like {"key": "..."}.')
-    return validate_key(payload["key"])
-
-
-def _last4(key: str) -> str | None:
-    # A short key would be half revealed by its tail; show nothing then.
-    return key[-_MASK_VISIBLE:] if len(key) >= 2 * _MASK_VISIBLE else None
+    raw = payload["key"]
+    if isinstance(raw, str) and not raw.strip():
+        return ""
+    try:
+        return config.validate_key(raw)
+    except errors.InvalidRequestError as exc:
+        raise KeyRejected(str(exc)) from None
 
 
 # --- the route ----------------------------------------------------------------------------------
@@ -154,31 +96,25 @@ class KeyRoute:
     def key_file(self) -> Path:
         return self._key_file if isinstance(self._key_file, Path) else self._key_file()
 
-    def status(self) -> KeyStatus:
-        file_key = read_key_file(self.key_file())
-        env_key = (self._environ.get(ENV_VAR) or "").strip()
-        if env_key:
-            return KeyStatus(True, "env", _last4(env_key), file_set=file_key is not None)
-        if file_key:
-            return KeyStatus(True, "file", _last4(file_key), file_set=True)
-        return KeyStatus(False, None, None, file_set=False)
+    def status(self) -> KeyInfo:
+        return config.key_info(self.key_file(), self._environ)
 
-    def store(self, key: str) -> KeyStatus:
+    def store(self, key: str) -> KeyInfo:
         """Write (or, for '', remove) the key file and return the new masked status."""
         path = self.key_file()
         if key:
-            write_key_file(path, key)
+            config.write_key_file(path, key)
             log.info("Grok Imagine: API key saved to %s", path)
         else:
-            delete_key_file(path)
+            config.delete_key_file(path)
             log.info("Grok Imagine: API key file %s removed", path)
         return self.status()
 
     async def handle_get(self, request: web.Request) -> web.StreamResponse:
         try:
             status = await asyncio.to_thread(self.status)
-        except OSError as exc:
-            return _error(500, f"Could not read the key file: {exc.strerror or 'I/O error'}.")
+        except errors.MissingKeyError as exc:  # the file exists but cannot be read
+            return _error(500, str(exc))
         return _answer(status)
 
     async def handle_post(self, request: web.Request) -> web.StreamResponse:
@@ -191,6 +127,8 @@ class KeyRoute:
             status = await asyncio.to_thread(self.store, key)
         except OSError as exc:
             return _error(500, f"Could not write the key file: {exc.strerror or 'I/O error'}.")
+        except errors.MissingKeyError as exc:
+            return _error(500, str(exc))
         return _answer(status)
 
 
@@ -215,10 +153,10 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _answer(status: KeyStatus) -> web.StreamResponse:
+def _answer(status: KeyInfo) -> web.StreamResponse:
     from aiohttp import web
 
-    return web.json_response(status.to_json(), headers=_NO_STORE)
+    return web.json_response(_to_json(status), headers=_NO_STORE)
 
 
 def _error(http_status: int, message: str) -> web.StreamResponse:

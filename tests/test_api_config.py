@@ -182,9 +182,9 @@ def test_write_key_file_is_private_atomic_and_normalized(tmp_path):
 
 
 def test_write_key_file_refuses_empty_or_unsendable_keys(tmp_path):
-    with pytest.raises(errors.MissingKeyError):
+    with pytest.raises(errors.InvalidRequestError, match="empty"):
         config.write_key_file(tmp_path / "api_key", "   ")
-    with pytest.raises(errors.AuthError):
+    with pytest.raises(errors.InvalidRequestError, match="space"):
         config.write_key_file(tmp_path / "api_key", "two words")
     assert not (tmp_path / "api_key").exists()
 

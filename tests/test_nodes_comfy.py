@@ -173,7 +173,7 @@ def wait_until(condition, what: str) -> None:
 
 
 def test_paths_follow_comfyui_folders(comfy):
-    assert comfy_paths.in_comfyui()
+    assert "folder_paths" in sys.modules
     assert comfy_paths.key_file_path() == comfy.user_dir / "grok_imagine" / "api_key"
     assert comfy_paths.journal_file_path() == comfy.user_dir / "grok_imagine" / "journal.sqlite"
     assert comfy_paths.files_dir() == comfy.output_dir / "grok_imagine"
@@ -183,7 +183,6 @@ def test_paths_follow_comfyui_folders(comfy):
 
 def test_paths_outside_comfyui(plain, monkeypatch, tmp_path):
     assert "folder_paths" not in sys.modules
-    assert not comfy_paths.in_comfyui()
     assert comfy_paths.journal_file_path() == plain / "journal.sqlite"
     assert comfy_paths.files_dir() == plain / "files"
     assert comfy_paths.key_file_path() == tmp_path / "no-key"

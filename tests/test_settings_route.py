@@ -128,12 +128,11 @@ def test_short_environment_key_shows_no_tail(key_file):
     [
         ({"key": "sk-abc1"}, "too short"),
         ({"key": "x" * 600}, "too long"),
-        ({"key": "sk-has space-inside"}, "printable ASCII"),
-        ({"key": "sk-tab\tinside-key"}, "printable ASCII"),
-        ({"key": "sk-ключ-non-ascii"}, "printable ASCII"),
-        ({"key": "Bearer sk-live-0123456789"}, "Bearer"),
-        ({"key": 12345678}, "must be a string"),
-        ({"key": None}, "must be a string"),
+        ({"key": "sk-has space-inside"}, "space"),
+        ({"key": "sk-tab\tinside-key"}, "space"),
+        ({"key": "sk-ключ-non-ascii"}, "not plain ASCII"),
+        ({"key": 12345678}, "must be text"),
+        ({"key": None}, "must be text"),
         ({"api_key": KEY}, '{"key": "..."}'),
         ([KEY], '{"key": "..."}'),
     ],
@@ -208,7 +207,7 @@ def test_status_and_errors_have_no_key_in_repr(route):
     status = route.store(KEY)
     assert KEY not in repr(status)
     with pytest.raises(settings_route.KeyRejected) as caught:
-        settings_route.validate_key(KEY + " and more")
+        settings_route.parse_body(json.dumps({"key": KEY + " and more"}).encode())
     assert KEY not in str(caught.value)
     assert KEY not in repr(caught.value)
 
