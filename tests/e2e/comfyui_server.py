@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -51,12 +52,11 @@ class ComfyUIInstall:
     @property
     def version(self) -> str:
         """``comfyui_version.py``'s ``__version__`` (``unknown`` for very old checkouts)."""
-        namespace: dict[str, Any] = {}
         version_file = self.directory / "comfyui_version.py"
         if not version_file.is_file():
             return "unknown"
-        exec(version_file.read_text(encoding="utf-8"), namespace)
-        return str(namespace.get("__version__", "unknown"))
+        found = re.search(r"^__version__\s*=\s*[\"']([^\"']+)[\"']", version_file.read_text(), re.M)
+        return found.group(1) if found else "unknown"
 
 
 def find_install(environ: Mapping[str, str] = os.environ) -> ComfyUIInstall | None:
