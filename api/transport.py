@@ -30,24 +30,29 @@ carry method, path, status and elapsed time only.
 from __future__ import annotations
 
 import email.utils
+import inspect
 import json
 import logging
 import math
 import random
 import re
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import exceptions as u3
+from urllib3.util.retry import Retry
 
 from . import errors
 from .config import BASE_URL_ENV, KEY_ENV, Settings
 from .errors import SETTINGS_ENTRY
 from .task_reader import body_error
-
-if TYPE_CHECKING:
-    import requests
 
 __all__ = [
     "API_RETRY_STATUSES",
@@ -108,10 +113,7 @@ def make_session(
     ``trust_env`` stays on: ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` and
     ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` apply as for any ``requests`` user.
     """
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    retry_class = _capped_retry_class()
+    retry_class = _CappedRetry
     retry = retry_class(
         total=total,
         connect=min(2, total),
@@ -227,8 +229,6 @@ class Transport:
         json_body: dict[str, Any] | None = None,
         passthrough: tuple[int, ...] = (),
     ) -> requests.Response:
-        import requests
-
         headers = {
             "Authorization": f"Bearer {self.settings.api_key}",
             "Accept": "application/json",
@@ -268,8 +268,6 @@ class Transport:
         return response
 
     def _read_body(self, response: requests.Response, call: Call, limit: int) -> bytes:
-        import requests
-
         chunks: list[bytes] = []
         size = 0
         try:
@@ -491,12 +489,6 @@ def _describe_network_failure(
     exc: BaseException, timeouts: tuple[float, float]
 ) -> tuple[str, bool]:
     """(plain-words reason, True when the request provably never left this machine)."""
-    import socket
-    import ssl
-
-    import requests
-    from urllib3 import exceptions as u3
-
     chain = list(_exception_chain(exc))
 
     def has(*types: type) -> bool:
@@ -625,27 +617,15 @@ def _without_query(url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else parts.path
 
 
-_CAPPED_RETRY: type | None = None
-
-
-def _capped_retry_class() -> type:
+class _CappedRetry(Retry):
     """urllib3's ``Retry`` with ``Retry-After`` sleeps capped (long waits belong to the loop)."""
-    global _CAPPED_RETRY
-    if _CAPPED_RETRY is None:
-        from urllib3.util.retry import Retry
 
-        class CappedRetry(Retry):
-            def get_retry_after(self, response):  # type: ignore[no-untyped-def]
-                seconds = super().get_retry_after(response)
-                return None if seconds is None else min(seconds, RETRY_AFTER_CAP_S)
-
-        _CAPPED_RETRY = CappedRetry
-    return _CAPPED_RETRY
+    def get_retry_after(self, response):  # type: ignore[no-untyped-def]
+        seconds = super().get_retry_after(response)
+        return None if seconds is None else min(seconds, RETRY_AFTER_CAP_S)
 
 
 def _supported(retry_class: type, **options: float) -> dict[str, float]:
     """The options this urllib3's ``Retry`` takes (1.26 lacks backoff_max / backoff_jitter)."""
-    import inspect
-
     accepted = inspect.signature(retry_class.__init__).parameters
     return {name: value for name, value in options.items() if name in accepted}

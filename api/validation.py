@@ -14,6 +14,7 @@ from .errors import InvalidRequestError
 
 __all__ = [
     "ASPECT_RATIOS",
+    "MAX_PARALLEL_TASKS",
     "MAX_PROMPT_CHARS",
     "MAX_TASK_IDS",
     "MAX_TASK_ID_CHARS",
@@ -29,6 +30,8 @@ MAX_PROMPT_CHARS = 5000
 MAX_TASK_ID_CHARS = 128
 MAX_TASK_IDS = 64
 """Task ids one Upscale or Load Task node takes at once."""
+MAX_PARALLEL_TASKS = 8
+"""Tasks one Text-to-Image run starts at once (the node's ``parallel_tasks``, the CLI's --tasks)."""
 
 # Line breaks and tabs are ordinary in a multi-line prompt box; every other control character
 # (NUL, escape sequences, ...) is a paste accident that the API would reject or misread.

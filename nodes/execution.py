@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..api import errors
+from ..api import errors, validation
 from . import comfy_hooks, comfy_paths
 from .status_board import StatusBoard
 
@@ -42,8 +42,6 @@ CANCEL_CHECK_S = 0.1
 """How often the node looks at Cancel while its worker thread waits; the promise is 1 s."""
 STATUS_REFRESH_S = 1.0
 """How often the status text is redrawn while nothing changes (the elapsed seconds tick)."""
-MAX_PARALLEL = 8
-"""Tasks one node runs at once (Grok Text-to-Image's ``parallel_tasks`` maximum)."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +178,7 @@ def as_node_error(exc: BaseException, hooks: comfy_hooks.NodeHooks) -> BaseExcep
 def run_parallel(
     runner: TaskRunner, jobs: Sequence[Job], board: StatusBoard
 ) -> list[TaskResult | BaseException]:
-    """Run each job (one task each) with its own hooks, at most ``MAX_PARALLEL`` at a time.
+    """Run each job (one task each) with its own hooks, at most ``MAX_PARALLEL_TASKS`` at a time.
 
     Every job runs to its end even when another fails: each one may already have been paid for,
     and its result belongs in the journal and the output.
@@ -199,7 +197,7 @@ def run_parallel(
     if len(jobs) == 1:
         return [run(0)]
     with ThreadPoolExecutor(
-        min(MAX_PARALLEL, len(jobs)), thread_name_prefix="grok-imagine-task"
+        min(validation.MAX_PARALLEL_TASKS, len(jobs)), thread_name_prefix="grok-imagine-task"
     ) as pool:
         return list(pool.map(run, range(len(jobs))))
 

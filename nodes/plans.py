@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..api import validation
 from ..api.task import DEFAULT_TASK_TIMEOUT_S
-from .execution import MAX_PARALLEL, Job
+from .execution import Job
 from .text_to_image import PROVIDER_DEFAULT
 
 
@@ -21,7 +21,7 @@ def text_to_image(
         if not aspect_ratio or aspect_ratio == PROVIDER_DEFAULT
         else validation.validate_aspect_ratio(aspect_ratio)
     )
-    count = min(MAX_PARALLEL, max(1, int(parallel_tasks)))
+    count = min(validation.MAX_PARALLEL_TASKS, max(1, int(parallel_tasks)))
     seed, timeout = int(seed), float(timeout)
 
     def job(index: int) -> Job:

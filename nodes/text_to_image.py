@@ -15,8 +15,6 @@ PROVIDER_DEFAULT = "provider default"
 ASPECT_RATIO_CHOICES = [PROVIDER_DEFAULT, *validation.ASPECT_RATIOS]
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 DEFAULT_TIMEOUT_S = int(DEFAULT_TASK_TIMEOUT_S)
-MAX_TASKS = 8
-"""``parallel_tasks`` maximum; the node runs them all at once (``execution.MAX_PARALLEL``)."""
 
 
 class GrokImagineTextToImage:
@@ -86,7 +84,7 @@ class GrokImagineTextToImage:
                     {
                         "default": 1,
                         "min": 1,
-                        "max": MAX_TASKS,
+                        "max": validation.MAX_PARALLEL_TASKS,
                         "tooltip": f"How many tasks to run at once, each costing {CREDITS} "
                         "credits and returning its own image set.",
                     },
