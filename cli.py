@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .api.task import Task
     from .journal import TaskResult, TaskRunner
     from .journal.db import JournalEntry
+    from .journal.store import JournalStore
 
 EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 DEFAULT_TIMEOUT = 600.0
@@ -89,20 +90,35 @@ def _settings(args: argparse.Namespace) -> Iterator[Settings]:
         yield load_settings(environ={"APIINONE_API_KEY": key, "APIINONE_BASE_URL": sb.base_url})
 
 
+_opened: list[JournalStore] = []
+
+
+def _home(args: argparse.Namespace) -> Path:
+    from .journal import default_home
+
+    return Path(args.home) if getattr(args, "home", None) else default_home()
+
+
+def _journal_target(args: argparse.Namespace) -> str | Path:
+    """``--journal-url``, else ``GROK_IMAGINE_JOURNAL_URL``, else the home's journal file."""
+    from .journal import journal_path
+    from .journal.open import journal_url_from_env
+
+    return getattr(args, "journal_url", None) or journal_url_from_env() or journal_path(_home(args))
+
+
 def _runner(settings: Settings, args: argparse.Namespace) -> TaskRunner:
     from .api.client import GrokClient
-    from .journal import FileStore, Journal, TaskRunner, default_home
+    from .journal import FileStore, TaskRunner, files_root, open_journal
 
-    home = Path(args.home) if getattr(args, "home", None) else default_home()
+    journal = open_journal(_journal_target(args))
+    _opened.append(journal)  # closed by main(): a shared journal saves writes kept in an outage
 
     def client_factory() -> GrokClient:
         return GrokClient(settings)
 
     return TaskRunner(
-        client_factory,
-        Journal(home / "journal.sqlite"),
-        FileStore(home / "files"),
-        api_base=settings.base_url,
+        client_factory, journal, FileStore(files_root(_home(args))), api_base=settings.base_url
     )
 
 
@@ -218,14 +234,15 @@ def cmd_task(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from .journal import Journal, default_home
+    from .journal import open_journal
 
-    home = Path(args.home) if args.home else default_home()
-    path = home / "journal.sqlite"
-    if not path.exists():
-        print(f"No journal yet at {path}: no task has been run from this machine.")
+    target = _journal_target(args)
+    if isinstance(target, Path) and not target.exists():
+        print(f"No journal yet at {target}: no task has been run from this machine.")
         return EXIT_OK
-    journal = Journal(path)
+    journal = open_journal(target, rate=None)
+    _opened.append(journal)
+    path = journal.where
     if args.task_id:
         entry = journal.get(validation.validate_task_id(args.task_id))
         if entry is None:
@@ -322,6 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def add_journal_url(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--journal-url",
+            metavar="URL",
+            help="a shared journal for a fleet of workers: postgresql://user:password@host/db "
+            "(default: $GROK_IMAGINE_JOURNAL_URL, else the journal file in --home)",
+        )
+
     def add_common(p: argparse.ArgumentParser, *, sandbox: bool = True) -> None:
         p.add_argument(
             "-o",
@@ -339,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--home",
             help="journal/files folder (default: $GROK_IMAGINE_HOME or the user data folder)",
         )
+        add_journal_url(p)
         if sandbox:
             p.add_argument(
                 "--sandbox",
@@ -377,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("task_id", nargs="?")
     j.add_argument("--limit", type=int, default=20)
     j.add_argument("--home")
+    add_journal_url(j)
     j.set_defaults(func=cmd_tasks)
 
     s = sub.add_parser("sandbox", help="serve the local stand-in API on 127.0.0.1")
@@ -415,3 +442,6 @@ def main(argv: list[str] | None = None, *, run: Callable[..., int] | None = None
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    finally:
+        while _opened:
+            _opened.pop().close()

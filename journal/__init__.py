@@ -9,14 +9,18 @@ from . import events
 from .db import Journal, JournalEntry, JournalFile, State
 from .files import FileStore
 from .identity import RequestIdentity
+from .open import open_journal
 from .paths import default_home, files_root, journal_path
 from .runner import RunHooks, TaskResult, TaskRunner, UncertainTaskError
+from .store import JournalStore, JournalUnavailableError
 
 __all__ = [
     "FileStore",
     "Journal",
     "JournalEntry",
     "JournalFile",
+    "JournalStore",
+    "JournalUnavailableError",
     "RequestIdentity",
     "RunHooks",
     "State",
@@ -27,4 +31,5 @@ __all__ = [
     "events",
     "files_root",
     "journal_path",
+    "open_journal",
 ]

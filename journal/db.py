@@ -22,10 +22,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .identity import RequestIdentity
 from .owner import ProcessOwner, current_owner
+
+if TYPE_CHECKING:
+    from .store import RowOwner
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +130,7 @@ class JournalEntry:
     task_created_at: float | None
     updated_at: float
     finished_at: float | None
-    owner: ProcessOwner | None
+    owner: RowOwner | None  # a ProcessOwner here; a leased fleet worker in pg.py
     files: tuple[JournalFile, ...] = ()
 
     @property
@@ -294,6 +297,15 @@ class Journal:
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
+
+    @property
+    def where(self) -> str:
+        """The resolved file path: requests are kept apart per journal file."""
+        return str(self.path.resolve())
+
+    def create_turn(self, entry: JournalEntry) -> float:
+        """Always "go now": one machine's creates are paced by the API client's 429 handling."""
+        return 0.0
 
     # -- the claim: decide "create, resume or reuse" atomically across threads and processes ------
 

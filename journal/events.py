@@ -57,6 +57,14 @@ class WaitingForProcess:
 
 
 @dataclass(frozen=True)
+class WaitingForTurn:
+    """A shared journal paces the fleet's creates: this one's turn comes in ``wait_s`` seconds
+    (nothing is sent, and Cancel still works, while it waits)."""
+
+    wait_s: float
+
+
+@dataclass(frozen=True)
 class WaitingForTask:
     """Grok Load Task: the task exists but is not finished yet."""
 
@@ -112,6 +120,7 @@ RunEvent = (
     | RefetchingKeptFiles
     | WaitingForThread
     | WaitingForProcess
+    | WaitingForTurn
     | WaitingForTask
     | TaskUpdated
     | Downloading
@@ -149,6 +158,11 @@ def describe(event: RunEvent) -> str:
     if isinstance(event, WaitingForProcess):
         who = f"process {event.pid}" if event.pid is not None else "another process"
         return f"{who} is creating this same request; waiting for it"
+    if isinstance(event, WaitingForTurn):
+        return (
+            f"waiting {event.wait_s:.1f} s for a turn to create (the account's create rate is "
+            "shared by the fleet)"
+        )
     if isinstance(event, WaitingForTask):
         return f"task {event.task_id} is still {state_word(event.state)}; waiting for it"
     if isinstance(event, TaskUpdated):

@@ -32,9 +32,10 @@ from ..api import errors, validation
 from ..api.task import DEFAULT_TASK_TIMEOUT_S, Task, TaskState
 from . import events
 from .client import ApiClient, ClientFactory
-from .db import Journal, JournalEntry, State
+from .db import JournalEntry, State
 from .files import FileStore
 from .identity import RequestIdentity
+from .store import JournalStore
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class TaskRunner:
     def __init__(
         self,
         client_factory: ClientFactory,
-        journal: Journal,
+        journal: JournalStore,
         files: FileStore,
         api_base: str = "",
     ) -> None:
@@ -237,6 +238,7 @@ class TaskRunner:
             raise
         try:
             _check_cancel(hooks, None)
+            _wait_for_create_turn(self.journal, entry, hooks)
             task_id = create(api, hooks.should_cancel)
         except (errors.UncertainCreateError, errors.BadResponseError) as exc:
             self.journal.mark(entry.id, State.UNCERTAIN, errors.exception_line(exc))
@@ -410,10 +412,10 @@ _locks_guard = threading.Lock()
 
 
 @contextmanager
-def _exclusive(journal: Journal, key: str, hooks: RunHooks) -> Iterator[None]:
-    """One thread per identity per journal file in this process; waiters stay cancellable."""
+def _exclusive(journal: JournalStore, key: str, hooks: RunHooks) -> Iterator[None]:
+    """One thread per identity per journal in this process; waiters stay cancellable."""
     with _locks_guard:
-        slot_key = (str(journal.path.resolve()), key)
+        slot_key = (journal.where, key)
         slot = _locks.get(slot_key)
         if slot is None:
             slot = _locks[slot_key] = _IdentityLock()
@@ -429,8 +431,23 @@ def _exclusive(journal: Journal, key: str, hooks: RunHooks) -> Iterator[None]:
         slot.lock.release()
 
 
+def _wait_for_create_turn(journal: JournalStore, entry: JournalEntry, hooks: RunHooks) -> None:
+    """A shared journal paces the fleet's creates: wait for this one's turn, cancellable."""
+    wait = journal.create_turn(entry)
+    announced = False
+    while wait > 0:
+        if not announced:
+            announced = True
+            _emit(hooks, events.WaitingForTurn(wait))
+        until = time.monotonic() + wait
+        while (left := until - time.monotonic()) > 0:
+            _check_cancel(hooks, None)
+            time.sleep(min(CANCEL_CHECK_S, left))
+        wait = journal.create_turn(entry)
+
+
 def _wait_for_other_process(
-    journal: Journal,
+    journal: JournalStore,
     identity: RequestIdentity,
     entry: JournalEntry,
     hooks: RunHooks,

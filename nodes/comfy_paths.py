@@ -6,7 +6,8 @@ imported here otherwise):
 * API key file: ``<user dir>/grok_imagine/api_key``, next to ``user/default/`` rather than in it,
   so ComfyUI's ``/userdata`` API cannot serve it, and outside the node folder, which updates
   overwrite;
-* journal: ``<user dir>/grok_imagine/journal.sqlite``;
+* journal: ``<user dir>/grok_imagine/journal.sqlite``, or the shared database that
+  ``GROK_IMAGINE_JOURNAL_URL`` names (a fleet of workers, see docs/scale-out.md);
 * kept result files: ``<output dir>/grok_imagine/<task id>/``, next to the user's other outputs.
 
 Outside ComfyUI (tests, scripts) the journal package's home and the api package's key file apply;
@@ -48,6 +49,13 @@ def journal_file_path() -> Path:
     if folder_paths is not None:
         return Path(folder_paths.get_user_directory()) / PACK_DIR_NAME / JOURNAL_FILE_NAME
     return journal_path()
+
+
+def journal_target() -> str | Path:
+    """The shared journal's URL when ``GROK_IMAGINE_JOURNAL_URL`` is set, else the local file."""
+    from ..journal.open import journal_url_from_env
+
+    return journal_url_from_env() or journal_file_path()
 
 
 def files_dir() -> Path:

@@ -32,7 +32,7 @@ from .status_board import StatusBoard
 if TYPE_CHECKING:
     import torch
 
-    from ..journal import Journal, RunHooks, TaskResult, TaskRunner
+    from ..journal import JournalStore, RunHooks, TaskResult, TaskRunner
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ async def run_node(
 
 # -- the runner ------------------------------------------------------------------------------------
 
-_journals: dict[Path, Journal] = {}
+_journals: dict[str | Path, JournalStore] = {}
 _journals_lock = threading.Lock()
 
 
@@ -99,20 +99,22 @@ def make_runner() -> TaskRunner:
 
     return TaskRunner(
         client_factory,
-        _journal(comfy_paths.journal_file_path()),
+        _journal(comfy_paths.journal_target()),
         FileStore(comfy_paths.files_dir()),
         api_base=config.base_url_from_env(),
     )
 
 
-def _journal(path: Path) -> Journal:
-    """One open journal per file for the process (opening checks the file; once is enough)."""
-    from ..journal import Journal
+def _journal(target: str | Path) -> JournalStore:
+    """One open journal per file or database URL for the process (opening checks it; once is
+    enough). A database that cannot be used raises here, before anything is paid for, and is
+    tried again on the next run."""
+    from ..journal import open_journal
 
     with _journals_lock:
-        journal = _journals.get(path)
+        journal = _journals.get(target)
         if journal is None:
-            journal = _journals[path] = Journal(path)
+            journal = _journals[target] = open_journal(target)
         return journal
 
 

@@ -28,6 +28,8 @@ class Ledger:
     credits_charged: int
     refunds: int
     balance: int
+    rate_limited: int = 0
+    """Creates refused with 429 because the key was over its rate limit (nothing charged)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class _Account:
     creates: int = 0
     charged: int = 0
     refunded: int = 0
+    rate_limited: int = 0
     recent_creates: deque[float] = field(default_factory=deque)
 
 
@@ -113,6 +116,7 @@ class Store:
                 credits_charged=account.charged - account.refunded,
                 refunds=account.refunded,
                 balance=account.balance,
+                rate_limited=account.rate_limited,
             )
 
     # -- tasks ------------------------------------------------------------------------------------
@@ -156,6 +160,7 @@ class Store:
         while recent and recent[0] <= now - window:
             recent.popleft()
         if len(recent) >= max_creates:
+            account.rate_limited += 1
             wait = recent[0] + window - now
             raise ApiError(
                 429,

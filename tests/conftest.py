@@ -42,3 +42,61 @@ def sandbox_env(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("APIINONE_API_KEY", TEST_KEY)
     monkeypatch.setenv("APIINONE_BASE_URL", sandbox.base_url)
     return sandbox
+
+
+# -- PostgreSQL for the shared-journal tests (tests/support/pg.py) --------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server URL for the session: the one given by env, else a throwaway cluster."""
+    import os
+
+    from support import pg
+
+    reason = pg.why_not()
+    if reason:
+        pytest.skip(f"no PostgreSQL server for the shared-journal tests: {reason}")
+    given = os.environ.get(pg.PG_URL_ENV)
+    if given:
+        yield given
+        return
+    cluster = _started_cluster()
+    yield cluster.server_url
+    cluster.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty database on the session's server."""
+    from support import pg
+
+    url = pg.new_database(pg_server)
+    yield url
+    pg.drop_database(pg_server, url)
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator[Any]:
+    """A server of the test's own, which it may stop and start again."""
+    from support import pg
+
+    reason = pg.why_not() or (None if pg.binaries() else "no PostgreSQL server binaries")
+    if reason:
+        pytest.skip(f"no PostgreSQL server to stop and restart: {reason}")
+    cluster = _started_cluster()
+    yield cluster
+    cluster.destroy()
+
+
+def _started_cluster() -> Any:
+    import subprocess
+
+    from support import pg
+
+    cluster = pg.Cluster()
+    try:
+        return cluster.start()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        cluster.destroy()
+        pytest.skip(f"a throwaway PostgreSQL server could not be started: {exc}")

@@ -221,7 +221,9 @@ def test_rate_limit_answers_429_with_retry_after(sandbox_factory):
     assert 1 <= int(limited.headers["Retry-After"]) <= 30
     assert limited.json()["error"]["type"] == "rate_limit_exceeded"
     assert sb.ledger(TEST_KEY).creates == 2  # the refused create is free
+    assert sb.ledger(TEST_KEY).rate_limited == 1  # and counted, so pacing can be checked
     assert create(sb, key="sk-other").status_code == 200  # per key
+    assert sb.ledger("sk-other").rate_limited == 0
 
 
 def test_rate_limit_window_slides(sandbox_factory):

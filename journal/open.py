@@ -1,0 +1,58 @@
+"""The one place a journal backend is chosen: a local SQLite file, or a shared PostgreSQL database.
+
+``GROK_IMAGINE_JOURNAL_URL=postgresql://user:password@host:5432/db`` (or the CLI's
+``--journal-url``) moves the journal into PostgreSQL so a fleet of workers shares it; without it
+nothing changes. The driver is an optional extra and is imported only here, only when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from .pacing import CreateRate, rate_from_env
+from .store import JournalDriverMissingError, JournalStore
+from .url import JOURNAL_URL_ENV, DatabaseUrl, is_database_url
+
+DRIVER_INSTALL = 'pip install "psycopg[binary]>=3.1"'
+
+
+def journal_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    value = (os.environ if environ is None else environ).get(JOURNAL_URL_ENV, "").strip()
+    return value or None
+
+
+def open_journal(
+    target: str | os.PathLike[str], rate: CreateRate | str | None = "env"
+) -> JournalStore:
+    """A PostgreSQL journal for a ``postgresql://`` URL, else the SQLite journal at that path.
+
+    ``rate`` paces creates across a shared journal (``"env"``: ``GROK_IMAGINE_CREATE_RATE``, else
+    the provider's ~20 per 10 s). Raises ``JournalUnavailableError`` (a ``GrokError``) when the
+    database cannot be used, before anything is paid for.
+    """
+    if isinstance(target, str) and is_database_url(target):
+        pace = rate_from_env() if rate == "env" else rate
+        assert not isinstance(pace, str)
+        return _open_postgres(target, pace)
+    from .db import Journal
+
+    return Journal(Path(target))
+
+
+def _open_postgres(url: str, rate: CreateRate | None) -> JournalStore:
+    try:
+        from .pg import PgJournal
+    except ImportError as exc:
+        if exc.name not in ("psycopg", "psycopg_binary", "psycopg_c"):
+            raise
+        where = DatabaseUrl.parse(url)
+        raise JournalDriverMissingError(
+            f"{JOURNAL_URL_ENV} points at a shared journal ({where.describe()}) but the "
+            f"PostgreSQL driver is not installed in this Python: run `{DRIVER_INSTALL}` in the "
+            f"Python that runs ComfyUI (or unset {JOURNAL_URL_ENV} to use this machine's own "
+            "journal). No request was sent.",
+            where=where.display,
+        ) from None
+    return PgJournal(url, rate)

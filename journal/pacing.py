@@ -1,0 +1,57 @@
+"""How fast a fleet may create tasks: the account's limit, shared through the journal.
+
+The provider allows about 20 new tasks per 10 s per account and refuses (429) the rest. Workers
+pacing themselves alone would together overrun it, so a shared journal hands out turns
+(``JournalStore.create_turn``); this module only says what the rate is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..api import errors
+
+CREATE_RATE_ENV = "GROK_IMAGINE_CREATE_RATE"
+DEFAULT_CREATES = 20
+DEFAULT_WINDOW_S = 10.0
+_OFF = ("off", "none", "0")
+
+
+@dataclass(frozen=True)
+class CreateRate:
+    """At most ``creates`` new tasks in any ``window_s`` seconds, across the whole fleet."""
+
+    creates: int
+    window_s: float
+
+    def __str__(self) -> str:
+        return f"{self.creates} per {self.window_s:g} s"
+
+
+DEFAULT_RATE = CreateRate(DEFAULT_CREATES, DEFAULT_WINDOW_S)
+
+
+def parse_rate(text: str) -> CreateRate | None:
+    """``"20/10"`` (creates per seconds) -> CreateRate; ``"off"`` -> None (no pacing)."""
+    value = text.strip().lower()
+    if value in _OFF:
+        return None
+    creates, _, window = value.partition("/")
+    try:
+        rate = CreateRate(int(creates), float(window or DEFAULT_WINDOW_S))
+    except ValueError:
+        rate = None
+    if rate is None or rate.creates < 1 or not rate.window_s > 0:
+        raise errors.InvalidRequestError(
+            f"{CREATE_RATE_ENV} must be creates per seconds such as 20/10, or off; "
+            f"not {text.strip()!r}.",
+            field=CREATE_RATE_ENV,
+        )
+    return rate
+
+
+def rate_from_env(environ: Mapping[str, str] | None = None) -> CreateRate | None:
+    value = (os.environ if environ is None else environ).get(CREATE_RATE_ENV, "").strip()
+    return parse_rate(value) if value else DEFAULT_RATE

@@ -1,0 +1,758 @@
+"""The shared journal: PostgreSQL, for fleets of workers on one API in One account.
+
+Same rows, same order of writes and same guarantees as the SQLite journal (``db.py``), across
+machines:
+
+* a claim is a transaction holding ``pg_advisory_xact_lock`` on the request's identity, so two
+  workers with the same request see each other's ``creating`` row and make one create;
+* a ``creating`` row carries a lease (owner host, pid, start marker, ``lease_until``) that a
+  background thread renews while the create is on its way: a worker on another host cannot be
+  checked by pid, so when the lease runs out the row counts as abandoned and becomes
+  ``uncertain``, as a dead process's row does on one machine;
+* creates are paced fleet-wide: each one reserves a send time in ``create_turns`` so that no
+  window of ``rate.window_s`` holds more than ``rate.creates`` (plus a safety margin), first come
+  first served, one round trip per create;
+* a write that cannot reach the database after the create was sent (task id, states, files) is
+  kept in memory, in order, and written the moment the database answers again; a claim (the step
+  before any money moves) never proceeds without the database: fail closed.
+
+Every timestamp comes from the database's clock, so a fleet's hosts need not agree on the time.
+All SQL of this backend lives in ``PgJournal`` and ``PgClaim``: one class to extend. The driver
+(psycopg 3) is imported with this module, which only ``open.open_journal`` imports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from ..api import errors
+from .db import JournalEntry, JournalFile, State
+from .identity import RequestIdentity
+from .owner import current_owner
+from .pacing import CreateRate
+from .store import JournalUnavailableError, JournalVersionError
+from .url import JOURNAL_URL_ENV, DatabaseUrl
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+"""The schema this pack writes (the highest migration below)."""
+OLDEST_COMPATIBLE = 1
+"""The oldest schema version a pack may have and still share a journal of ``SCHEMA_VERSION``:
+raise it with a migration that older packs would misuse, and they will refuse to run."""
+LEASE_S = 10.0
+"""How long a ``creating`` row stays owned without a renewal (a dead worker's create becomes
+``uncertain`` this long after its last heartbeat)."""
+HEARTBEAT_S = 2.0
+"""How often leases are renewed and writes kept through an outage are retried."""
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 30_000
+PACING_MARGIN_S = 1.0
+"""Added to the pacing window: a create reaches the API a little after its turn begins."""
+LOCK_SPACE = 0x47524F4B  # "GROK": the first key of every advisory lock this pack takes
+_PACING_LOCK = 1
+_MIGRATION_LOCK = 2
+
+_NOW = "extract(epoch FROM clock_timestamp())::float8"
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE grok_imagine_requests (
+            id BIGSERIAL PRIMARY KEY,
+            identity TEXT,
+            model TEXT,
+            prompt TEXT,
+            aspect_ratio TEXT,
+            seed BIGINT,
+            batch_index INTEGER,
+            source_task_id TEXT,
+            task_id TEXT,
+            state TEXT NOT NULL,
+            credits INTEGER NOT NULL DEFAULT 0,
+            result_urls TEXT NOT NULL DEFAULT '[]',
+            error TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            task_created_at DOUBLE PRECISION,
+            updated_at DOUBLE PRECISION NOT NULL,
+            finished_at DOUBLE PRECISION,
+            owner_host TEXT,
+            owner_pid INTEGER,
+            owner_marker TEXT,
+            lease_until DOUBLE PRECISION
+        )""",
+        "CREATE INDEX grok_imagine_requests_by_identity ON grok_imagine_requests (identity, id)",
+        "CREATE INDEX grok_imagine_requests_by_task ON grok_imagine_requests (task_id, id)",
+        """CREATE TABLE grok_imagine_files (
+            task_id TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            url TEXT,
+            saved_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (task_id, idx)
+        )""",
+        """CREATE TABLE grok_imagine_create_turns (
+            id BIGSERIAL PRIMARY KEY,
+            send_at DOUBLE PRECISION NOT NULL,
+            request_id BIGINT
+        )""",
+        "CREATE INDEX grok_imagine_create_turns_by_time ON grok_imagine_create_turns (send_at)",
+        "CREATE INDEX grok_imagine_create_turns_by_request ON grok_imagine_create_turns"
+        " (request_id)",
+    ),
+}
+"""Version -> the statements that bring the schema from version - 1 to it. Never edit a
+released entry; add the next version."""
+
+_SCHEMA_TABLE = """CREATE TABLE IF NOT EXISTS grok_imagine_schema (
+    only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+    version INTEGER NOT NULL,
+    oldest_compatible INTEGER NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+)"""
+
+_COLUMNS = (
+    "id, identity, model, prompt, aspect_ratio, seed, batch_index, source_task_id, task_id,"
+    " state, credits, result_urls, error, created_at, task_created_at, updated_at, finished_at,"
+    f" owner_host, owner_pid, owner_marker, COALESCE(lease_until > {_NOW}, FALSE)"
+)
+
+_UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+"""Errors that say "the database is not there right now" (as opposed to a refused statement)."""
+
+
+@dataclass(frozen=True)
+class FleetOwner:
+    """The worker holding a ``creating`` row: alive while its lease (renewed by its heartbeat)
+    has not run out, by the database's clock; pids mean nothing across hosts."""
+
+    host: str
+    pid: int
+    marker: str
+    lease_live: bool
+
+    def is_current(self) -> bool:
+        me = current_owner()
+        return self.host == _HOST and self.pid == me.pid and self.marker == me.marker
+
+    def is_alive(self) -> bool:
+        return self.is_current() or self.lease_live
+
+
+_HOST = socket.gethostname()
+
+
+class PgJournal:
+    """``PgJournal(url, rate)``: the journal in the PostgreSQL database at ``url``; thread-safe.
+
+    Connects and brings the schema up to date at once, so a wrong URL or a database from a newer
+    pack is reported before anything is paid for.
+    """
+
+    def __init__(self, url: str, rate: CreateRate | None = None) -> None:
+        self.url = DatabaseUrl.parse(url)
+        self._dsn = url
+        self.rate = rate
+        self._lock = threading.RLock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._leased: set[int] = set()
+        self._warned_outage = False
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self._beat_conn: psycopg.Connection[Any] | None = None
+        if self.url.password:
+            errors.remember_secret(self.url.password)  # masked out of every message from now on
+        with self._lock:
+            self._connection("open")
+
+    @property
+    def where(self) -> str:
+        return self.url.display
+
+    def __repr__(self) -> str:
+        return f"PgJournal({self.url.display!r})"
+
+    def __enter__(self) -> PgJournal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=HEARTBEAT_S + CONNECT_TIMEOUT_S)
+        with self._lock:
+            if self._pending:
+                self._flush_quietly()
+            if self._pending:
+                logger.warning(
+                    "%d journal write(s) for %s could not be saved before closing: %s",
+                    len(self._pending),
+                    self.where,
+                    "the database stayed unreachable",
+                )
+            for conn in (self._conn, self._beat_conn):
+                if conn is not None:
+                    conn.close()
+            self._conn = self._beat_conn = None
+
+    # -- connecting, the schema, failing closed ---------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(
+            self._dsn,
+            autocommit=True,  # transactions are explicit (BEGIN ... COMMIT), as in db.py
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="grok-imagine",
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+        )
+        return conn
+
+    def _connection(self, doing: str) -> psycopg.Connection[Any]:
+        """The open connection (made and checked on first use or after a failure) with every
+        write kept through an outage already saved; ``JournalUnavailableError`` otherwise."""
+        if self._conn is None or self._conn.closed:
+            try:
+                conn = self._connect()
+            except psycopg.Error as exc:
+                raise self._unavailable(doing, exc) from None
+            try:
+                _prepare_schema(conn, self.where)
+            except BaseException as exc:
+                conn.close()
+                if isinstance(exc, psycopg.Error):
+                    raise self._unavailable(doing, exc) from None
+                raise
+            self._conn = conn
+        if self._pending:
+            self._flush(self._conn, doing)
+        return self._conn
+
+    def _broken(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+        self._conn = None
+
+    def _unavailable(self, doing: str, exc: BaseException) -> JournalUnavailableError:
+        reason = errors.redact(errors.exception_line(exc), (self.url.password or "",))
+        if isinstance(exc, _UNREACHABLE):
+            what, fix = "cannot be reached", "Start the database (or correct"
+        else:
+            what, fix = "cannot be written", "Give its user write access (or correct"
+        return JournalUnavailableError(
+            f"The shared task journal ({self.url.describe()}) {what} while trying to {doing}: "
+            f"{reason.rstrip('.?')}. No new task was created, so nothing was charged. {fix} "
+            f"{JOURNAL_URL_ENV}; unset it to use this machine's own journal), then queue it again.",
+            where=self.where,
+        )
+
+    def _read(self, doing: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            for attempt in (1, 2):
+                conn = self._connection(doing)
+                try:
+                    return conn.execute(sql, params).fetchall()
+                except _UNREACHABLE as exc:
+                    self._broken()
+                    if attempt == 2:
+                        raise self._unavailable(doing, exc) from None
+                except psycopg.Error as exc:
+                    raise self._unavailable(doing, exc) from None
+            raise AssertionError("unreachable")
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """A write made after money moved: never lost to an outage, never raising for one.
+
+        Writes wait in order in memory while the database is away and are saved by the next
+        call that reaches it (or by the heartbeat thread), before that call does anything else.
+        """
+        with self._lock:
+            self._pending.append((sql, params))
+            try:
+                self._connection("save a task's progress")
+            except JournalUnavailableError:
+                if not self._warned_outage:
+                    self._warned_outage = True
+                    logger.warning(
+                        "The shared task journal (%s) cannot be reached; tasks already paid for go "
+                        "on and their journal writes wait in memory until it answers again. No "
+                        "new task is created until then.",
+                        self.url.describe(),
+                    )
+                self._start_heartbeat()
+
+    def _flush(self, conn: psycopg.Connection[Any], doing: str) -> None:
+        while self._pending:
+            sql, params = self._pending[0]
+            try:
+                conn.execute(sql, params)
+            except _UNREACHABLE as exc:
+                self._broken()
+                raise self._unavailable(doing, exc) from None
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                # This statement will be refused every time: drop it, say so, keep the others.
+                logger.warning(
+                    "a journal write for %s was refused and dropped: %s", self.where, exc
+                )
+            except psycopg.Error as exc:  # read-only, no privilege: keep it for later
+                raise self._unavailable(doing, exc) from None
+            self._pending.pop(0)
+        if self._warned_outage:
+            self._warned_outage = False
+            logger.warning("the shared task journal %s answers again; all writes saved", self.where)
+
+    def _flush_quietly(self) -> None:
+        try:
+            self._connection("save a task's progress")
+        except JournalUnavailableError:
+            pass
+
+    # -- leases: a creating row stays owned while its worker lives --------------------------------
+
+    def _start_heartbeat(self) -> None:
+        if self._beat is None and not self._stop.is_set():
+            self._beat = threading.Thread(
+                target=self._heartbeat, name="grok-journal-heartbeat", daemon=True
+            )
+            self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            with self._lock:
+                leased = list(self._leased)
+                if self._pending:
+                    self._flush_quietly()
+            if leased:
+                self._renew(leased)
+
+    def _renew(self, leased: list[int]) -> None:
+        """On a connection of its own: a slow claim on the main one must not starve a lease."""
+        try:
+            if self._beat_conn is None or self._beat_conn.closed:
+                self._beat_conn = self._connect()
+            self._beat_conn.execute(
+                f"UPDATE grok_imagine_requests SET lease_until = {_NOW} + %s"
+                " WHERE id = ANY(%s) AND state = %s",
+                (LEASE_S, leased, State.CREATING),
+            )
+        except psycopg.Error:
+            if self._beat_conn is not None:
+                self._beat_conn.close()
+            self._beat_conn = None  # the lease may run out: others then see an uncertain create
+
+    def _release(self, entry_id: int) -> None:
+        with self._lock:
+            self._leased.discard(entry_id)
+
+    # -- the claim ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def claim(self, identity: RequestIdentity) -> Iterator[PgClaim]:
+        """A transaction holding the advisory lock of ``identity`` (released at its end)."""
+        doing = "check whether this request was already paid for"
+        with self._lock:
+            conn, latest = self._begin_claim(doing, identity)
+            claim = PgClaim(self, conn, identity, latest)
+            try:
+                yield claim
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    self._broken()
+                for entry_id in claim.started:
+                    self._leased.discard(entry_id)
+                raise
+            try:
+                conn.execute("COMMIT")
+            except psycopg.Error as exc:
+                self._broken()
+                for entry_id in claim.started:
+                    self._leased.discard(entry_id)
+                raise self._unavailable(doing, exc) from None
+
+    def _begin_claim(
+        self, doing: str, identity: RequestIdentity
+    ) -> tuple[psycopg.Connection[Any], JournalEntry | None]:
+        for attempt in (1, 2):  # a connection the server dropped meanwhile gets one new try
+            conn = self._connection(doing)
+            try:
+                conn.execute("BEGIN")
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_SPACE, identity.key)
+                )
+                return conn, _latest(conn, identity.key)
+            except _UNREACHABLE as exc:
+                self._broken()
+                if attempt == 2:
+                    raise self._unavailable(doing, exc) from None
+            except psycopg.Error as exc:
+                self._broken()
+                raise self._unavailable(doing, exc) from None
+        raise AssertionError("unreachable")
+
+    # -- pacing ------------------------------------------------------------------------------------
+
+    def create_turn(self, entry: JournalEntry) -> float:
+        """Reserve (once) the moment ``entry``'s create may go; seconds until then (0.0: now).
+
+        The reservation is the earliest time at which the last ``rate.creates`` reservations,
+        this one included, fit in one window: first come, first served, no polling herd.
+        """
+        if self.rate is None:
+            return 0.0
+        doing = "take a turn to create a task"
+        window = self.rate.window_s + PACING_MARGIN_S
+        with self._lock:
+            conn = self._connection(doing)
+            try:
+                conn.execute("BEGIN")
+                try:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _PACING_LOCK))
+                    now = conn.execute(f"SELECT {_NOW}").fetchone()[0]
+                    held = conn.execute(
+                        "SELECT send_at FROM grok_imagine_create_turns WHERE request_id = %s",
+                        (entry.id,),
+                    ).fetchone()
+                    if held is not None:
+                        send_at = held[0]
+                    else:
+                        send_at = self._reserve(conn, entry.id, now, window)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except psycopg.Error as exc:
+                self._broken()
+                raise self._unavailable(doing, exc) from None
+        return max(0.0, send_at - now)
+
+    def _reserve(self, conn: psycopg.Connection[Any], entry_id: int, now: float, window: float):
+        assert self.rate is not None
+        conn.execute(
+            "DELETE FROM grok_imagine_create_turns WHERE send_at < %s", (now - 2 * window,)
+        )
+        row = conn.execute(
+            "SELECT send_at FROM grok_imagine_create_turns ORDER BY send_at DESC OFFSET %s LIMIT 1",
+            (self.rate.creates - 1,),
+        ).fetchone()
+        send_at = now if row is None else max(now, row[0] + window)
+        conn.execute(
+            "INSERT INTO grok_imagine_create_turns (send_at, request_id) VALUES (%s, %s)",
+            (send_at, entry_id),
+        )
+        # The create is sent at its turn: that is when "sent at" starts (and the in-flight limit).
+        conn.execute(
+            f"UPDATE grok_imagine_requests SET created_at = %s, lease_until = {_NOW} + %s"
+            " WHERE id = %s",
+            (send_at, LEASE_S, entry_id),
+        )
+        return send_at
+
+    # -- recording ---------------------------------------------------------------------------------
+
+    def record_task_id(self, entry: JournalEntry, task_id: str) -> None:
+        """The create answered; if the row is gone (a restored backup), it is written again."""
+        self._release(entry.id)
+        owner = current_owner()
+        self._write(
+            "WITH updated AS ("
+            f" UPDATE grok_imagine_requests SET task_id = %s, state = %s, task_created_at = {_NOW},"
+            f" updated_at = {_NOW}, lease_until = NULL WHERE id = %s RETURNING id)"
+            " INSERT INTO grok_imagine_requests (identity, model, prompt, aspect_ratio, seed,"
+            " batch_index, source_task_id, task_id, state, credits, created_at, task_created_at,"
+            " updated_at, owner_host, owner_pid, owner_marker)"
+            f" SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {_NOW}, {_NOW}, %s, %s, %s"
+            " WHERE NOT EXISTS (SELECT 1 FROM updated)",
+            (
+                task_id, State.QUEUED, entry.id,
+                entry.identity, entry.model, entry.prompt, entry.aspect_ratio, entry.seed,
+                entry.index, entry.source_task_id, task_id, State.QUEUED, entry.credits,
+                entry.created_at, _HOST, owner.pid, owner.marker,
+            ),
+        )  # fmt: skip
+
+    def mark(self, entry_id: int, state: str, error: str | None = None) -> None:
+        self._release(entry_id)
+        refunded = state in (State.REJECTED, State.FAILED)
+        self._write(
+            "UPDATE grok_imagine_requests SET state = %s, error = COALESCE(%s, error),"
+            f" updated_at = {_NOW}, lease_until = NULL,"
+            " credits = CASE WHEN %s THEN 0 ELSE credits END WHERE id = %s",
+            (state, error, refunded, entry_id),
+        )
+        if state == State.REJECTED:  # nothing was sent: give an unreached turn back
+            self._write(
+                f"DELETE FROM grok_imagine_create_turns WHERE request_id = %s AND send_at > {_NOW}",
+                (entry_id,),
+            )
+
+    def record_state(
+        self,
+        task_id: str,
+        state: str,
+        *,
+        result_urls: Sequence[str] | None = None,
+        error: str | None = None,
+    ) -> None:
+        urls = None if result_urls is None else json.dumps(list(result_urls))
+        finished = state in State.FINISHED
+        self._write(
+            "UPDATE grok_imagine_requests SET state = %s, result_urls = COALESCE(%s, result_urls),"
+            f" error = %s, updated_at = {_NOW},"
+            f" finished_at = CASE WHEN %s THEN COALESCE(finished_at, {_NOW}) ELSE finished_at END,"
+            " credits = CASE WHEN %s THEN 0 ELSE credits END"
+            " WHERE id = (SELECT max(id) FROM grok_imagine_requests WHERE task_id = %s)",
+            (state, urls, error, finished, state == State.FAILED, task_id),
+        )
+
+    def record_loaded(self, task_id: str) -> JournalEntry:
+        self._write(
+            "INSERT INTO grok_imagine_requests (task_id, state, credits, created_at, updated_at)"
+            f" SELECT %s, %s, 0, {_NOW}, {_NOW} WHERE NOT EXISTS"
+            " (SELECT 1 FROM grok_imagine_requests WHERE task_id = %s)",
+            (task_id, State.QUEUED, task_id),
+        )
+        entry = self.get(task_id)
+        assert entry is not None
+        return entry
+
+    def record_file(
+        self, task_id: str, index: int, path: str | os.PathLike[str], sha256: str, size: int,
+        url: str | None,
+    ) -> None:  # fmt: skip
+        """The last worker to keep a file names its path; every worker checks its own copy by
+        the shared sha256."""
+        self._write(
+            "INSERT INTO grok_imagine_files (task_id, idx, path, sha256, size, url, saved_at)"
+            f" VALUES (%s, %s, %s, %s, %s, %s, {_NOW}) ON CONFLICT (task_id, idx) DO UPDATE SET"
+            " path = EXCLUDED.path, sha256 = EXCLUDED.sha256, size = EXCLUDED.size,"
+            " url = EXCLUDED.url, saved_at = EXCLUDED.saved_at",
+            (task_id, index, str(path), sha256, size, url),
+        )
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> JournalEntry | None:
+        return self._one(
+            "read a task from the journal",
+            f"SELECT {_COLUMNS} FROM grok_imagine_requests WHERE task_id = %s"
+            " ORDER BY id DESC LIMIT 1",
+            (task_id,),
+        )
+
+    def entry(self, entry_id: int) -> JournalEntry | None:
+        return self._one(
+            "read a task from the journal",
+            f"SELECT {_COLUMNS} FROM grok_imagine_requests WHERE id = %s",
+            (entry_id,),
+        )
+
+    def latest(self, identity: RequestIdentity) -> JournalEntry | None:
+        return self._one(
+            "read a request from the journal",
+            f"SELECT {_COLUMNS} FROM grok_imagine_requests WHERE identity = %s"
+            " ORDER BY id DESC LIMIT 1",
+            (identity.key,),
+        )
+
+    def history(self, identity: RequestIdentity) -> list[JournalEntry]:
+        return self._many(
+            "read a request's history",
+            f"SELECT {_COLUMNS} FROM grok_imagine_requests WHERE identity = %s ORDER BY id",
+            (identity.key,),
+        )
+
+    def recent(self, limit: int = 20) -> list[JournalEntry]:
+        return self._many(
+            "list the journal",
+            f"SELECT {_COLUMNS} FROM grok_imagine_requests ORDER BY id DESC LIMIT %s",
+            (int(limit),),
+        )
+
+    def _one(self, doing: str, sql: str, params: tuple[Any, ...]) -> JournalEntry | None:
+        found = self._many(doing, sql, params)
+        return found[0] if found else None
+
+    def _many(self, doing: str, sql: str, params: tuple[Any, ...]) -> list[JournalEntry]:
+        with self._lock:
+            rows = self._read(doing, sql, params)
+            return [self._entry_of(doing, row) for row in rows]
+
+    def _entry_of(self, doing: str, row: tuple[Any, ...]) -> JournalEntry:
+        files: list[tuple[Any, ...]] = []
+        if row[8] is not None:
+            files = self._read(
+                doing,
+                "SELECT idx, path, sha256, size, url, saved_at FROM grok_imagine_files"
+                " WHERE task_id = %s ORDER BY idx",
+                (row[8],),
+            )
+        return _entry(row, files)
+
+
+class PgClaim:
+    """What a caller may do while holding the claim on one identity (inside its transaction)."""
+
+    def __init__(
+        self,
+        journal: PgJournal,
+        conn: psycopg.Connection[Any],
+        identity: RequestIdentity,
+        latest: JournalEntry | None,
+    ) -> None:
+        self._journal = journal
+        self._conn = conn
+        self.identity = identity
+        self.latest = latest
+        self.started: list[int] = []
+
+    def start_create(self) -> JournalEntry:
+        """The identity row (``creating``, leased to this worker) before the create is sent."""
+        owner = current_owner()
+        ident = self.identity
+        try:
+            row_id = self._conn.execute(
+                "INSERT INTO grok_imagine_requests (identity, model, prompt, aspect_ratio, seed,"
+                " batch_index, source_task_id, state, credits, created_at, updated_at,"
+                " owner_host, owner_pid, owner_marker, lease_until)"
+                f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_NOW}, {_NOW}, %s, %s, %s,"
+                f" {_NOW} + %s) RETURNING id",
+                (
+                    ident.key, ident.model, ident.prompt, ident.aspect_ratio, ident.seed,
+                    ident.index, ident.source_task_id, State.CREATING, ident.credits,
+                    _HOST, owner.pid, owner.marker, LEASE_S,
+                ),
+            ).fetchone()[0]  # fmt: skip
+            entry = _latest(self._conn, ident.key)
+        except psycopg.Error as exc:
+            raise self._journal._unavailable("record the request before creating it", exc) from None
+        assert entry is not None and entry.id == row_id
+        self.started.append(row_id)
+        self._journal._leased.add(row_id)
+        self._journal._start_heartbeat()
+        self.latest = entry
+        return entry
+
+    def mark_uncertain(self, entry_id: int, error: str) -> None:
+        try:
+            self._conn.execute(
+                f"UPDATE grok_imagine_requests SET state = %s, error = %s, updated_at = {_NOW},"
+                " lease_until = NULL WHERE id = %s",
+                (State.UNCERTAIN, error, entry_id),
+            )
+            self.latest = _latest(self._conn, self.identity.key)
+        except psycopg.Error as exc:
+            raise self._journal._unavailable("record an uncertain create", exc) from None
+
+
+def _prepare_schema(conn: psycopg.Connection[Any], where: str) -> None:
+    """Bring the schema to ``SCHEMA_VERSION`` (one worker at a time), or refuse a newer one."""
+    conn.execute("BEGIN")
+    try:
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _MIGRATION_LOCK))
+        conn.execute(_SCHEMA_TABLE)
+        row = conn.execute("SELECT version, oldest_compatible FROM grok_imagine_schema").fetchone()
+        version, oldest = (0, 0) if row is None else row
+        if version > SCHEMA_VERSION:
+            if oldest > SCHEMA_VERSION:
+                raise JournalVersionError(
+                    f"The shared task journal ({where}) was upgraded to schema version {version} "
+                    f"by a newer Grok Imagine pack, which needs every worker at schema {oldest} "
+                    f"or later; this pack writes version {SCHEMA_VERSION}. Update the Grok "
+                    "Imagine pack on this worker. No request was sent.",
+                    where=where,
+                )
+            conn.execute("COMMIT")  # newer, but written to keep packs like this one working
+            return
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[step]:
+                conn.execute(statement)
+        if version < SCHEMA_VERSION:
+            conn.execute(
+                "INSERT INTO grok_imagine_schema (only_row, version, oldest_compatible, updated_at)"
+                f" VALUES (TRUE, %s, %s, {_NOW}) ON CONFLICT (only_row) DO UPDATE SET"
+                " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,"
+                " oldest_compatible = GREATEST(grok_imagine_schema.oldest_compatible,"
+                " EXCLUDED.oldest_compatible)",
+                (SCHEMA_VERSION, OLDEST_COMPATIBLE),
+            )
+            if version and version < OLDEST_COMPATIBLE:
+                logger.warning(
+                    "The shared task journal %s was upgraded from schema %d to %d: workers with "
+                    "an older Grok Imagine pack refuse to use it until they are updated.",
+                    where,
+                    version,
+                    SCHEMA_VERSION,
+                )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass
+        raise
+
+
+def _latest(conn: psycopg.Connection[Any], identity_key: str) -> JournalEntry | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM grok_imagine_requests WHERE identity = %s"
+        " ORDER BY id DESC LIMIT 1",
+        (identity_key,),
+    ).fetchone()
+    if row is None:
+        return None
+    files = []
+    if row[8] is not None:
+        files = conn.execute(
+            "SELECT idx, path, sha256, size, url, saved_at FROM grok_imagine_files"
+            " WHERE task_id = %s ORDER BY idx",
+            (row[8],),
+        ).fetchall()
+    return _entry(row, files)
+
+
+def _entry(row: tuple[Any, ...], files: Sequence[tuple[Any, ...]]) -> JournalEntry:
+    (
+        id_, identity, model, prompt, aspect_ratio, seed, index, source_task_id, task_id, state,
+        credits, result_urls, error, created_at, task_created_at, updated_at, finished_at,
+        owner_host, owner_pid, owner_marker, lease_live,
+    ) = row  # fmt: skip
+    try:
+        urls = tuple(str(u) for u in json.loads(result_urls or "[]"))
+    except (ValueError, TypeError):
+        urls = ()
+    owner = (
+        FleetOwner(owner_host or "", owner_pid, owner_marker or "", bool(lease_live))
+        if owner_pid is not None
+        else None
+    )
+    return JournalEntry(
+        id=id_, identity=identity, model=model, prompt=prompt, aspect_ratio=aspect_ratio,
+        seed=seed, index=index, source_task_id=source_task_id, task_id=task_id, state=state,
+        credits=credits, result_urls=urls, error=error, created_at=created_at,
+        task_created_at=task_created_at, updated_at=updated_at, finished_at=finished_at,
+        owner=owner,
+        files=tuple(JournalFile(*f) for f in files),
+    )  # fmt: skip

@@ -1,0 +1,118 @@
+"""What the runner needs from a journal, whichever database keeps it.
+
+Two backends implement it: SQLite (``db.Journal``, the default: one machine, nothing to set up)
+and PostgreSQL (``pg.PgJournal``: one journal shared by a fleet of workers). The runner is typed
+against these Protocols only, so a backend is chosen in one place (``open.open_journal``) and
+every guarantee the runner makes (never pay twice, never lose a paid image) holds on both.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
+
+from ..api import errors
+
+if TYPE_CHECKING:
+    from .db import JournalEntry
+    from .identity import RequestIdentity
+
+
+class RowOwner(Protocol):
+    """Who wrote a ``creating`` row, and whether its create may still be on the wire."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def is_current(self) -> bool: ...
+
+    def is_alive(self) -> bool:
+        """True unless it is known to have ended (unknowable counts as alive)."""
+        ...
+
+
+class Claim(Protocol):
+    """What a caller may do while holding the claim on one identity (see ``Journal.claim``)."""
+
+    identity: RequestIdentity
+    latest: JournalEntry | None
+
+    def start_create(self) -> JournalEntry:
+        """Write the identity row (state ``creating``) before the create request is sent."""
+        ...
+
+    def mark_uncertain(self, entry_id: int, error: str) -> None: ...
+
+
+class JournalStore(Protocol):
+    """The journal interface the runner, the nodes and the CLI use."""
+
+    @property
+    def where(self) -> str:
+        """A stable, password-free name of the store (a resolved file path, a database URL):
+        requests are kept apart per store, and messages say which one they mean."""
+        ...
+
+    def claim(self, identity: RequestIdentity) -> AbstractContextManager[Claim]:
+        """Exclusive across threads, processes and (for a shared store) machines."""
+        ...
+
+    def create_turn(self, entry: JournalEntry) -> float:
+        """Ask to send ``entry``'s create now: 0.0 means go (the turn is taken), otherwise the
+        seconds to wait before asking again. Fleet-wide pacing; a local journal always says go."""
+        ...
+
+    def record_task_id(self, entry: JournalEntry, task_id: str) -> None: ...
+
+    def mark(self, entry_id: int, state: str, error: str | None = None) -> None: ...
+
+    def record_state(
+        self,
+        task_id: str,
+        state: str,
+        *,
+        result_urls: Sequence[str] | None = None,
+        error: str | None = None,
+    ) -> None: ...
+
+    def record_loaded(self, task_id: str) -> JournalEntry: ...
+
+    def record_file(
+        self, task_id: str, index: int, path: str | os.PathLike[str], sha256: str, size: int,
+        url: str | None,
+    ) -> None: ...  # fmt: skip
+
+    def get(self, task_id: str) -> JournalEntry | None: ...
+
+    def entry(self, entry_id: int) -> JournalEntry | None: ...
+
+    def latest(self, identity: RequestIdentity) -> JournalEntry | None: ...
+
+    def history(self, identity: RequestIdentity) -> list[JournalEntry]: ...
+
+    def recent(self, limit: int = 20) -> list[JournalEntry]: ...
+
+    def close(self) -> None: ...
+
+
+class JournalUnavailableError(errors.GrokError):
+    """The journal cannot be reached or written, so nothing may be paid for: no create is sent.
+
+    ``where`` names the store without any password (host, port, database).
+    """
+
+    default_message = "The task journal cannot be reached; no request was sent."
+
+    def __init__(self, message: str | None = None, where: str | None = None) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+class JournalVersionError(JournalUnavailableError):
+    """The shared journal was upgraded by a newer pack than this one: update this pack."""
+
+
+class JournalDriverMissingError(JournalUnavailableError):
+    """A PostgreSQL journal is asked for, but psycopg (the optional extra) is not installed."""

@@ -1,0 +1,151 @@
+"""A throwaway PostgreSQL server for the shared-journal tests (Debian's ``postgresql`` package).
+
+``GROK_IMAGINE_TEST_PG_URL`` names a server to reuse (its user must be allowed to CREATE DATABASE;
+``.ci/run`` exports one); otherwise a cluster is made in a temporary folder and started on a free
+127.0.0.1 port. PostgreSQL refuses to run as root, so as root the server runs as the ``postgres``
+user. ``why_not()`` says in one line why no server can be had, for the skip reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+PG_URL_ENV = "GROK_IMAGINE_TEST_PG_URL"
+PASSWORD = "pg-test-password-d41f7a"  # only for the throwaway cluster; asserted never to leak
+START_TIMEOUT_S = 60
+
+
+def driver_missing() -> str | None:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return 'psycopg is not installed (pip install ".[postgres]")'
+    return None
+
+
+def binaries() -> Path | None:
+    """The newest PostgreSQL bin folder with initdb and pg_ctl."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if found:
+        return found[-1].parent
+    on_path = shutil.which("initdb")
+    return Path(on_path).parent if on_path else None
+
+
+def why_not() -> str | None:
+    """None if a server can be had, else the reason (for pytest.skip)."""
+    missing = driver_missing()
+    if missing:
+        return missing
+    if os.environ.get(PG_URL_ENV):
+        return None
+    if binaries() is None:
+        return f"no PostgreSQL server binaries (apt-get install postgresql, or set {PG_URL_ENV})"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "running as root without runuser: PostgreSQL refuses to run as root"
+    if os.geteuid() == 0:
+        try:
+            import pwd
+
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no postgres user to run the server as"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    """``Cluster().start()``: a fresh server; ``stop()`` / ``start()`` again; ``destroy()``."""
+
+    def __init__(self) -> None:
+        bin_dir = binaries()
+        assert bin_dir is not None, why_not()
+        self.bin = bin_dir
+        self.dir = Path(tempfile.mkdtemp(prefix="grok-pg-"))
+        self.data = self.dir / "data"
+        self.sockets = self.dir / "sock"
+        self.log = self.dir / "server.log"
+        self.port = _free_port()
+        self._as_postgres = os.geteuid() == 0
+        self._made = False
+
+    def _run(self, *argv: str) -> None:
+        command = [str(self.bin / argv[0]), *argv[1:]]
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False
+        )
+        if done.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"{argv[0]} failed: {done.stderr.strip()} {log[-2000:]}")
+
+    def _make(self) -> None:
+        self.sockets.mkdir()
+        password_file = self.dir / "pw"
+        password_file.write_text(PASSWORD + "\n")
+        if self._as_postgres:
+            shutil.chown(self.dir, "postgres")
+            for path in (self.sockets, password_file):
+                shutil.chown(path, "postgres")
+        self._run(
+            "initdb", "-D", str(self.data), "-U", "postgres", "--no-sync", "-E", "UTF8",
+            "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={password_file}",
+        )  # fmt: skip
+        password_file.unlink()
+        self._made = True
+
+    def start(self) -> Cluster:
+        if not self._made:
+            self._make()
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.sockets} -c fsync=off"
+            " -c max_connections=200"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
+        return self
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        try:
+            if (self.data / "postmaster.pid").exists():
+                self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def server_url(self) -> str:
+        return f"postgresql://postgres:{PASSWORD}@127.0.0.1:{self.port}/postgres"
+
+
+def new_database(server_url: str) -> str:
+    """A fresh, empty database on the server; its URL."""
+    import psycopg
+
+    name = f"grok_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def drop_database(server_url: str, database_url: str) -> None:
+    import psycopg
+
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
