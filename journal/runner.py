@@ -35,7 +35,7 @@ from .client import ApiClient, ClientFactory
 from .db import JournalEntry, State
 from .files import FileStore
 from .identity import RequestIdentity
-from .store import JournalStore
+from .store import JournalStore, JournalUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +307,10 @@ class TaskRunner:
         hooks: RunHooks,
         resumed: bool,
     ) -> TaskResult:
-        entry = self.journal.get(task_id)
+        try:
+            entry = self.journal.get(task_id)
+        except JournalUnavailableError:  # a shared journal away mid-task: the paid files still
+            entry = None  # come; their rows wait in the journal's memory until it is back
         recorded = {f.index: f for f in entry.files} if entry is not None else {}
         paths: list[Path | None] = []
         for index in range(len(urls)):

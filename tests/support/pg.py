@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -69,17 +70,17 @@ def _free_port() -> int:
 class Cluster:
     """``Cluster().start()``: a fresh server; ``stop()`` / ``start()`` again; ``destroy()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, existing: Path | None = None) -> None:
         bin_dir = binaries()
         assert bin_dir is not None, why_not()
         self.bin = bin_dir
-        self.dir = Path(tempfile.mkdtemp(prefix="grok-pg-"))
+        self.dir = existing or Path(tempfile.mkdtemp(prefix="grok-pg-"))
         self.data = self.dir / "data"
         self.sockets = self.dir / "sock"
         self.log = self.dir / "server.log"
         self.port = _free_port()
         self._as_postgres = os.geteuid() == 0
-        self._made = False
+        self._made = existing is not None
 
     def _run(self, *argv: str) -> None:
         command = [str(self.bin / argv[0]), *argv[1:]]
@@ -149,3 +150,35 @@ def drop_database(server_url: str, database_url: str) -> None:
     name = urlsplit(database_url).path.lstrip("/")
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main(argv: list[str]) -> int:
+    """``python tests/support/pg.py start`` prints shell exports for a started throwaway server
+    (nothing, and the reason on stderr, when none can be had); ``stop DIR`` stops and removes it.
+    ``.ci/run`` uses it so the whole suite shares one server."""
+    import shlex
+
+    if argv[:1] == ["start"]:
+        reason = why_not() if not os.environ.get(PG_URL_ENV) else "a server is already given"
+        if reason:
+            print(f"shared-journal tests: no PostgreSQL server started ({reason})", file=sys.stderr)
+            return 0
+        cluster = Cluster()
+        try:
+            cluster.start()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            cluster.destroy()
+            print(f"shared-journal tests: PostgreSQL did not start ({exc})", file=sys.stderr)
+            return 0
+        print(f"export {PG_URL_ENV}={shlex.quote(cluster.server_url)}")
+        print(f"export GROK_IMAGINE_TEST_PG_DIR={shlex.quote(str(cluster.dir))}")
+        return 0
+    if argv[:1] == ["stop"] and len(argv) == 2:
+        Cluster(Path(argv[1])).destroy()
+        return 0
+    print("usage: pg.py start | stop DIR", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,252 @@
+"""A fleet: several worker processes, each with its own home and files, one shared PostgreSQL
+journal, one sandbox account. The promises of one machine must hold across them, counted in
+creates and credits at the sandbox.
+
+Workers are the real command line (``grok-imagine generate ... --journal-url``), except where a
+test needs a long-lived worker (a ComfyUI server outliving a database outage).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support import submodule
+from support.keys import TEST_KEY
+from support.pg import PASSWORD
+
+journal_mod = submodule("journal")
+open_mod = submodule("journal.open")
+
+KEY = TEST_KEY
+PROMPT = "a fleet of paper boats on a pond"
+TESTS_DIR = Path(__file__).resolve().parent
+WAIT_LIMIT_S = 90.0
+
+CLI_WORKER = """
+import sys
+sys.path.insert(0, {tests_dir!r})
+from support import submodule
+sys.exit(submodule("cli").main(sys.argv[1:]))
+"""
+
+
+def _env(sb, **extra):
+    return {
+        **os.environ,
+        "APIINONE_API_KEY": KEY,
+        "APIINONE_BASE_URL": sb.base_url,
+        "GROK_IMAGINE_POLL_SCALE": "0.05",
+        **extra,
+    }
+
+
+def worker(tmp_path, name, sb, url, *args, **env):
+    """A worker process running ``generate PROMPT *args`` with its own home, on the shared URL."""
+    home = tmp_path / name
+    argv = [sys.executable, "-c", CLI_WORKER.format(tests_dir=str(TESTS_DIR)), "generate", PROMPT,
+            "--home", str(home), "-o", str(home / "out"), "--journal-url", url, *args]  # fmt: skip
+    return subprocess.Popen(
+        argv, env=_env(sb, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(process):
+    out, err = process.communicate(timeout=WAIT_LIMIT_S)
+    return process.returncode, out, err
+
+
+def ledger(sb):
+    entry = sb.ledger(KEY)
+    return entry.creates, entry.credits_charged
+
+
+def _wait_until(predicate, what, limit=WAIT_LIMIT_S):
+    deadline = time.monotonic() + limit
+    while not predicate():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def _kept(tmp_path, name):
+    return sorted((tmp_path / name / "files").glob("*/*"))
+
+
+@pytest.fixture
+def watcher(pg_url):
+    journal = open_mod.open_journal(pg_url, rate=None)
+    yield journal
+    journal.close()
+
+
+def test_the_same_request_on_three_workers_at_once_makes_one_create(
+    tmp_path, sandbox_factory, pg_url
+):
+    sb = sandbox_factory(generation_time=(0.5, 0.5))
+    workers = [worker(tmp_path, f"w{i}", sb, pg_url, "--seed", "1") for i in range(3)]
+    outcomes = [finish(w) for w in workers]
+    assert [code for code, _, _ in outcomes] == [0, 0, 0], [err for _, _, err in outcomes]
+    assert ledger(sb) == (1, 5)
+    for i in range(3):  # every worker has the images, in its own folder
+        assert len(_kept(tmp_path, f"w{i}")) == 6
+    outputs = [sorted(p.name for p in (tmp_path / f"w{i}" / "out").iterdir()) for i in range(3)]
+    assert outputs[0] == outputs[1] == outputs[2]  # the same task id on all three
+
+
+def test_a_worker_killed_mid_poll_is_resumed_by_another(tmp_path, sandbox_factory, pg_url, watcher):
+    sb = sandbox_factory(generation_time=(2.0, 2.0))
+    a = worker(tmp_path, "a", sb, pg_url, "--seed", "2")
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=2, api_base=sb.base_url)
+    try:
+        _wait_until(
+            lambda: (e := watcher.latest(identity)) is not None and e.task_id is not None,
+            "worker A to record its task id",
+        )
+        a.send_signal(signal.SIGKILL)
+    finally:
+        a.kill()
+        a.wait(timeout=WAIT_LIMIT_S)
+    assert a.returncode == -signal.SIGKILL
+    left = watcher.latest(identity)
+    assert left.state in ("queued", "running") and not _kept(tmp_path, "a")
+
+    code, _, err = finish(worker(tmp_path, "b", sb, pg_url, "--seed", "2"))
+    assert code == 0, err
+    assert "resumed" in err and left.task_id in err
+    assert ledger(sb) == (1, 5) and len(_kept(tmp_path, "b")) == 6
+
+
+def test_a_worker_killed_mid_create_leaves_it_uncertain_for_the_fleet(
+    tmp_path, sandbox_factory, pg_url, watcher
+):
+    sb = sandbox_factory()
+    sb.faults.create_response_delay = 30.0  # the create is taken, its answer never comes back
+    a = worker(tmp_path, "a", sb, pg_url, "--seed", "3")
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=3, api_base=sb.base_url)
+    try:
+        _wait_until(lambda: sb.create_requests == 1, "worker A to send its create")
+        a.send_signal(signal.SIGKILL)
+    finally:
+        a.kill()
+        a.wait(timeout=WAIT_LIMIT_S)
+    assert watcher.latest(identity).state == "creating"
+    sb.faults.create_response_delay = 0.0
+    code, _, err = finish(worker(tmp_path, "b", sb, pg_url, "--seed", "3"))
+    assert code == 3 and "may have been charged" in err and "is creating this same request" in err
+    assert watcher.latest(identity).state == "uncertain"
+    assert sb.create_requests == 1  # B never re-sent it
+
+
+def test_finished_on_one_worker_is_free_on_another(tmp_path, sandbox, pg_url):
+    code, _, err = finish(worker(tmp_path, "a", sandbox, pg_url, "--seed", "4"))
+    assert code == 0, err
+    code, _, err = finish(worker(tmp_path, "b", sandbox, pg_url, "--seed", "4"))
+    assert code == 0, err
+    assert "kept images missing, downloading them again" in err  # B's disk had none: URLs
+    assert len(_kept(tmp_path, "b")) == 6
+    code, _, err = finish(worker(tmp_path, "b", sandbox, pg_url, "--seed", "4"))
+    assert code == 0 and "kept from the journal, no API call" in err  # now B's own files
+    assert ledger(sandbox) == (1, 5)
+    sandbox.faults.download = "expired"
+    code, _, err = finish(worker(tmp_path, "c", sandbox, pg_url, "--seed", "4"))
+    assert code == 3 and "have expired" in err and "change the seed" in err
+    assert ledger(sandbox) == (1, 5)
+
+
+LONG_LIVED_WORKER = """
+import os, sys, time
+sys.path.insert(0, {tests_dir!r})
+from support import submodule
+api = submodule("api")
+journal = submodule("journal")
+runner = journal.TaskRunner(
+    lambda: api.GrokClient(api.load_settings(), poll=api.PollSchedule().scaled(0.05)),
+    journal=journal.open_journal({url!r}),
+    files=journal.FileStore({files!r}),
+    api_base=api.load_settings().base_url,
+)
+result = runner.text_to_image({prompt!r}, seed=5)
+print(result.task_id, len(result.files), flush=True)
+while not os.path.exists({release!r}):
+    time.sleep(0.05)
+runner.journal.close()
+"""
+
+
+def test_the_database_stopped_mid_run_fails_closed_and_loses_nothing(
+    tmp_path, sandbox_factory, pg_cluster
+):
+    from support import pg
+
+    url = pg.new_database(pg_cluster.server_url)
+    sb = sandbox_factory(generation_time=(3.0, 3.0))
+    release = tmp_path / "release"
+    script = LONG_LIVED_WORKER.format(
+        tests_dir=str(TESTS_DIR), url=url, files=str(tmp_path / "a" / "files"),
+        prompt=PROMPT, release=str(release),
+    )  # fmt: skip
+    a = subprocess.Popen(
+        [sys.executable, "-c", script], env=_env(sb), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    watcher = open_mod.open_journal(url, rate=None)
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=5, api_base=sb.base_url)
+    try:
+        _wait_until(
+            lambda: (e := watcher.latest(identity)) is not None and e.task_id is not None,
+            "worker A to record its task id",
+        )
+        pg_cluster.stop()  # mid-poll: A's task is paid for and still running
+
+        code, _, err = finish(worker(tmp_path, "b", sb, url, "--seed", "6"))
+        assert code == 3 and f"127.0.0.1:{pg_cluster.port}" in err and "cannot be reached" in err
+        assert "nothing was charged" in err and PASSWORD not in err
+        assert ledger(sb) == (1, 5)  # B failed closed: no create
+
+        line = a.stdout.readline()
+        assert line, a.stderr.read()
+        task_id, count = line.split()  # A finished during the outage
+        assert int(count) == 6 and len(_kept(tmp_path, "a")) == 6
+        pg_cluster.start()
+        _wait_until(
+            lambda: (e := watcher.get(task_id)) is not None and len(e.files) == 6,
+            "A's writes kept through the outage to be saved",
+        )
+        assert watcher.get(task_id).state == "succeeded"
+        release.touch()
+        assert a.wait(timeout=WAIT_LIMIT_S) == 0, a.stderr.read()
+        assert "cannot be reached" in a.stderr.read()  # A said once what was going on
+    finally:
+        a.kill()
+        a.wait(timeout=WAIT_LIMIT_S)
+        watcher.close()
+
+    code, _, err = finish(worker(tmp_path, "c", sb, url, "--seed", "5"))
+    assert code == 0 and task_id in err and ledger(sb) == (1, 5)  # nothing lost: free on C
+    code, _, err = finish(worker(tmp_path, "b", sb, url, "--seed", "6"))
+    assert code == 0 and ledger(sb) == (2, 10)  # and B's request goes through now
+
+
+def test_four_workers_share_the_accounts_create_rate(tmp_path, sandbox_factory, pg_url):
+    """4 workers x 8 tasks against a sandbox that refuses a 21st create in 10 s."""
+    sb = sandbox_factory(rate_limit=(20, 10.0), generation_time=(0.2, 0.5))
+    started = time.monotonic()
+    workers = [
+        worker(tmp_path, f"w{i}", sb, pg_url, "--seed", str(100 + i), "--tasks", "8")
+        for i in range(4)
+    ]
+    outcomes = [finish(w) for w in workers]
+    wall = time.monotonic() - started
+    assert [code for code, _, _ in outcomes] == [0, 0, 0, 0], [err for _, _, err in outcomes]
+    limited = sb.ledger(KEY).rate_limited
+    print(f"\npacing: 32 tasks on 4 workers, {limited} HTTP 429, wall {wall:.1f} s")
+    assert ledger(sb) == (32, 160)
+    assert limited == 0
+    assert any("turn to create" in err for _, _, err in outcomes)  # some waited their turn
+    for i in range(4):
+        assert len(_kept(tmp_path, f"w{i}")) == 48

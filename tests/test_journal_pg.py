@@ -1,0 +1,362 @@
+"""The shared PostgreSQL journal in one process: the runner's promises, leases, pacing, schema.
+
+Against a real PostgreSQL server (``pg_url``: a fresh database on a throwaway cluster, or on the
+server ``GROK_IMAGINE_TEST_PG_URL`` names) and the real sandbox; every test counts creates and
+credits. Several worker *processes* on one database are in ``test_journal_fleet.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from support import submodule
+from support.keys import TEST_KEY
+from support.pg import PASSWORD
+
+api = submodule("api")
+errors = submodule("api.errors")
+journal_mod = submodule("journal")
+open_mod = submodule("journal.open")
+store_mod = submodule("journal.store")
+pacing = submodule("journal.pacing")
+
+KEY = TEST_KEY
+PROMPT = "a harbour at dawn, watercolour"
+TESTS_DIR = Path(__file__).resolve().parent
+WAIT_LIMIT_S = 60.0
+
+
+@pytest.fixture
+def pg_mod(pg_url):
+    return submodule("journal.pg")
+
+
+def _poll():
+    return api.PollSchedule().scaled(0.05)
+
+
+def make_runner(tmp_path, sb, url, name="worker", rate=None):
+    journal = open_mod.open_journal(url, rate=rate)
+    runner = journal_mod.TaskRunner(
+        lambda: api.GrokClient(api.Settings(api_key=KEY, base_url=sb.base_url), poll=_poll()),
+        journal=journal,
+        files=journal_mod.FileStore(tmp_path / name / "files"),
+    )
+    return runner
+
+
+def ledger(sb):
+    entry = sb.ledger(KEY)
+    return entry.creates, entry.credits_charged
+
+
+def _sql(journal, statement, params=()):
+    """A statement on the journal's own connection (tests set up rows other workers left)."""
+    with journal._lock:
+        journal._connection("test").execute(statement, params)
+
+
+# -- the same promises as on one machine ----------------------------------------------------------
+
+
+def test_a_finished_request_is_served_again_without_any_api_call(tmp_path, sandbox, pg_url):
+    runner = make_runner(tmp_path, sandbox, pg_url)
+    first = runner.text_to_image(PROMPT, seed=1)
+    assert len(first.files) == 6 and not first.reused
+    sandbox.stop()  # the API is gone: the kept files and the shared journal are enough
+    again = runner.text_to_image(PROMPT, seed=1)
+    assert again.reused and again.task_id == first.task_id and again.files == first.files
+    assert ledger(sandbox) == (1, 5)
+    entry = runner.journal.get(first.task_id)
+    assert entry.state == "succeeded" and len(entry.files) == 6 and entry.credits == 5
+    runner.journal.close()
+
+
+def test_two_identical_requests_in_threads_make_one_create(tmp_path, sandbox_factory, pg_url):
+    sb = sandbox_factory(generation_time=(0.3, 0.3))
+    runner = make_runner(tmp_path, sb, pg_url)
+    barrier = threading.Barrier(3)
+    results = []
+
+    def node():
+        barrier.wait()
+        results.append(runner.text_to_image(PROMPT, seed=2))
+
+    threads = [threading.Thread(target=node) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=WAIT_LIMIT_S)
+    assert len(results) == 3 and len({r.task_id for r in results}) == 1
+    assert ledger(sb) == (1, 5)
+    runner.journal.close()
+
+
+def test_finished_on_one_worker_is_free_on_another_with_its_own_files(tmp_path, sandbox, pg_url):
+    a = make_runner(tmp_path, sandbox, pg_url, "a")
+    b = make_runner(tmp_path, sandbox, pg_url, "b")
+    first = a.text_to_image(PROMPT, seed=3)
+    on_b = b.text_to_image(PROMPT, seed=3)  # B has no files: downloads the recorded URLs (free)
+    assert on_b.task_id == first.task_id and not on_b.reused and len(on_b.files) == 6
+    assert all(str(tmp_path / "b") in str(path) for path in on_b.files)
+    assert ledger(sandbox) == (1, 5)
+    assert b.text_to_image(PROMPT, seed=3).reused  # now from B's own files
+    assert a.text_to_image(PROMPT, seed=3).reused  # and A still has its own
+    sandbox.faults.download = "expired"
+    c = make_runner(tmp_path, sandbox, pg_url, "c")
+    with pytest.raises(errors.ResultExpiredError) as caught:
+        c.text_to_image(PROMPT, seed=3)
+    assert "expired" in str(caught.value) and "change the seed" in str(caught.value)
+    assert ledger(sandbox) == (1, 5)
+    for runner in (a, b, c):
+        runner.journal.close()
+
+
+# -- leases: a creating row is owned while its worker lives ---------------------------------------
+
+
+def _foreign_creating_row(runner, identity, lease_s):
+    """A ``creating`` row as a worker on another host leaves it, leased for ``lease_s``."""
+    with runner.journal.claim(identity) as claim:
+        entry = claim.start_create()
+    runner.journal._release(entry.id)  # not ours to renew
+    _sql(
+        runner.journal,
+        "UPDATE grok_imagine_requests SET owner_host = 'other-host', owner_pid = 4242,"
+        " owner_marker = 'linux-start:1', lease_until ="
+        " extract(epoch FROM clock_timestamp())::float8 + %s WHERE id = %s",
+        (lease_s, entry.id),
+    )
+    return entry
+
+
+def test_a_dead_workers_create_is_uncertain_not_resent(tmp_path, sandbox, pg_url):
+    runner = make_runner(tmp_path, sandbox, pg_url)
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=4)
+    _foreign_creating_row(runner, identity, lease_s=-1.0)  # its lease ran out: it died
+    with pytest.raises(journal_mod.UncertainTaskError) as caught:
+        runner.text_to_image(PROMPT, seed=4)
+    assert "may have been charged" in str(caught.value)
+    assert runner.journal.latest(identity).state == "uncertain"
+    with pytest.raises(journal_mod.UncertainTaskError):  # and again: never re-sent silently
+        runner.text_to_image(PROMPT, seed=4)
+    assert ledger(sandbox) == (0, 0)
+    runner.journal.close()
+
+
+def test_a_live_workers_create_is_waited_for_and_shared(tmp_path, sandbox, pg_url):
+    runner = make_runner(tmp_path, sandbox, pg_url)
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=5)
+    entry = _foreign_creating_row(runner, identity, lease_s=30.0)
+    waiting = threading.Event()
+
+    def other_worker_gets_its_answer():
+        assert waiting.wait(WAIT_LIMIT_S)
+        with api.GrokClient(api.Settings(api_key=KEY, base_url=sandbox.base_url)) as client:
+            runner.journal.record_task_id(entry, client.create_text_to_image(PROMPT))
+
+    helper = threading.Thread(target=other_worker_gets_its_answer)
+    helper.start()
+    result = runner.text_to_image(
+        PROMPT,
+        seed=5,
+        timeout=WAIT_LIMIT_S,
+        hooks=journal_mod.RunHooks(
+            on_status=lambda text: waiting.set() if "is creating" in text else None
+        ),
+    )
+    helper.join(WAIT_LIMIT_S)
+    assert result.resumed and result.files and ledger(sandbox) == (1, 5)
+    runner.journal.close()
+
+
+def test_a_lease_runs_out_when_its_worker_stops_renewing_it(tmp_path, sandbox, pg_url, pg_mod):
+    runner = make_runner(tmp_path, sandbox, pg_url)
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=6)
+    entry = _foreign_creating_row(runner, identity, lease_s=0.5)
+    assert runner.journal.entry(entry.id).owner.is_alive()
+    time.sleep(0.7)
+    assert not runner.journal.entry(entry.id).owner.is_alive()
+    # Our own create is renewed by the heartbeat for as long as it is on its way.
+    mine = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=7)
+    with runner.journal.claim(mine) as claim:
+        own = claim.start_create()
+    time.sleep(pg_mod.HEARTBEAT_S * 1.5)
+    row = runner.journal.entry(own.id)
+    assert row.owner.is_current() and row.owner.lease_live
+    runner.journal.close()
+
+
+# -- fleet-wide pacing ----------------------------------------------------------------------------
+
+
+def test_turns_keep_any_window_under_the_rate(tmp_path, sandbox, pg_url, pg_mod):
+    rate = pacing.CreateRate(3, 1.0)
+    journal = open_mod.open_journal(pg_url, rate=rate)
+    waits = []
+    for seed in range(5):
+        with journal.claim(journal_mod.RequestIdentity.text_to_image(PROMPT, seed=seed)) as c:
+            waits.append(journal.create_turn(c.start_create()))
+    window = rate.window_s + pg_mod.PACING_MARGIN_S
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert window - 0.5 < waits[3] <= window and window - 0.5 < waits[4] <= window
+    journal.close()
+
+
+def test_a_create_waits_for_its_turn_and_cancel_sends_nothing(tmp_path, sandbox, pg_url):
+    runner = make_runner(tmp_path, sandbox, pg_url, rate=pacing.CreateRate(1, 30.0))
+    runner.text_to_image(PROMPT, seed=8)  # takes the window's one turn
+    said = []
+    started = time.monotonic()
+    with pytest.raises(errors.CancelledError) as caught:
+        runner.text_to_image(
+            PROMPT,
+            seed=9,
+            hooks=journal_mod.RunHooks(on_status=said.append, should_cancel=lambda: bool(said)),
+        )
+    assert time.monotonic() - started < 1.0  # cancelled within the 0.1 s check, not 30 s later
+    assert "waiting" in said[0] and "turn to create" in said[0]
+    assert "nothing was charged" in str(caught.value)
+    assert ledger(sandbox) == (1, 5) and sandbox.create_requests == 1
+    # The cancelled request gave its turn back and is not uncertain: a new rate lets it go.
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=9)
+    assert runner.journal.latest(identity).state == "rejected"
+    runner.journal.close()
+
+
+def test_the_create_rate_setting(monkeypatch):
+    assert pacing.rate_from_env({}) == pacing.CreateRate(20, 10.0)
+    assert pacing.rate_from_env({"GROK_IMAGINE_CREATE_RATE": "5/2"}) == pacing.CreateRate(5, 2.0)
+    assert pacing.rate_from_env({"GROK_IMAGINE_CREATE_RATE": "off"}) is None
+    for bad in ("fast", "0/10", "5/0", "-3/1"):
+        with pytest.raises(errors.InvalidRequestError) as caught:
+            pacing.rate_from_env({"GROK_IMAGINE_CREATE_RATE": bad})
+        assert "GROK_IMAGINE_CREATE_RATE" in str(caught.value) and "20/10" in str(caught.value)
+
+
+# -- schema versions ------------------------------------------------------------------------------
+
+
+def test_a_fresh_database_gets_the_current_schema(pg_url, pg_mod):
+    journal = open_mod.open_journal(pg_url)
+    with journal._lock:
+        row = (
+            journal._connection("test")
+            .execute("SELECT version, oldest_compatible FROM grok_imagine_schema")
+            .fetchone()
+        )
+    assert row == (pg_mod.SCHEMA_VERSION, pg_mod.OLDEST_COMPATIBLE)
+    journal.close()
+    open_mod.open_journal(pg_url).close()  # opening again migrates nothing and keeps the row
+
+
+def test_a_journal_from_a_newer_pack_says_this_one_must_be_updated(pg_url, pg_mod):
+    journal = open_mod.open_journal(pg_url)
+    _sql(journal, "UPDATE grok_imagine_schema SET version = 99, oldest_compatible = 99")
+    journal.close()
+    with pytest.raises(store_mod.JournalVersionError) as caught:
+        open_mod.open_journal(pg_url)
+    message = str(caught.value)
+    assert "schema version 99" in message and "Update the Grok Imagine pack" in message
+    assert PASSWORD not in message and isinstance(caught.value, errors.GrokError)
+
+
+def test_a_newer_schema_that_keeps_older_packs_working_is_used(tmp_path, sandbox, pg_url):
+    journal = open_mod.open_journal(pg_url)
+    _sql(journal, "UPDATE grok_imagine_schema SET version = 99, oldest_compatible = 1")
+    _sql(journal, "ALTER TABLE grok_imagine_requests ADD COLUMN from_the_future TEXT")
+    journal.close()
+    runner = make_runner(tmp_path, sandbox, pg_url)
+    assert runner.text_to_image(PROMPT, seed=10).files and ledger(sandbox) == (1, 5)
+    runner.journal.close()
+
+
+# -- failing closed -------------------------------------------------------------------------------
+
+
+def _closed_port_url():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"postgresql://fleet:{PASSWORD}@127.0.0.1:{port}/grok"
+
+
+def test_an_unreachable_database_is_one_clear_error_naming_the_host(tmp_path, sandbox):
+    url = _closed_port_url()
+    with pytest.raises(store_mod.JournalUnavailableError) as caught:
+        open_mod.open_journal(url)
+    message = str(caught.value)
+    assert "127.0.0.1:" in message and "cannot be reached" in message
+    assert "nothing was charged" in message and "GROK_IMAGINE_JOURNAL_URL" in message
+    assert PASSWORD not in message and PASSWORD not in repr(caught.value)
+    assert ledger(sandbox) == (0, 0)
+
+
+def test_the_database_going_away_stops_creates_and_keeps_writes(tmp_path, sandbox, pg_cluster):
+    from support import pg
+
+    url = pg.new_database(pg_cluster.server_url)
+    runner = make_runner(tmp_path, sandbox, url)
+    first = runner.text_to_image(PROMPT, seed=11)
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=11)
+    pg_cluster.stop()
+    with pytest.raises(store_mod.JournalUnavailableError) as caught:
+        runner.text_to_image(PROMPT, seed=12)
+    assert f"127.0.0.1:{pg_cluster.port}" in str(caught.value)
+    assert PASSWORD not in str(caught.value)
+    runner.journal.record_state(first.task_id, "succeeded", error="written during the outage")
+    assert ledger(sandbox) == (1, 5)
+    pg_cluster.start()
+    assert runner.journal.latest(identity).error == "written during the outage"
+    assert runner.text_to_image(PROMPT, seed=12).files and ledger(sandbox) == (2, 10)
+    runner.journal.close()
+
+
+MISSING_DRIVER = """
+import sys
+sys.modules["psycopg"] = None  # as if the optional extra was never installed
+sys.path.insert(0, {tests_dir!r})
+from support import submodule
+sys.exit(submodule("cli").main(sys.argv[1:]))
+"""
+
+
+def test_a_url_without_the_driver_is_one_clear_error_before_anything_is_paid(tmp_path, sandbox):
+    url = f"postgresql://fleet:{PASSWORD}@db.example.internal:5433/grok"
+    env = {
+        **os.environ,
+        "APIINONE_API_KEY": KEY,
+        "APIINONE_BASE_URL": sandbox.base_url,
+        "GROK_IMAGINE_JOURNAL_URL": url,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", MISSING_DRIVER.format(tests_dir=str(TESTS_DIR)), "generate",
+         PROMPT, "--home", str(tmp_path / "home"), "-o", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=WAIT_LIMIT_S,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert 'pip install "psycopg[binary]>=3.1"' in lines[0]
+    assert "db.example.internal:5433" in lines[0] and PASSWORD not in done.stderr
+    assert ledger(sandbox) == (0, 0) and sandbox.create_requests == 0
+
+
+def test_the_cli_lists_the_shared_journal(tmp_path, sandbox, pg_url, capsys):
+    runner = make_runner(tmp_path, sandbox, pg_url)
+    result = runner.text_to_image(PROMPT, seed=13)
+    runner.journal.close()
+    cli = submodule("cli")
+    assert cli.main(["tasks", "--journal-url", pg_url]) == 0
+    out = capsys.readouterr().out
+    assert result.task_id in out and "succeeded" in out
+    assert cli.main(["tasks", result.task_id, "--journal-url", pg_url]) == 0
+    assert PASSWORD not in capsys.readouterr().out
