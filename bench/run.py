@@ -34,6 +34,7 @@ BENCHMARKS = {
     "image_decode": ("image_decode", "Bytes -> IMAGE tensor"),
     "node_overhead": ("node_overhead", "Node overhead"),
     "import_cost": ("import_cost", "Import cost"),
+    "journal_overhead": ("journal_overhead", "Journal overhead (PostgreSQL vs SQLite)"),
 }
 """key -> (module in bench/, title), in the issue's order."""
 

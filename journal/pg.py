@@ -125,8 +125,38 @@ _SCHEMA_TABLE = """CREATE TABLE IF NOT EXISTS grok_imagine_schema (
 _COLUMNS = (
     "id, identity, model, prompt, aspect_ratio, seed, batch_index, source_task_id, task_id,"
     " state, credits, result_urls, error, created_at, task_created_at, updated_at, finished_at,"
-    f" owner_host, owner_pid, owner_marker, COALESCE(lease_until > {_NOW}, FALSE)"
+    f" owner_host, owner_pid, owner_marker, COALESCE(lease_until > {_NOW}, FALSE),"
+    # The kept files ride along in the same round trip.
+    " (SELECT json_agg(json_build_array(f.idx, f.path, f.sha256, f.size, f.url, f.saved_at)"
+    " ORDER BY f.idx) FROM grok_imagine_files f WHERE f.task_id = grok_imagine_requests.task_id)"
 )
+
+_TAKE_TURN = f"""
+WITH clock AS (SELECT {_NOW} AS now),
+held AS (SELECT send_at FROM grok_imagine_create_turns WHERE request_id = %(id)s),
+nth AS (
+    SELECT send_at FROM grok_imagine_create_turns ORDER BY send_at DESC OFFSET %(skip)s LIMIT 1
+),
+slot AS (
+    SELECT COALESCE(
+        (SELECT max(send_at) FROM held), GREATEST(now, (SELECT send_at FROM nth) + %(window)s)
+    ) AS send_at, now, NOT EXISTS (SELECT 1 FROM held) AS new FROM clock
+),
+pruned AS (
+    DELETE FROM grok_imagine_create_turns
+    WHERE send_at < (SELECT now FROM clock) - 2 * %(window)s
+),
+taken AS (
+    INSERT INTO grok_imagine_create_turns (send_at, request_id)
+    SELECT send_at, %(id)s FROM slot WHERE new
+),
+sent_then AS (
+    UPDATE grok_imagine_requests SET created_at = slot.send_at, lease_until = slot.now + %(lease)s
+    FROM slot WHERE id = %(id)s AND slot.new
+)
+SELECT send_at, now FROM slot
+"""
+"""One round trip under the pacing lock: prune old turns, reserve this request's (once)."""
 
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 """Errors that say "the database is not there right now" (as opposed to a refused statement)."""
@@ -417,27 +447,27 @@ class PgJournal:
         """Reserve (once) the moment ``entry``'s create may go; seconds until then (0.0: now).
 
         The reservation is the earliest time at which the last ``rate.creates`` reservations,
-        this one included, fit in one window: first come, first served, no polling herd.
+        this one included, fit in one window: first come, first served, no polling herd. The
+        create is sent at its turn, so that is when its row's "sent at" (``created_at``) starts.
         """
         if self.rate is None:
             return 0.0
         doing = "take a turn to create a task"
-        window = self.rate.window_s + PACING_MARGIN_S
         with self._lock:
             conn = self._connection(doing)
             try:
                 conn.execute("BEGIN")
                 try:
                     conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _PACING_LOCK))
-                    now = conn.execute(f"SELECT {_NOW}").fetchone()[0]
-                    held = conn.execute(
-                        "SELECT send_at FROM grok_imagine_create_turns WHERE request_id = %s",
-                        (entry.id,),
+                    send_at, now = conn.execute(
+                        _TAKE_TURN,
+                        {
+                            "id": entry.id,
+                            "skip": self.rate.creates - 1,
+                            "window": self.rate.window_s + PACING_MARGIN_S,
+                            "lease": LEASE_S,
+                        },
                     ).fetchone()
-                    if held is not None:
-                        send_at = held[0]
-                    else:
-                        send_at = self._reserve(conn, entry.id, now, window)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -446,28 +476,6 @@ class PgJournal:
                 self._broken()
                 raise self._unavailable(doing, exc) from None
         return max(0.0, send_at - now)
-
-    def _reserve(self, conn: psycopg.Connection[Any], entry_id: int, now: float, window: float):
-        assert self.rate is not None
-        conn.execute(
-            "DELETE FROM grok_imagine_create_turns WHERE send_at < %s", (now - 2 * window,)
-        )
-        row = conn.execute(
-            "SELECT send_at FROM grok_imagine_create_turns ORDER BY send_at DESC OFFSET %s LIMIT 1",
-            (self.rate.creates - 1,),
-        ).fetchone()
-        send_at = now if row is None else max(now, row[0] + window)
-        conn.execute(
-            "INSERT INTO grok_imagine_create_turns (send_at, request_id) VALUES (%s, %s)",
-            (send_at, entry_id),
-        )
-        # The create is sent at its turn: that is when "sent at" starts (and the in-flight limit).
-        conn.execute(
-            f"UPDATE grok_imagine_requests SET created_at = %s, lease_until = {_NOW} + %s"
-            " WHERE id = %s",
-            (send_at, LEASE_S, entry_id),
-        )
-        return send_at
 
     # -- recording ---------------------------------------------------------------------------------
 
@@ -596,19 +604,7 @@ class PgJournal:
 
     def _many(self, doing: str, sql: str, params: tuple[Any, ...]) -> list[JournalEntry]:
         with self._lock:
-            rows = self._read(doing, sql, params)
-            return [self._entry_of(doing, row) for row in rows]
-
-    def _entry_of(self, doing: str, row: tuple[Any, ...]) -> JournalEntry:
-        files: list[tuple[Any, ...]] = []
-        if row[8] is not None:
-            files = self._read(
-                doing,
-                "SELECT idx, path, sha256, size, url, saved_at FROM grok_imagine_files"
-                " WHERE task_id = %s ORDER BY idx",
-                (row[8],),
-            )
-        return _entry(row, files)
+            return [_entry(row) for row in self._read(doing, sql, params)]
 
 
 class PgClaim:
@@ -632,22 +628,22 @@ class PgClaim:
         owner = current_owner()
         ident = self.identity
         try:
-            row_id = self._conn.execute(
+            row = self._conn.execute(
                 "INSERT INTO grok_imagine_requests (identity, model, prompt, aspect_ratio, seed,"
                 " batch_index, source_task_id, state, credits, created_at, updated_at,"
                 " owner_host, owner_pid, owner_marker, lease_until)"
                 f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_NOW}, {_NOW}, %s, %s, %s,"
-                f" {_NOW} + %s) RETURNING id",
+                f" {_NOW} + %s) RETURNING {_COLUMNS}",
                 (
                     ident.key, ident.model, ident.prompt, ident.aspect_ratio, ident.seed,
                     ident.index, ident.source_task_id, State.CREATING, ident.credits,
                     _HOST, owner.pid, owner.marker, LEASE_S,
                 ),
-            ).fetchone()[0]  # fmt: skip
-            entry = _latest(self._conn, ident.key)
+            ).fetchone()  # fmt: skip
         except psycopg.Error as exc:
             raise self._journal._unavailable("record the request before creating it", exc) from None
-        assert entry is not None and entry.id == row_id
+        entry = _entry(row)
+        row_id = entry.id
         self.started.append(row_id)
         self._journal._leased.add(row_id)
         self._journal._start_heartbeat()
@@ -721,23 +717,14 @@ def _latest(conn: psycopg.Connection[Any], identity_key: str) -> JournalEntry | 
         " ORDER BY id DESC LIMIT 1",
         (identity_key,),
     ).fetchone()
-    if row is None:
-        return None
-    files = []
-    if row[8] is not None:
-        files = conn.execute(
-            "SELECT idx, path, sha256, size, url, saved_at FROM grok_imagine_files"
-            " WHERE task_id = %s ORDER BY idx",
-            (row[8],),
-        ).fetchall()
-    return _entry(row, files)
+    return None if row is None else _entry(row)
 
 
-def _entry(row: tuple[Any, ...], files: Sequence[tuple[Any, ...]]) -> JournalEntry:
+def _entry(row: tuple[Any, ...]) -> JournalEntry:
     (
         id_, identity, model, prompt, aspect_ratio, seed, index, source_task_id, task_id, state,
         credits, result_urls, error, created_at, task_created_at, updated_at, finished_at,
-        owner_host, owner_pid, owner_marker, lease_live,
+        owner_host, owner_pid, owner_marker, lease_live, files,
     ) = row  # fmt: skip
     try:
         urls = tuple(str(u) for u in json.loads(result_urls or "[]"))
@@ -754,5 +741,5 @@ def _entry(row: tuple[Any, ...], files: Sequence[tuple[Any, ...]]) -> JournalEnt
         credits=credits, result_urls=urls, error=error, created_at=created_at,
         task_created_at=task_created_at, updated_at=updated_at, finished_at=finished_at,
         owner=owner,
-        files=tuple(JournalFile(*f) for f in files),
+        files=tuple(JournalFile(*f) for f in files or ()),
     )  # fmt: skip

@@ -108,12 +108,13 @@ class Cluster:
         password_file.unlink()
         self._made = True
 
-    def start(self) -> Cluster:
+    def start(self, *, durable: bool = False) -> Cluster:
+        """``durable``: fsync on, as a production server runs (the benchmark); tests skip it."""
         if not self._made:
             self._make()
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.sockets} -c fsync=off"
-            " -c max_connections=200"
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.sockets}"
+            f" -c fsync={'on' if durable else 'off'} -c max_connections=200"
         )
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
         return self
