@@ -29,7 +29,7 @@ PROMPT = "journal overhead benchmark"
 
 
 def run(quick: bool) -> BenchResult:
-    from support import pg  # tests/support: the throwaway cluster the tests use
+    import pg_cluster as pg  # tools/: the throwaway cluster the tests use too
 
     reason = pg.why_not()
     if reason:

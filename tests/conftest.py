@@ -44,7 +44,7 @@ def sandbox_env(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return sandbox
 
 
-# -- PostgreSQL for the shared-journal tests (tests/support/pg.py) --------------------------------
+# -- PostgreSQL for the shared-journal tests (tools/pg_cluster.py) --------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +52,7 @@ def pg_server() -> Iterator[str]:
     """A PostgreSQL server URL for the session: the one given by env, else a throwaway cluster."""
     import os
 
-    from support import pg
+    import pg_cluster as pg
 
     reason = pg.why_not()
     if reason:
@@ -69,7 +69,7 @@ def pg_server() -> Iterator[str]:
 @pytest.fixture
 def pg_url(pg_server: str) -> Iterator[str]:
     """A fresh, empty database on the session's server."""
-    from support import pg
+    import pg_cluster as pg
 
     url = pg.new_database(pg_server)
     yield url
@@ -77,9 +77,9 @@ def pg_url(pg_server: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_cluster() -> Iterator[Any]:
+def pg_own_cluster() -> Iterator[Any]:
     """A server of the test's own, which it may stop and start again."""
-    from support import pg
+    import pg_cluster as pg
 
     reason = pg.why_not() or (None if pg.binaries() else "no PostgreSQL server binaries")
     if reason:
@@ -92,7 +92,7 @@ def pg_cluster() -> Iterator[Any]:
 def _started_cluster() -> Any:
     import subprocess
 
-    from support import pg
+    import pg_cluster as pg
 
     cluster = pg.Cluster()
     try:

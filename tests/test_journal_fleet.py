@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from pg_cluster import PASSWORD
 from support import submodule
 from support.keys import TEST_KEY
-from support.pg import PASSWORD
 
 journal_mod = submodule("journal")
 open_mod = submodule("journal.open")
@@ -162,7 +162,8 @@ LONG_LIVED_WORKER = """
 import os, sys, time
 sys.path.insert(0, {tests_dir!r})
 from support import submodule
-api = submodule("api")
+from support.api_names import public_api
+api = public_api()
 journal = submodule("journal")
 runner = journal.TaskRunner(
     lambda: api.GrokClient(api.load_settings(), poll=api.PollSchedule().scaled(0.05)),
@@ -179,11 +180,11 @@ runner.journal.close()
 
 
 def test_the_database_stopped_mid_run_fails_closed_and_loses_nothing(
-    tmp_path, sandbox_factory, pg_cluster
+    tmp_path, sandbox_factory, pg_own_cluster
 ):
-    from support import pg
+    import pg_cluster as pg
 
-    url = pg.new_database(pg_cluster.server_url)
+    url = pg.new_database(pg_own_cluster.server_url)
     sb = sandbox_factory(generation_time=(3.0, 3.0))
     release = tmp_path / "release"
     script = LONG_LIVED_WORKER.format(
@@ -201,10 +202,11 @@ def test_the_database_stopped_mid_run_fails_closed_and_loses_nothing(
             lambda: (e := watcher.latest(identity)) is not None and e.task_id is not None,
             "worker A to record its task id",
         )
-        pg_cluster.stop()  # mid-poll: A's task is paid for and still running
+        pg_own_cluster.stop()  # mid-poll: A's task is paid for and still running
 
         code, _, err = finish(worker(tmp_path, "b", sb, url, "--seed", "6"))
-        assert code == 3 and f"127.0.0.1:{pg_cluster.port}" in err and "cannot be reached" in err
+        assert code == 3 and "cannot be reached" in err
+        assert f"127.0.0.1:{pg_own_cluster.port}" in err
         assert "nothing was charged" in err and PASSWORD not in err
         assert ledger(sb) == (1, 5)  # B failed closed: no create
 
@@ -212,7 +214,7 @@ def test_the_database_stopped_mid_run_fails_closed_and_loses_nothing(
         assert line, a.stderr.read()
         task_id, count = line.split()  # A finished during the outage
         assert int(count) == 6 and len(_kept(tmp_path, "a")) == 6
-        pg_cluster.start()
+        pg_own_cluster.start()
         _wait_until(
             lambda: (e := watcher.get(task_id)) is not None and len(e.files) == 6,
             "A's writes kept through the outage to be saved",

@@ -15,16 +15,18 @@ import time
 from pathlib import Path
 
 import pytest
+from pg_cluster import PASSWORD
 from support import submodule
+from support.api_names import public_api
 from support.keys import TEST_KEY
-from support.pg import PASSWORD
 
-api = submodule("api")
+api = public_api()
 errors = submodule("api.errors")
 journal_mod = submodule("journal")
 open_mod = submodule("journal.open")
 store_mod = submodule("journal.store")
 pacing = submodule("journal.pacing")
+events = submodule("journal.events")
 
 KEY = TEST_KEY
 PROMPT = "a harbour at dawn, watercolour"
@@ -168,7 +170,7 @@ def test_a_live_workers_create_is_waited_for_and_shared(tmp_path, sandbox, pg_ur
         seed=5,
         timeout=WAIT_LIMIT_S,
         hooks=journal_mod.RunHooks(
-            on_status=lambda text: waiting.set() if "is creating" in text else None
+            on_event=lambda e: waiting.set() if isinstance(e, events.WaitingForProcess) else None
         ),
     )
     helper.join(WAIT_LIMIT_S)
@@ -218,10 +220,11 @@ def test_a_create_waits_for_its_turn_and_cancel_sends_nothing(tmp_path, sandbox,
         runner.text_to_image(
             PROMPT,
             seed=9,
-            hooks=journal_mod.RunHooks(on_status=said.append, should_cancel=lambda: bool(said)),
+            hooks=journal_mod.RunHooks(on_event=said.append, should_cancel=lambda: bool(said)),
         )
     assert time.monotonic() - started < 1.0  # cancelled within the 0.1 s check, not 30 s later
-    assert "waiting" in said[0] and "turn to create" in said[0]
+    assert isinstance(said[0], events.WaitingForTurn) and 28 < said[0].wait_s <= 31
+    assert "turn to create" in events.describe(said[0])
     assert "nothing was charged" in str(caught.value)
     assert ledger(sandbox) == (1, 5) and sandbox.create_requests == 1
     # The cancelled request gave its turn back and is not uncertain: a new rate lets it go.
@@ -300,21 +303,21 @@ def test_an_unreachable_database_is_one_clear_error_naming_the_host(tmp_path, sa
     assert ledger(sandbox) == (0, 0)
 
 
-def test_the_database_going_away_stops_creates_and_keeps_writes(tmp_path, sandbox, pg_cluster):
-    from support import pg
+def test_the_database_going_away_stops_creates_and_keeps_writes(tmp_path, sandbox, pg_own_cluster):
+    import pg_cluster as pg
 
-    url = pg.new_database(pg_cluster.server_url)
+    url = pg.new_database(pg_own_cluster.server_url)
     runner = make_runner(tmp_path, sandbox, url)
     first = runner.text_to_image(PROMPT, seed=11)
     identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=11)
-    pg_cluster.stop()
+    pg_own_cluster.stop()
     with pytest.raises(store_mod.JournalUnavailableError) as caught:
         runner.text_to_image(PROMPT, seed=12)
-    assert f"127.0.0.1:{pg_cluster.port}" in str(caught.value)
+    assert f"127.0.0.1:{pg_own_cluster.port}" in str(caught.value)
     assert PASSWORD not in str(caught.value)
     runner.journal.record_state(first.task_id, "succeeded", error="written during the outage")
     assert ledger(sandbox) == (1, 5)
-    pg_cluster.start()
+    pg_own_cluster.start()
     assert runner.journal.latest(identity).error == "written during the outage"
     assert runner.text_to_image(PROMPT, seed=12).files and ledger(sandbox) == (2, 10)
     runner.journal.close()

@@ -154,7 +154,7 @@ def drop_database(server_url: str, database_url: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``python tests/support/pg.py start`` prints shell exports for a started throwaway server
+    """``python tools/pg_cluster.py start`` prints shell exports for a started throwaway server
     (nothing, and the reason on stderr, when none can be had); ``stop DIR`` stops and removes it.
     ``.ci/run`` uses it so the whole suite shares one server."""
     import shlex
