@@ -363,3 +363,48 @@ def test_the_cli_lists_the_shared_journal(tmp_path, sandbox, pg_url, capsys):
     assert result.task_id in out and "succeeded" in out
     assert cli.main(["tasks", result.task_id, "--journal-url", pg_url]) == 0
     assert PASSWORD not in capsys.readouterr().out
+
+
+# -- the nodes ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def node_env(tmp_path, sandbox, monkeypatch):
+    """The nodes' environment: a home, fast polling, the sandbox's key and URL."""
+    execution = submodule("nodes.execution")
+    monkeypatch.setenv("GROK_IMAGINE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GROK_IMAGINE_KEY_FILE", str(tmp_path / "key" / "api_key"))
+    monkeypatch.setenv("GROK_IMAGINE_POLL_SCALE", "0.05")
+    monkeypatch.setenv("APIINONE_API_KEY", KEY)
+    monkeypatch.setenv("APIINONE_BASE_URL", sandbox.base_url)
+    yield sandbox
+    execution.close_journals()
+
+
+def _generate_node(seed):
+    import asyncio
+
+    from support import pack
+
+    node = pack.NODE_CLASS_MAPPINGS["GrokImagineTextToImage"]()
+    return asyncio.run(node.generate(PROMPT, seed))
+
+
+def test_the_nodes_use_the_shared_journal_the_url_names(node_env, pg_url, monkeypatch):
+    monkeypatch.setenv("GROK_IMAGINE_JOURNAL_URL", pg_url)
+    images, task_ids, _ = _generate_node(seed=14)
+    assert images.shape[0] == 6 and ledger(node_env) == (1, 5)
+    journal = open_mod.open_journal(pg_url, rate=None)
+    assert journal.get(task_ids.strip()).state == "succeeded"  # in PostgreSQL, not SQLite
+    journal.close()
+    assert _generate_node(seed=14)[1] == task_ids and ledger(node_env) == (1, 5)
+
+
+def test_a_node_with_an_unreachable_journal_is_one_line_and_pays_nothing(node_env, monkeypatch):
+    monkeypatch.setenv("GROK_IMAGINE_JOURNAL_URL", _closed_port_url())
+    with pytest.raises(RuntimeError) as caught:
+        _generate_node(seed=15)
+    text = str(caught.value)
+    assert "\n" not in text and "cannot be reached" in text and "127.0.0.1:" in text
+    assert PASSWORD not in text and KEY not in text
+    assert ledger(node_env) == (0, 0) and node_env.create_requests == 0
