@@ -15,7 +15,8 @@ from .pacing import CreateRate, rate_from_env
 from .store import JournalDriverMissingError, JournalStore
 from .url import JOURNAL_URL_ENV, DatabaseUrl, is_database_url
 
-DRIVER_INSTALL = 'pip install "psycopg[binary]>=3.1"'
+DRIVER_PACKAGE = '"psycopg[binary]>=3.1"'
+"""The optional driver (the pack's ``postgres`` extra); named, never installed by the pack."""
 
 
 def journal_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:
@@ -50,9 +51,9 @@ def _open_postgres(url: str, rate: CreateRate | None) -> JournalStore:
         where = DatabaseUrl.parse(url)
         raise JournalDriverMissingError(
             f"{JOURNAL_URL_ENV} points at a shared journal ({where.describe()}) but the "
-            f"PostgreSQL driver is not installed in this Python: run `{DRIVER_INSTALL}` in the "
-            f"Python that runs ComfyUI (or unset {JOURNAL_URL_ENV} to use this machine's own "
-            "journal). No request was sent.",
+            f"PostgreSQL driver is not installed in this Python: install the package "
+            f"{DRIVER_PACKAGE} into the Python that runs ComfyUI (the pack's postgres extra), or "
+            f"unset {JOURNAL_URL_ENV} to use this machine's own journal. No request was sent.",
             where=where.display,
         ) from None
     return PgJournal(url, rate)

@@ -348,7 +348,7 @@ def test_a_url_without_the_driver_is_one_clear_error_before_anything_is_paid(tmp
     assert done.returncode == 3, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in done.stderr
-    assert 'pip install "psycopg[binary]>=3.1"' in lines[0]
+    assert '"psycopg[binary]>=3.1"' in lines[0] and "postgres extra" in lines[0]
     assert "db.example.internal:5433" in lines[0] and PASSWORD not in done.stderr
     assert ledger(sandbox) == (0, 0) and sandbox.create_requests == 0
 

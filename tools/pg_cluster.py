@@ -27,7 +27,7 @@ def driver_missing() -> str | None:
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        return 'psycopg is not installed (pip install ".[postgres]")'
+        return "psycopg is not installed (the pack's postgres extra)"
     return None
 
 
