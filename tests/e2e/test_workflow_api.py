@@ -3,12 +3,24 @@
 The sample below has the shapes the ComfyUI frontend (1.27) saves: widget inputs listed in
 ``inputs`` with a ``widget`` entry, a seed followed by its ``control_after_generate`` value, a
 converted widget fed by a link, array-form links, and a note.
+
+With ``COMFYUI_DIR``, the frozen prompts of saved workflows (``tests/fixtures/saved_workflows``)
+are also queued in a real ComfyUI, unchanged, and ``/object_info`` is checked against the one the
+no-ComfyUI tests build from the node classes.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import pytest
+from e2e.api_graphs import GROK_NODES, LOAD_TASK
+from e2e.comfyui_server import ComfyUIServer
 from e2e.workflow_api import UnsupportedWorkflow, to_api_prompt
+from support.keys import TEST_KEY
+from support.object_info import CORE_OBJECT_INFO, SAVED_WORKFLOWS_DIR, pack_object_info
 
 OBJECT_INFO = {
     "Maker": {
@@ -125,3 +137,79 @@ def test_without_the_control_value_nothing_shifts() -> None:
 def test_what_it_cannot_convert_is_refused(node: dict) -> None:
     with pytest.raises(UnsupportedWorkflow):
         to_api_prompt({"nodes": [node], "links": []}, OBJECT_INFO)
+
+
+# -- in a real ComfyUI: the frozen prompts of saved workflows -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fresh_comfyui(comfyui_factory: Callable[..., ComfyUIServer]) -> Iterator[ComfyUIServer]:
+    """A ComfyUI with a journal of its own: other e2e files queue the same example prompts, and
+    here they must pay as a new user's would. Stopped at the end of this module."""
+    server = comfyui_factory("saved-workflows")
+    yield server
+    server.stop()
+
+
+def saved(kind: str, name: str) -> dict[str, Any]:
+    return json.loads((SAVED_WORKFLOWS_DIR / kind / f"{name}.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.e2e
+def test_object_info_built_from_the_classes_is_what_comfyui_serves(
+    fresh_comfyui: ComfyUIServer,
+) -> None:
+    served = fresh_comfyui.object_info()
+    for name, built in pack_object_info().items():
+        assert name in GROK_NODES
+        assert {key: served[name].get(key) for key in built} == built, name
+    for name, frozen in json.loads(CORE_OBJECT_INFO.read_text(encoding="utf-8")).items():
+        assert served[name]["input_order"] == frozen["input_order"], name
+        assert served[name]["output"] == frozen["output"], name
+
+
+@pytest.mark.e2e
+def test_saved_prompts_run_unchanged(fresh_comfyui: ComfyUIServer, e2e_sandbox: Any) -> None:
+    from PIL import Image
+
+    def run(name: str, prompt: dict[str, Any]) -> tuple[dict[str, Any], list[Any], int]:
+        """History entry, the tasks it created, the credits it was charged."""
+        known, paid = set(e2e_sandbox.task_ids()), e2e_sandbox.ledger(TEST_KEY).credits_charged
+        entry = fresh_comfyui.run(
+            prompt, extra_data={"extra_pnginfo": {"workflow": saved("ui", name)}}, timeout=240.0
+        )
+        new = [e2e_sandbox.task_info(t) for t in e2e_sandbox.task_ids() if t not in known]
+        return entry, new, e2e_sandbox.ledger(TEST_KEY).credits_charged - paid
+
+    def sizes(entry: dict[str, Any]) -> list[tuple[int, int]]:
+        found = []
+        for path in fresh_comfyui.saved_images(entry):
+            with Image.open(path) as image:
+                found.append(image.size)
+        return found
+
+    name = "grok_text_to_image"
+    entry, (task,), credits = run(name, saved("api", name))
+    assert credits == 5 and task.aspect_ratio is None  # "provider default" sends no ratio
+    assert sizes(entry) == [(1024, 1024)] * task.image_count  # the sandbox's default, 1:1
+
+    name = "grok_text_to_image_upscale"
+    entry, new, credits = run(name, saved("api", name))
+    assert credits == 17 and sorted(t.aspect_ratio or "" for t in new) == ["", "3:2"]
+    (upscale,) = [t for t in new if t.source_task_id is not None]
+    assert upscale.source_task_id in {t.task_id for t in new}  # wired from Text-to-Image
+    assert sizes(entry) == [(2592, 1728)]  # 3:2 is 1296 x 864; upscaled twice, one image
+
+    name = "grok_load_task_preview"
+    placeholder = saved("api", name)
+    creates = e2e_sandbox.create_requests
+    answer = fresh_comfyui.queue(placeholder)  # the template's empty task id, as saved
+    assert answer.status == 400 and list(answer.node_errors) == ["1"], answer.body
+    assert e2e_sandbox.create_requests == creates
+    pasted = json.loads(json.dumps(placeholder))
+    (load_id,) = [i for i, n in pasted.items() if n["class_type"] == LOAD_TASK]
+    pasted[load_id]["inputs"]["task_id"] = task.task_id  # what its note asks the user to do
+    entry, new, credits = run(name, pasted)
+    assert (new, credits) == ([], 0)
+    previews = [i for out in entry["outputs"].values() for i in out.get("images", [])]
+    assert len(previews) == task.image_count
