@@ -197,7 +197,7 @@ def test_settings_entry_stores_key_masked_and_nowhere_else(settings_comfyui, pag
     key_input.fill("not a key at all")
     page.get_by_test_id("grok-imagine-key-save").click()
     _wait_for_status(page, "error:")
-    assert "printable ASCII" in status.text_content()
+    assert "space or line break" in status.text_content()
     assert not comfy.key_file.exists()
     page.screenshot(path=str(shots_dir / "settings-02-rejected.png"))
 
