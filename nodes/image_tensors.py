@@ -19,18 +19,23 @@ place so every node behaves the same:
   batch over ``max_batch_pixels``) is refused with ``errors.TooLargeError`` before it can take
   the memory. Bytes Pillow cannot read raise ``errors.NotAnImageError``.
 
-Speed: the output tensor is allocated once and each image is written into its slice in one
-pass from its 8-bit (or 16-bit) pixels, with no intermediate float copy; several images are
-decoded in a small thread pool (Pillow and NumPy release the GIL while they work). Peak extra
-memory is one decoded image per worker on top of the final tensor.
+Speed and memory: the batch is allocated once and each image is written into its slot in one
+pass, with no intermediate float copy and no second full-size copy (no ``torch.cat``). A plain
+8-bit JPEG or PNG is decoded straight into the last third of its own float32 slot and widened in
+place, front to back, so decoding it costs no memory beyond the batch; other images are decoded
+in Pillow's memory, fitted, written and closed at once. ``ImageBatch`` fills a batch as images
+arrive, from any thread and in any order (the node decodes each result file the moment it is
+kept, while other tasks still run); ``images_to_tensor`` fills one from a list on a small
+thread pool (Pillow and NumPy release the GIL while they work).
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +63,16 @@ _EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 _GREY_MODES = frozenset({"L", "F"}) | _SIXTEEN_BIT_MODES
 _DIRECT_MODES = frozenset({"RGB", "RGBA", "RGBX"}) | _GREY_MODES
+_PACKED_MODES = {"RGB": "RGB", "RGBA": "RGB", "RGBX": "RGB", "L": "L"}
+"""Modes Pillow's raw encoder packs to 8-bit RGB (or grey) rows: image mode -> raw mode."""
+_IN_PLACE_FORMATS = frozenset({"JPEG", "PNG"})
+"""Formats decoded straight into the output slot (their plugins decode into the image we give)."""
+_IN_PLACE_BYTES = {"RGB": 4, "RGBA": 4, "RGBX": 4, "L": 1}
+"""Bytes per pixel of Pillow's storage for the modes decoded in place."""
 _BAND_BYTES = 256 * 1024
+
+Key = Hashable
+"""Names one image of a batch, e.g. ``(task position, file index)``."""
 
 
 def images_to_tensor(
@@ -67,49 +81,253 @@ def images_to_tensor(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_batch_pixels: int = DEFAULT_MAX_BATCH_PIXELS,
 ) -> torch.Tensor:
-    """Decode ``sources`` into one ``float32 [B, H, W, 3]`` IMAGE batch (see the module doc)."""
-    import numpy as np
-    import torch
+    """Decode ``sources`` into one ``float32 [B, H, W, 3]`` IMAGE batch (see the module doc).
 
+    Strict: an image that cannot be read raises (``NotAnImageError`` / ``TooLargeError``).
+    """
     if not sources:
         raise errors.NotAnImageError("there are no images to load")
-    headers: list[_Header] = []
-    try:
-        for position, source in enumerate(sources):
-            headers.append(_open_header(source, position, len(sources), max_pixels))
-        width, height = headers[0].size
-        total = width * height * len(headers)
-        if total > max_batch_pixels:
-            raise errors.TooLargeError(
-                f"{len(headers)} images of {width}x{height} make {total / 1e6:.0f} megapixels, "
-                f"over the {max_batch_pixels / 1e6:.0f} megapixel limit for one IMAGE batch"
-            )
-        # NumPy's allocator asks for huge pages on big arrays, torch.empty does not: fewer page
-        # faults. torch.from_numpy shares the memory, as ComfyUI's own Load Image does.
-        out = np.empty((len(headers), height, width, 3), dtype=np.float32)
+    count = len(sources)
+    first = _open_header(sources[0], _label(sources[0], 0, count), max_pixels)
+    first.image.close()
+    width, height = first.size
+    if width * height * count > max_batch_pixels:
+        raise _batch_too_large(count, first.size, max_batch_pixels)
+    batch = ImageBatch(
+        slots=count, size=first.size, max_pixels=max_pixels, max_batch_pixels=max_batch_pixels
+    )
+    keys = list(range(count))
+    if count == 1:
+        batch.add(0, sources[0], slot=0, label=_label(sources[0], 0, count), prefault=True)
+    else:
         pool = _pool()
-        if len(headers) == 1:
-            # Fault the output's pages in on a worker while this thread decodes.
-            touched = pool.submit(_touch_pages, out)
-            image = _decode(headers[0])
-            touched.result()
-            _write(headers[0], image, out[0])
-        else:
-            jobs = [pool.submit(_decode_and_write, h, o) for h, o in zip(headers, out, strict=True)]
-            wait(jobs)  # every worker is done with its image before any is closed
-            for job in jobs:
-                job.result()
-    finally:
-        for header in headers:
-            header.image.close()
-    return torch.from_numpy(out)
+        jobs = [
+            pool.submit(batch.add, i, source, slot=i, label=_label(source, i, count))
+            for i, source in enumerate(sources)
+        ]
+        wait(jobs)
+        for job in jobs:
+            job.result()
+    images, skipped = batch.finish(keys)
+    if skipped:
+        raise skipped[0][1]
+    return images
 
 
 def image_size(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """(width, height) as the tensor will have it (orientation applied), from the header only."""
-    header = _open_header(source, 0, 1, max_pixels)
+    header = _open_header(source, _label(source, 0, 1), max_pixels)
     header.image.close()
     return header.size
+
+
+# -- a batch filled as its images arrive -----------------------------------------------------------
+
+
+class ImageBatch:
+    """One IMAGE batch, filled image by image as they arrive, from any thread, in any order.
+
+    ``add`` decodes one image into its slot right away (on the calling thread) and never raises:
+    an image that cannot be read is reported by ``finish`` instead, so one bad file never costs
+    the others. The batch is allocated on the first ``add`` with room for ``slots`` images of
+    that image's size (or of ``size``, when the caller knows it). ``finish(order)`` returns the
+    images in ``order`` and the ones left out with the reason.
+
+    The first image *in order* defines the batch size (the mixed-size rule). Images arriving out
+    of order are written at the first arrival's size, and a key with no slot (more images than
+    ``slots``) is kept as its source; in the rare case that either guess was wrong, ``finish``
+    decodes the batch again from the sources, once, at the right size. Released as it goes: each
+    decoded image is closed right after its write.
+    """
+
+    def __init__(
+        self,
+        slots: int,
+        *,
+        size: tuple[int, int] | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_batch_pixels: int = DEFAULT_MAX_BATCH_PIXELS,
+    ) -> None:
+        self._capacity = max(1, int(slots))
+        self._size = size
+        self._max_pixels = max_pixels
+        self._max_batch_pixels = max_batch_pixels
+        self._out: np.ndarray | None = None
+        self._lock = threading.Condition()
+        self._busy = 0
+        self._closed = False
+        self._sources: dict[Key, tuple[ImageSource, str]] = {}
+        self._slot_of: dict[Key, int] = {}
+        self._taken: set[int] = set()
+        self._written: dict[Key, tuple[int, int]] = {}
+        """key -> the image's own size (orientation applied), for every image in its slot."""
+        self._unplaced: set[Key] = set()
+        self._failed: dict[Key, errors.GrokError] = {}
+
+    def add(
+        self,
+        key: Key,
+        source: ImageSource,
+        *,
+        slot: int | None = None,
+        label: str | None = None,
+        decoded: Image.Image | None = None,
+        prefault: bool = False,
+    ) -> None:
+        """Decode ``source`` (or the already ``decoded`` image of it) into slot ``slot``.
+
+        ``source`` is kept for a possible second pass (a path costs nothing; bytes only their
+        size). ``decoded`` stays the caller's to close. Late calls (after ``finish``) are
+        ignored, so a download that outlives its node never writes into a returned batch.
+        """
+        label = label or _label(source, 0, 1)
+        with self._lock:
+            if self._closed or key in self._sources:
+                return
+            self._sources[key] = (source, label)
+            self._busy += 1
+        try:
+            self._add(key, source, slot, label, decoded, prefault)
+        except errors.GrokError as exc:
+            self._fail(key, exc)
+        except Exception as exc:  # a decoder bug must not cost the other images
+            self._fail(
+                key, errors.NotAnImageError(f"{label} could not be read: {_first_line(exc)}")
+            )
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._lock.notify_all()
+
+    def finish(
+        self, order: Sequence[Key]
+    ) -> tuple[torch.Tensor, list[tuple[Key, errors.GrokError]]]:
+        """The images of ``order`` (every key added), as one batch, and those left out.
+
+        Raises the first image's error if none could be read. Waits for ``add`` calls still
+        writing; later ones are ignored.
+        """
+        import torch
+
+        with self._lock:
+            self._closed = True
+            while self._busy:
+                self._lock.wait()
+        missing = [key for key in order if key not in self._sources]
+        for key in missing:
+            self._failed[key] = errors.NotAnImageError("the image never arrived")
+        good = [key for key in order if key in self._written or key in self._unplaced]
+        if good and not self._fits(good):
+            return self._second_pass(order)
+        skipped = [(key, self._failed[key]) for key in order if key in self._failed]
+        if not good:
+            if skipped:
+                raise skipped[0][1]
+            raise errors.NotAnImageError("there are no images to load")
+        assert self._out is not None
+        out, self._out = self._out, None
+        for rank, key in enumerate(good):  # slots only ever move down: nothing is overwritten
+            slot = self._slot_of[key]
+            if slot != rank:
+                out[rank] = out[slot]
+        if len(good) < len(out):
+            # Unused room at the end: keep it (untouched pages cost nothing) unless most of the
+            # batch is empty, where a copy of the good part gives the memory back.
+            out = out[: len(good)]
+            if 2 * len(good) <= self._capacity:
+                out = out.copy()
+        return torch.from_numpy(out), skipped
+
+    # -- inside -----------------------------------------------------------------------------------
+
+    def _add(
+        self,
+        key: Key,
+        source: ImageSource,
+        slot: int | None,
+        label: str,
+        decoded: Image.Image | None,
+        prefault: bool,
+    ) -> None:
+        header = (
+            _decoded_header(decoded, label)
+            if decoded is not None
+            else _open_header(source, label, self._max_pixels)
+        )
+        try:
+            with self._lock:
+                target = self._claim(key, slot, header.size)
+            if target is None:
+                return
+            _fill(header, target, prefault=prefault)
+            with self._lock:
+                self._written[key] = header.size
+        finally:
+            if decoded is None:
+                header.image.close()
+
+    def _claim(self, key: Key, slot: int | None, size: tuple[int, int]) -> np.ndarray | None:
+        """The slot's array (allocating the batch on first use), or None: no slot, keep the
+        source for the second pass."""
+        import numpy as np
+
+        if self._out is None:
+            width, height = self._size = self._size or size
+            if width * height * self._capacity > self._max_batch_pixels:
+                raise _batch_too_large(self._capacity, (width, height), self._max_batch_pixels)
+            # NumPy's allocator asks for huge pages on big arrays, torch.empty does not: fewer
+            # page faults. torch.from_numpy shares the memory, as ComfyUI's own Load Image does.
+            self._out = np.empty((self._capacity, height, width, 3), dtype=np.float32)
+        if slot is None or not 0 <= slot < self._capacity or slot in self._taken:
+            self._unplaced.add(key)
+            return None
+        self._taken.add(slot)
+        self._slot_of[key] = slot
+        return self._out[slot]
+
+    def _fail(self, key: Key, exc: errors.GrokError) -> None:
+        with self._lock:
+            self._failed[key] = exc
+            self._written.pop(key, None)
+            self._unplaced.discard(key)
+
+    def _fits(self, good: Sequence[Key]) -> bool:
+        """Is every good image in its slot, slots rising in order, at the first image's size?"""
+        if any(key in self._unplaced for key in good):
+            return False
+        if self._written[good[0]] != self._size:
+            return False
+        slots = [self._slot_of[key] for key in good]
+        return all(a < b for a, b in itertools.pairwise(slots))
+
+    def _second_pass(
+        self, order: Sequence[Key]
+    ) -> tuple[torch.Tensor, list[tuple[Key, errors.GrokError]]]:
+        """Decode every image again, from its source, into a batch laid out for ``order``."""
+        self._out = None  # the first attempt's memory goes before the second's is taken
+        first = next(key for key in order if key in self._written or key in self._unplaced)
+        known = [key for key in order if key in self._sources and key not in self._failed]
+        size = self._written.get(first)
+        again = ImageBatch(
+            len(known),
+            size=size,
+            max_pixels=self._max_pixels,
+            max_batch_pixels=self._max_batch_pixels,
+        )
+        for slot, key in enumerate(known):
+            source, label = self._sources[key]
+            again.add(key, source, slot=slot, label=label)
+        images, skipped = again.finish(known)
+        earlier = [(key, self._failed[key]) for key in order if key in self._failed]
+        return images, sorted(earlier + skipped, key=lambda item: list(order).index(item[0]))
+
+
+def _batch_too_large(count: int, size: tuple[int, int], limit: int) -> errors.TooLargeError:
+    width, height = size
+    return errors.TooLargeError(
+        f"{count} images of {width}x{height} make {width * height * count / 1e6:.0f} "
+        f"megapixels, over the {limit / 1e6:.0f} megapixel limit for one IMAGE batch"
+    )
 
 
 # -- reading headers -------------------------------------------------------------------------------
@@ -124,11 +342,10 @@ class _Header:
     label: str
 
 
-def _open_header(source: ImageSource, position: int, count: int, max_pixels: int) -> _Header:
+def _open_header(source: ImageSource, label: str, max_pixels: int) -> _Header:
     """``Image.open`` reads only the header: the pixel count is checked before any decoding."""
     from PIL import Image, UnidentifiedImageError
 
-    label = _label(source, position, count)
     # Pillow itself warns above ~89 MP and refuses above twice that; both are over our own
     # limit, checked right below, so its warning is left alone (filters are process-global).
     try:
@@ -155,12 +372,22 @@ def _open_header(source: ImageSource, position: int, count: int, max_pixels: int
                 f"{label} is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the "
                 f"{max_pixels / 1e6:.0f} megapixel limit; it was not decoded"
             )
-        orientation = _orientation(image)
-        if orientation in _ROTATING_ORIENTATIONS:
-            width, height = height, width
+        return _header(image, label)
     except BaseException:
         image.close()
         raise
+
+
+def _decoded_header(image: Image.Image, label: str) -> _Header:
+    """The header of an image someone else already decoded (the journal's check of a file)."""
+    return _header(image, label)
+
+
+def _header(image: Image.Image, label: str) -> _Header:
+    width, height = image.size
+    orientation = _orientation(image)
+    if orientation in _ROTATING_ORIENTATIONS:
+        width, height = height, width
     return _Header(image, (width, height), orientation, label)
 
 
@@ -190,12 +417,71 @@ def _orientation(image: Image.Image) -> int:
 # -- decoding into the batch -----------------------------------------------------------------------
 
 
-def _decode_and_write(header: _Header, out: np.ndarray) -> None:
-    _write(header, _decode(header), out)
+def _fill(header: _Header, out: np.ndarray, *, prefault: bool = False) -> None:
+    """Decode ``header``'s image into ``out`` ([H, W, 3] float32), fitted, scaled to 0..1."""
+    height, width = out.shape[:2]
+    touched = None
+    if _decodes_in_place(header, (width, height)):
+        tail = _tail(out, _IN_PLACE_BYTES[header.image.mode])
+        if prefault:
+            # Fault the slot's front pages in on a worker while this thread decodes into its
+            # tail (the two parts do not overlap, so the zeros never land on pixels).
+            touched = _pool().submit(_touch_pages, out.reshape(-1)[: (out.nbytes - tail.size) // 4])
+        _map_into(header.image, tail)
+    intermediate: list[Image.Image] = []
+    try:
+        image = _decode(header, intermediate)
+        if touched is not None:
+            touched.result()
+        _write(header, image, out)
+    finally:
+        if touched is not None and not touched.done():
+            touched.result()
+        for extra in intermediate:
+            extra.close()
 
 
-def _decode(header: _Header) -> Image.Image:
-    """The pixels, oriented, in a mode ``_write`` knows."""
+def _decodes_in_place(header: _Header, size: tuple[int, int]) -> bool:
+    image = header.image
+    return (
+        header.orientation == 1
+        and image.size == size
+        and image.mode in _IN_PLACE_BYTES
+        and image.format in _IN_PLACE_FORMATS
+        and not getattr(image, "is_animated", False)
+        and getattr(image, "_im", None) is None  # not decoded yet
+    )
+
+
+def _tail(out: np.ndarray, pixel_bytes: int) -> np.ndarray:
+    """The last ``pixel_bytes`` of every 12 the slot has per pixel, as flat bytes.
+
+    Widening the 8-bit pixels to float32 front to back never overwrites a pixel not yet read:
+    after ``r`` rows the floats end at ``12 W r`` bytes, the unread pixels start at
+    ``(12 - p) W H + p W r``, and ``12 W r <= (12 - p) W H + p W r`` for every ``r <= H``.
+    """
+    import numpy as np
+
+    flat = out.reshape(-1).view(np.uint8)
+    return flat[flat.size - flat.size // 12 * pixel_bytes :]
+
+
+def _map_into(image: Image.Image, memory: np.ndarray) -> None:
+    """Let Pillow decode ``image`` into ``memory`` instead of memory of its own.
+
+    ``ImageFile.load`` keeps an image core that is already there; if a Pillow version does not,
+    the image simply decodes into its own memory and ``_write`` reads it from there.
+    """
+    from PIL import Image
+
+    try:
+        image.im = Image.core.map_buffer(memory, image.size, "raw", 0, (image.mode, 0, 1))
+    except Exception:  # an older Pillow without this path: decode as usual
+        pass
+
+
+def _decode(header: _Header, intermediate: list[Image.Image]) -> Image.Image:
+    """The pixels, oriented, in a mode ``_write`` knows. New images go on ``intermediate``."""
     from PIL import Image
 
     try:
@@ -204,7 +490,11 @@ def _decode(header: _Header) -> Image.Image:
         method = _TRANSPOSE.get(header.orientation)
         if method is not None:
             image = image.transpose(Image.Transpose[method])
-        return _array_friendly(image)
+            intermediate.append(image)
+        friendly = _array_friendly(image)
+        if friendly is not image:
+            intermediate.append(friendly)
+        return friendly
     except errors.GrokError:
         raise
     except MemoryError:
@@ -237,27 +527,46 @@ def _array_friendly(image: Image.Image) -> Image.Image:
 def _write(header: _Header, image: Image.Image, out: np.ndarray) -> None:
     """Fit ``image`` to ``out`` ([H, W, 3] float32) and write it there scaled to 0..1.
 
-    Rows go through a small, cache-sized band at a time: ``np.asarray`` of a whole image makes
-    a full-size copy (and its page faults), a band costs almost nothing and stays in cache for
-    the scaling.
+    Rows go through a small, cache-sized band at a time: a whole-image ``np.asarray`` would be
+    a full-size copy (and its page faults); a band stays in cache for the scaling.
     """
-    import numpy as np
     from PIL import Image, ImageOps
 
     height, width = out.shape[:2]
     try:
         if image.size != (width, height):
-            image = ImageOps.fit(
+            fitted = ImageOps.fit(
                 image, (width, height), method=Image.Resampling.BILINEAR, centering=(0.5, 0.5)
             )
+            try:
+                _write_fitted(fitted, out)
+            finally:
+                fitted.close()
+            return
     except (OSError, ValueError) as exc:
         raise errors.NotAnImageError(
             f"{header.label} could not be resized to {width}x{height}: {_first_line(exc)}"
         ) from exc
+    _write_fitted(image, out)
+
+
+def _write_fitted(image: Image.Image, out: np.ndarray) -> None:
+    import numpy as np
+
+    height, width = out.shape[:2]
     mode = image.mode
-    grey = mode in _GREY_MODES
     scale = np.float32(1 / 65535 if mode in _SIXTEEN_BIT_MODES else 1 / 255)
     rows = max(1, _BAND_BYTES // (width * 4))
+    if mode in _PACKED_MODES:
+        grey = mode == "L"
+        for top, band in _packed_bands(image, _PACKED_MODES[mode], rows):
+            target = out[top : top + band.shape[0]]
+            # A casting copy, then a multiply while the band is still in cache: faster than
+            # one mixed-type np.multiply, which casts through a small buffer.
+            target[...] = band[..., np.newaxis] if grey else band
+            target *= scale
+        return
+    grey = mode in _GREY_MODES
     for top in range(0, height, rows):
         bottom = min(height, top + rows)
         band = np.asarray(image.crop((0, top, width, bottom)))
@@ -266,12 +575,36 @@ def _write(header: _Header, image: Image.Image, out: np.ndarray) -> None:
         if mode == "F":
             np.clip(band, 0.0, 1.0, out=target)
             continue
-        # A casting copy, then a multiply while the band is still in cache: faster than one
-        # mixed-type np.multiply, which casts through a small buffer.
         target[...] = band
         target *= scale
         if mode == "I":  # 32-bit samples may lie outside 16 bits
             np.clip(target, 0.0, 1.0, out=target)
+
+
+def _packed_bands(image: Image.Image, raw_mode: str, rows: int):
+    """``(top row, uint8 [rows, W(, 3)])`` bands of ``image``, packed by Pillow's raw encoder
+    straight from the image's memory (a crop would copy each band once more)."""
+    import numpy as np
+    from PIL import Image
+
+    width, height = image.size
+    channels = 3 if raw_mode == "RGB" else 1
+    shape = (width, channels) if channels == 3 else (width,)
+    encoder = Image._getencoder(image.mode, "raw", raw_mode)
+    try:
+        encoder.setimage(image.im, (0, 0, width, height))
+        top = 0
+        while top < height:
+            _, status, data = encoder.encode(rows * width * channels)
+            if status < 0:
+                raise OSError(f"Pillow's raw encoder failed ({status})")
+            band = np.frombuffer(data, np.uint8).reshape(-1, *shape)
+            yield top, band
+            top += band.shape[0]
+            if status:
+                break
+    finally:
+        encoder.cleanup()
 
 
 def _touch_pages(array: np.ndarray) -> None:

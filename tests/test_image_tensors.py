@@ -362,3 +362,131 @@ def test_no_images_is_an_error_not_an_empty_tensor():
 def test_errors_are_grok_errors():
     assert issubclass(errors.NotAnImageError, errors.GrokError)
     assert issubclass(errors.TooLargeError, errors.GrokError)
+
+
+# -- a batch filled as its images arrive -----------------------------------------------------------
+
+
+def distinct_images(count: int, width: int = 48, height: int = 32, fmt: str = "PNG") -> list[bytes]:
+    rng = np.random.default_rng(count)
+    return [
+        encode(Image.fromarray(rng.integers(0, 256, (height, width, 3), np.uint8)), fmt)
+        for _ in range(count)
+    ]
+
+
+def test_images_arriving_in_any_order_from_threads_land_in_result_order():
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources = distinct_images(12)
+    batch = tensors.ImageBatch(12)
+    arrival = list(range(12))
+    random.Random(5).shuffle(arrival)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: batch.add(i, sources[i], slot=i), arrival))
+    images, skipped = batch.finish(list(range(12)))
+    assert skipped == []
+    assert torch.equal(images, tensors.images_to_tensor(sources))
+
+
+def test_first_image_in_order_sets_the_size_even_when_it_arrives_last():
+    first = encode(Image.fromarray(quadrants(40, 40)))
+    others = distinct_images(3, 80, 40)
+    batch = tensors.ImageBatch(4)
+    for slot, data in enumerate(others, start=1):
+        batch.add(slot, data, slot=slot)
+    batch.add(0, first, slot=0)
+    images, skipped = batch.finish([0, 1, 2, 3])
+    assert skipped == []
+    assert torch.equal(images, tensors.images_to_tensor([first, *others]))
+
+
+def test_a_bad_image_is_left_out_named_and_the_others_returned():
+    good = distinct_images(3, fmt="JPEG")
+    truncated = good[1][: len(good[1]) // 3]
+    batch = tensors.ImageBatch(4)
+    for slot, data in enumerate([good[0], truncated, good[1], good[2]]):
+        batch.add(slot, data, slot=slot, label=f"image {slot + 1} of task abc")
+    images, skipped = batch.finish([0, 1, 2, 3])
+    assert torch.equal(images, tensors.images_to_tensor(good))
+    assert [key for key, _ in skipped] == [1]
+    assert isinstance(skipped[0][1], errors.NotAnImageError)
+    assert "image 2 of task abc" in str(skipped[0][1])
+
+
+def test_when_every_image_is_bad_the_first_error_is_raised():
+    batch = tensors.ImageBatch(2)
+    batch.add(0, b"not an image", slot=0, label="image 1 of 2")
+    batch.add(1, b"\x89PNG\r\n\x1a\n broken", slot=1, label="image 2 of 2")
+    with pytest.raises(errors.NotAnImageError, match="image 1 of 2"):
+        batch.finish([0, 1])
+
+
+def test_gaps_are_closed_and_images_beyond_the_slots_still_land():
+    sources = distinct_images(5)
+    batch = tensors.ImageBatch(6)
+    batch.add("a", sources[0], slot=0)
+    batch.add("b", sources[1], slot=2)  # slots 1, 3 and 4 never come (lost files, a failed task)
+    batch.add("c", sources[2], slot=5)
+    images, _ = batch.finish(["a", "b", "c"])
+    assert torch.equal(images, tensors.images_to_tensor(sources[:3]))
+
+    crowded = tensors.ImageBatch(2)
+    for key, data in enumerate(sources):
+        crowded.add(key, data, slot=key)  # slots 2..4 do not exist: kept for a second pass
+    images, skipped = crowded.finish(list(range(5)))
+    assert skipped == []
+    assert torch.equal(images, tensors.images_to_tensor(sources))
+
+
+def test_an_image_added_after_finish_never_touches_the_returned_batch():
+    sources = distinct_images(2)
+    batch = tensors.ImageBatch(2)
+    batch.add(0, sources[0], slot=0)
+    images, _ = batch.finish([0])
+    before = images.clone()
+    batch.add(1, sources[1], slot=1)
+    batch.add(0, sources[1], slot=0)
+    assert torch.equal(images, before)
+
+
+def test_an_image_already_decoded_is_not_decoded_again_and_stays_the_callers():
+    data = encode(Image.fromarray(quadrants()), "JPEG")
+    decoded = Image.open(io.BytesIO(data))
+    decoded.load()
+    batch = tensors.ImageBatch(1)
+    batch.add(0, b"these bytes are never read", slot=0, decoded=decoded)
+    images, skipped = batch.finish([0])
+    assert skipped == []
+    assert torch.equal(images, tensors.images_to_tensor([data]))
+    assert decoded.getpixel((0, 0))  # still open: the caller closes it
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(1, 37),
+    st.integers(1, 37),
+    st.sampled_from(["RGB", "RGBA", "L"]),
+    st.sampled_from(["PNG", "JPEG"]),
+    st.randoms(use_true_random=False),
+)
+def test_decoding_in_place_matches_pillow_for_any_size(width, height, mode, fmt, rnd):
+    """Plain JPEG/PNG decode into the tail of their own slot: every size, every such mode."""
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    raw = np.frombuffer(rnd.randbytes(width * height * channels), np.uint8)
+    image = Image.fromarray(
+        raw.reshape(height, width, channels).squeeze(-1)
+        if channels == 1
+        else raw.reshape(height, width, channels),
+        mode,
+    )
+    if fmt == "JPEG" and mode == "RGBA":
+        image = image.convert("RGB")
+    data = encode(image, fmt)
+    out = tensors.images_to_tensor([data, data])  # two: the pool path, no page pre-faulting
+    reference = rgb_reference(Image.open(io.BytesIO(data)))
+    for index in range(2):
+        np.testing.assert_allclose(out[index].numpy(), reference, atol=1e-6)
+    single = tensors.images_to_tensor([data])  # one: pre-faulting beside the decode
+    np.testing.assert_allclose(single[0].numpy(), reference, atol=1e-6)
