@@ -16,6 +16,7 @@ input checks plus one job per task), and gets back the IMAGE batch, task ids and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -26,7 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..api import errors, validation
+from ..journal import events
 from . import comfy_hooks, comfy_paths
+from .result_images import ResultImages
 from .status_board import StatusBoard
 
 if TYPE_CHECKING:
@@ -74,7 +77,8 @@ async def run_node(
 
     def work() -> NodeOutput:
         runner = make_runner()
-        return collect(run_parallel(runner, jobs, board), hooks)
+        images = ResultImages(len(jobs))
+        return collect(run_parallel(runner, jobs, board, images), hooks, images, board)
 
     return await run_blocking(work, hooks, board)
 
@@ -178,17 +182,23 @@ def as_node_error(exc: BaseException, hooks: comfy_hooks.NodeHooks) -> BaseExcep
 
 
 def run_parallel(
-    runner: TaskRunner, jobs: Sequence[Job], board: StatusBoard
+    runner: TaskRunner,
+    jobs: Sequence[Job],
+    board: StatusBoard,
+    images: ResultImages | None = None,
 ) -> list[TaskResult | BaseException]:
     """Run each job (one task each) with its own hooks, at most ``MAX_PARALLEL_TASKS`` at a time.
 
     Every job runs to its end even when another fails: each one may already have been paid for,
-    and its result belongs in the journal and the output.
+    and its result belongs in the journal and the output. With ``images``, each result file is
+    decoded into the batch as it is kept, while the other jobs still run.
     """
 
     def run(index: int) -> TaskResult | BaseException:
         try:
-            result = jobs[index].run(runner, board.run_hooks(index))
+            result = jobs[index].run(runner, _hooks(board, images, index))
+            if images is not None:
+                images.task_done(index, result)
         except Exception as exc:
             board.failed(index, exc)
             return exc
@@ -204,12 +214,31 @@ def run_parallel(
         return list(pool.map(run, range(len(jobs))))
 
 
-def collect(
-    outcomes: Sequence[TaskResult | BaseException], hooks: comfy_hooks.NodeHooks
-) -> NodeOutput:
-    """The images, ids and URLs of every task that succeeded; the first error if none did."""
-    from .image_tensors import images_to_tensor
+def _hooks(board: StatusBoard, images: ResultImages | None, index: int) -> RunHooks:
+    """The board's hooks for task ``index``, with every event also shown to ``images``."""
+    hooks = board.run_hooks(index)
+    show = hooks.on_event
+    if images is None or show is None:
+        return hooks
 
+    def on_event(event: events.RunEvent) -> None:
+        show(event)
+        images.on_event(index, event)
+
+    return dataclasses.replace(hooks, on_event=on_event)
+
+
+def collect(
+    outcomes: Sequence[TaskResult | BaseException],
+    hooks: comfy_hooks.NodeHooks,
+    images: ResultImages | None = None,
+    board: StatusBoard | None = None,
+) -> NodeOutput:
+    """The images, ids and URLs of every task that succeeded; the first error if none did.
+
+    The images come from ``images`` (decoded as they arrived) or, without it, from the kept
+    files now. An image that cannot be decoded is left out, and the board says which and why.
+    """
     results = [o for o in outcomes if not isinstance(o, BaseException)]
     failures = [o for o in outcomes if isinstance(o, BaseException)]
     if hooks.cancelled() or any(isinstance(f, errors.CancelledError) for f in failures):
@@ -220,11 +249,20 @@ def collect(
         logger.warning(
             "Grok Imagine: one task of the node failed: %s", errors.exception_line(failure)
         )
-    files = [path for result in results for path in result.files]
-    if not files:
-        raise errors.BadResponseError("The task finished without any image.")
+    if images is None:
+        images = ResultImages(len(outcomes))
+        for index, outcome in enumerate(outcomes):
+            if not isinstance(outcome, BaseException):
+                images.task_done(index, outcome)
+    succeeded = [(i, o) for i, o in enumerate(outcomes) if not isinstance(o, BaseException)]
+    batch, skipped = images.finish(succeeded)
+    for _, exc in skipped:
+        text = f"left out of the output: {errors.exception_line(exc)}"
+        logger.warning("Grok Imagine: %s", text)
+        if board is not None:
+            board.add_warning(text)
     return NodeOutput(
-        images=images_to_tensor(files),
+        images=batch,
         task_ids="\n".join(result.task_id for result in results),
         urls="\n".join(url for result in results for url in result.urls),
     )

@@ -172,19 +172,20 @@ class ImageBatch:
         slot: int | None = None,
         label: str | None = None,
         decoded: Image.Image | None = None,
+        again: ImageSource | None = None,
         prefault: bool = False,
     ) -> None:
         """Decode ``source`` (or the already ``decoded`` image of it) into slot ``slot``.
 
-        ``source`` is kept for a possible second pass (a path costs nothing; bytes only their
-        size). ``decoded`` stays the caller's to close. Late calls (after ``finish``) are
-        ignored, so a download that outlives its node never writes into a returned batch.
+        ``again`` (default ``source``) is kept for a possible second pass: a path costs nothing,
+        bytes their size. ``decoded`` stays the caller's to close. Late calls (after ``finish``)
+        are ignored, so a download that outlives its node never writes into a returned batch.
         """
         label = label or _label(source, 0, 1)
         with self._lock:
             if self._closed or key in self._sources:
                 return
-            self._sources[key] = (source, label)
+            self._sources[key] = (source if again is None else again, label)
             self._busy += 1
         try:
             self._add(key, source, slot, label, decoded, prefault)

@@ -48,6 +48,7 @@ class StatusBoard:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._lines = [_TaskLine(label) for label in self.labels]
+        self._warnings: list[str] = []
 
     def run_hooks(self, index: int) -> RunHooks:
         """The journal runner's hooks for task ``index``."""
@@ -61,6 +62,12 @@ class StatusBoard:
     def on_event(self, index: int, event: events.RunEvent) -> None:
         with self._lock:
             _apply(self._lines[index], event)
+        self.publish()
+
+    def add_warning(self, text: str) -> None:
+        """A line that stays under the tasks to the end (an image left out of the output)."""
+        with self._lock:
+            self._warnings.append(text)
         self.publish()
 
     def finished(self, index: int, result: TaskResult) -> None:
@@ -102,6 +109,7 @@ class StatusBoard:
                 if line.note:
                     parts.append(line.note)
                 lines.append(" · ".join(parts))
+            lines.extend(self._warnings)
         return "\n".join(lines)
 
     def publish(self) -> None:

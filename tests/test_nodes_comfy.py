@@ -367,3 +367,57 @@ def test_hooks_are_silent_outside_comfyui(plain):
     hooks.progress(50)
     assert not hooks.cancelled()
     assert isinstance(comfy_hooks.interrupt_exception(), comfy_hooks.Interrupted)
+
+
+# -- images decoded as they arrive -----------------------------------------------------------------
+
+
+def test_each_file_is_decoded_as_it_is_kept_and_a_kept_result_from_its_paths(
+    comfy, grok, monkeypatch
+):
+    """Fresh files are decoded on their download's thread, while the task's other files (and
+    other tasks) still download; a result kept from an earlier run is decoded from its paths."""
+    tensors = submodule("nodes.image_tensors")
+    fill = tensors._fill
+    threads: list[str] = []
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return fill(*args, **kwargs)
+
+    monkeypatch.setattr(tensors, "_fill", spy)
+    sb = grok()
+    first, task_ids, _ = asyncio.run(T2I().generate("a lighthouse", 3, parallel_tasks=2))
+    assert first.shape[0] == 4
+    assert len(threads) == 4 and all(name.startswith("grok-download") for name in threads)
+    threads.clear()
+    again, again_ids, _ = asyncio.run(T2I().generate("a lighthouse", 3, parallel_tasks=2))
+    assert again_ids == task_ids
+    assert torch_equal(again, first)
+    assert len(threads) == 4 and all(name.startswith("grok-imagine-decode") for name in threads)
+    ledger = sb.ledger(TEST_KEY)
+    assert (ledger.creates, ledger.credits_charged) == (2, 10)
+
+
+def test_an_image_that_cannot_be_decoded_is_left_out_named_and_the_rest_returned(comfy, grok):
+    sb = grok()
+    good, good_id, _ = asyncio.run(T2I().generate("a lighthouse", 1))
+    sb.faults.download = "bomb"  # a valid PNG header claiming hundreds of megapixels
+    with pytest.raises(RuntimeError) as caught:
+        asyncio.run(T2I().generate("a lighthouse", 2))
+    assert "\n" not in str(caught.value) and TEST_KEY not in str(caught.value)
+    (bad_id,) = [task for task in sb.task_ids() if task != good_id]
+
+    images, _, _ = asyncio.run(LOAD().load(f"{good_id}\n{bad_id}", unique_id="31"))
+    assert torch_equal(images, good)  # the good task's images, the bad one's left out
+    last = comfy.texts_for("31")[-1]
+    assert bad_id in last and good_id in last
+    assert TEST_KEY not in last
+    ledger = sb.ledger(TEST_KEY)
+    assert (ledger.creates, ledger.credits_charged) == (2, 10)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)

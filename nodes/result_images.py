@@ -1,0 +1,128 @@
+"""The node's IMAGE batch, decoded while its tasks still run.
+
+Each result file is decoded into its place in the batch the moment the runner keeps it
+(``events.FileKept``: from the bytes in memory, on the download's own thread), while the other
+files and tasks are still downloading or generating; so when the last task finishes, only its
+own files are left to convert. Files that come without an event (a result kept from an earlier
+run) are decoded from their paths, on the decode pool, as soon as their task is done.
+
+The batch order is the tasks' order, then each task's result order, whatever the arrival order.
+A file that cannot be decoded is left out and named; the others are returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import wait
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..api import errors
+from ..journal import events
+from . import image_tensors
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..journal import TaskResult
+
+logger = logging.getLogger(__name__)
+
+
+class ResultImages:
+    """``on_event`` / ``task_done`` per task as the node runs, then ``finish`` for the batch."""
+
+    def __init__(self, tasks: int) -> None:
+        self._tasks = max(1, tasks)
+        self._lock = threading.Lock()
+        self._batch: image_tensors.ImageBatch | None = None
+        self._stride = 0
+        """Slots per task: the first task's file count (Grok returns the same count each time)."""
+        self._seen: dict[int, dict[Path, tuple[int, int]]] = {}
+        """task -> kept path -> key, for files decoded on arrival."""
+        self._order: dict[int, list[object]] = {}
+
+    def on_event(self, task: int, event: events.RunEvent) -> None:
+        """Decode a freshly kept file into its slot now; never raises (see ``finish``)."""
+        if not isinstance(event, events.FileKept):
+            return
+        source = event.data if event.data is not None else event.path
+        if source is None:
+            return
+        key = (task, event.index)
+        try:
+            batch = self._batch_for(event.total)
+            if event.path is not None:
+                with self._lock:
+                    self._seen.setdefault(task, {})[event.path] = key
+            batch.add(
+                key,
+                source,
+                slot=self._slot(task, event.index),
+                label=_label(event.task_id, event.index, event.total),
+                again=event.path,
+            )
+        except Exception:  # the file is kept; task_done decodes it from its path instead
+            logger.warning("Grok Imagine: decoding a kept file on arrival failed", exc_info=True)
+
+    def task_done(self, task: int, result: TaskResult) -> None:
+        """Settle the task's place in the order; decode any file that came without an event."""
+        files = list(result.files)
+        if not files:
+            self._order[task] = []
+            return
+        batch = self._batch_for(len(files))
+        with self._lock:
+            seen = dict(self._seen.get(task, {}))
+        keys: list[object] = []
+        late = []
+        for rank, path in enumerate(files):
+            key = seen.get(path)
+            if key is None:
+                key = (task, "kept", rank)
+                late.append((key, path, rank))
+            keys.append(key)
+        pool = image_tensors._pool()
+        jobs = [
+            pool.submit(
+                batch.add,
+                key,
+                path,
+                slot=self._slot(task, rank),
+                label=_label(result.task_id, rank, len(files)),
+            )
+            for key, path, rank in late
+        ]
+        wait(jobs)
+        self._order[task] = keys
+
+    def finish(
+        self, results: Sequence[tuple[int, TaskResult]]
+    ) -> tuple[torch.Tensor, list[tuple[int, errors.GrokError]]]:
+        """The batch of the tasks in ``results`` ((task, result), in the node's order), and
+        (task, error) for each image left out. Raises if there is no image at all."""
+        order = [key for task, _ in results for key in self._order.get(task, [])]
+        if not order or self._batch is None:
+            raise errors.BadResponseError("The task finished without any image.")
+        images, skipped = self._batch.finish(order)
+        return images, [(_task_of(key), exc) for key, exc in skipped]
+
+    def _batch_for(self, total: int) -> image_tensors.ImageBatch:
+        with self._lock:
+            if self._batch is None:
+                self._stride = max(1, total)
+                self._batch = image_tensors.ImageBatch(self._tasks * self._stride)
+            return self._batch
+
+    def _slot(self, task: int, index: int) -> int | None:
+        return task * self._stride + index if index < self._stride else None
+
+
+def _task_of(key: object) -> int:
+    return key[0] if isinstance(key, tuple) else 0
+
+
+def _label(task_id: str, index: int, total: int) -> str:
+    return f"image {index + 1} of {total} of task {task_id}"
