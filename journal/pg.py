@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -199,6 +200,7 @@ class PgJournal:
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self._leased: set[int] = set()
         self._warned_outage = False
+        self._quiet_until = 0.0
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         self._beat_conn: psycopg.Connection[Any] | None = None
@@ -318,9 +320,12 @@ class PgJournal:
         """
         with self._lock:
             self._pending.append((sql, params))
+            if len(self._pending) > 1 and time.monotonic() < self._quiet_until:
+                return  # the database was just found away: queue without waiting on it again
             try:
                 self._connection("save a task's progress")
             except JournalUnavailableError:
+                self._quiet_until = time.monotonic() + HEARTBEAT_S
                 if not self._warned_outage:
                     self._warned_outage = True
                     logger.warning(
@@ -370,10 +375,31 @@ class PgJournal:
         while not self._stop.wait(HEARTBEAT_S):
             with self._lock:
                 leased = list(self._leased)
+                waiting = bool(self._pending) and (self._conn is None or self._conn.closed)
+            if waiting:
+                self._reconnect_outside_the_lock()
+            with self._lock:
                 if self._pending:
                     self._flush_quietly()
             if leased:
                 self._renew(leased)
+
+    def _reconnect_outside_the_lock(self) -> None:
+        """Wait on a slow or dead host here, not under the lock the workers' writes need."""
+        try:
+            conn = self._connect()
+        except psycopg.Error:
+            return
+        try:
+            _prepare_schema(conn, self.where)
+        except (psycopg.Error, JournalUnavailableError):
+            conn.close()
+            return
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = conn
+                return
+        conn.close()
 
     def _renew(self, leased: list[int]) -> None:
         """On a connection of its own: a slow claim on the main one must not starve a lease."""
