@@ -242,7 +242,7 @@ class TaskRunner:
             task_id = create(api, hooks.should_cancel)
         except (errors.UncertainCreateError, errors.BadResponseError) as exc:
             self.journal.mark(entry.id, State.UNCERTAIN, errors.exception_line(exc))
-            raise _uncertain_error(self.journal.entry(entry.id) or entry) from exc
+            raise _uncertain_error(_reread(self.journal, entry)) from exc
         except errors.GrokError as exc:  # the API refused it: no task, no charge
             self.journal.mark(entry.id, State.REJECTED, errors.exception_line(exc))
             raise
@@ -481,6 +481,15 @@ def _creator_may_still_be_sending(entry: JournalEntry) -> bool:
     if owner is None or owner.is_current() or not owner.is_alive():
         return False
     return time.time() - entry.created_at < CREATE_IN_FLIGHT_LIMIT_S
+
+
+def _reread(journal: JournalStore, entry: JournalEntry) -> JournalEntry:
+    """The row as the journal has it now, else as we last saw it (a shared journal may be away:
+    the uncertain create must still be reported as such)."""
+    try:
+        return journal.entry(entry.id) or entry
+    except JournalUnavailableError:
+        return entry
 
 
 def _check_cancel(hooks: RunHooks, task_id: str | None) -> None:

@@ -408,3 +408,42 @@ def test_a_node_with_an_unreachable_journal_is_one_line_and_pays_nothing(node_en
     assert "\n" not in text and "cannot be reached" in text and "127.0.0.1:" in text
     assert PASSWORD not in text and KEY not in text
     assert ledger(node_env) == (0, 0) and node_env.create_requests == 0
+
+
+def test_a_database_that_cannot_be_written_sends_no_create(tmp_path, sandbox, pg_url):
+    runner = make_runner(tmp_path, sandbox, pg_url)
+    _sql(runner.journal, "SET SESSION default_transaction_read_only = on")
+    with pytest.raises(store_mod.JournalUnavailableError) as caught:
+        runner.text_to_image(PROMPT, seed=16)
+    message = str(caught.value)
+    assert "cannot be written" in message and "nothing was charged" in message
+    assert "127.0.0.1:" in message and PASSWORD not in message
+    assert ledger(sandbox) == (0, 0) and sandbox.create_requests == 0
+    runner.journal.close()
+
+
+def test_an_answer_lost_while_the_database_is_away_is_still_reported_uncertain(
+    tmp_path, sandbox, pg_own_cluster
+):
+    import pg_cluster as pg
+
+    url = pg.new_database(pg_own_cluster.server_url)
+    runner = journal_mod.TaskRunner(
+        lambda: api.GrokClient(
+            api.Settings(api_key=KEY, base_url=sandbox.base_url, read_timeout=0.5), poll=_poll()
+        ),
+        journal=open_mod.open_journal(url, rate=None),
+        files=journal_mod.FileStore(tmp_path / "files"),
+    )
+    sandbox.faults.create_response_delay = 3.0
+    threading.Timer(0.2, pg_own_cluster.stop).start()  # the database goes while the create hangs
+    with pytest.raises(journal_mod.UncertainTaskError) as caught:
+        runner.text_to_image(PROMPT, seed=17)
+    assert "may have been charged" in str(caught.value)
+    pg_own_cluster.start()
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=17)
+    deadline = time.monotonic() + WAIT_LIMIT_S
+    while runner.journal.latest(identity).state != "uncertain":  # the kept write lands
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    runner.journal.close()
