@@ -41,6 +41,7 @@ T = TypeVar("T")
 class State:
     """Row states. The first three exist before (or instead of) a task id."""
 
+    RESERVED = "reserved"  # credits set aside for a run's create; nothing sent yet
     CREATING = "creating"  # identity written, create request about to be / being sent
     UNCERTAIN = "uncertain"  # the create may have been taken (and charged), its answer was lost
     REJECTED = "rejected"  # the API refused the create: no task exists, nothing charged
@@ -51,6 +52,8 @@ class State:
 
     IN_FLIGHT = frozenset({QUEUED, RUNNING})
     FINISHED = frozenset({SUCCEEDED, FAILED})
+    UNCHARGED = frozenset({REJECTED, FAILED})
+    """Rows that cost nothing: the spend ledger skips them (their credits are zeroed too)."""
 
 
 _SCHEMA = """
@@ -332,6 +335,61 @@ class Journal:
                 raise
             conn.execute("COMMIT")
 
+    # -- the spend ledger: what was spent, and credits set aside for a run before it sends ------
+
+    def spent(self, since: float, until: float | None = None) -> int:
+        """Credits of the requests created in ``[since, until)``: charged, in flight, uncertain
+        (it may have been charged: fail closed) and reserved; failed and refused ones cost 0."""
+        return self._execute(lambda c: _spent(c, since, until))
+
+    def reserve(
+        self, identities: Sequence[RequestIdentity], *, limit: int, since: float
+    ) -> Reservation:
+        """Set aside the credits of every request that will need a create, or none of them.
+
+        In one ``BEGIN IMMEDIATE`` transaction, so concurrent runs in any process see each
+        other's reservations. A request that will be reused, resumed or shared (its latest
+        attempt is alive or done) needs nothing. When ``spent + need`` would exceed ``limit``
+        nothing is written and ``granted`` is False. Reserved rows (state ``reserved``) are
+        taken over by whichever claim creates that request first; ``release`` drops the rest.
+        """
+
+        def work(c: sqlite3.Connection) -> Reservation:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                _drop_dead_reservations(c)
+                needed: dict[str, RequestIdentity] = {}
+                for ident in identities:
+                    latest = _latest(c, ident.key)
+                    if latest is None or latest.state in State.UNCHARGED:
+                        needed.setdefault(ident.key, ident)
+                need = sum(ident.credits for ident in needed.values())
+                spent = _spent(c, since, None)
+                if need and spent + need > limit:
+                    c.execute("ROLLBACK")
+                    return Reservation(spent, need, (), granted=False)
+                entries = tuple(_insert(c, ident, State.RESERVED) for ident in needed.values())
+                c.execute("COMMIT")
+                return Reservation(spent, need, entries, granted=True)
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+
+        return self._execute(work)
+
+    def release(self, entry_ids: Sequence[int]) -> None:
+        """Drop reservations that no create took over (the run ended or gave up first)."""
+        if not entry_ids:
+            return
+        marks = ",".join("?" * len(entry_ids))
+        self._execute(
+            lambda c: c.execute(
+                f"DELETE FROM requests WHERE state = ? AND id IN ({marks})",
+                (State.RESERVED, *entry_ids),
+            )
+        )
+
     # -- recording --------------------------------------------------------------------------------
 
     def record_task_id(self, entry: JournalEntry, task_id: str) -> None:
@@ -468,16 +526,49 @@ class Journal:
             ]
         )
 
-    def recent(self, limit: int = 20) -> list[JournalEntry]:
-        """The newest ``limit`` rows, newest first (the CLI's ``tasks`` view)."""
+    def recent(self, limit: int = 20, offset: int = 0) -> list[JournalEntry]:
+        """The newest ``limit`` rows after skipping ``offset``, newest first (CLI, panel)."""
         return self._execute(
             lambda c: [
                 _entry(c, row)
                 for row in c.execute(
-                    f"SELECT {_COLUMNS} FROM requests ORDER BY id DESC LIMIT ?", (int(limit),)
+                    f"SELECT {_COLUMNS} FROM requests WHERE state != ?"
+                    " ORDER BY id DESC LIMIT ? OFFSET ?",
+                    (State.RESERVED, int(limit), int(offset)),
                 ).fetchall()
             ]
         )
+
+    def count(self) -> int:
+        """How many rows ``recent`` pages through."""
+        return self._execute(
+            lambda c: c.execute(
+                "SELECT count(*) FROM requests WHERE state != ?", (State.RESERVED,)
+            ).fetchone()[0]
+        )
+
+    # -- resolving an uncertain create (the user looked in the provider's dashboard) ------------
+
+    def resolve_uncertain(self, entry_id: int, task_id: str | None) -> JournalEntry | None:
+        """An ``uncertain`` row gets the task id the user found (it was charged), or, with
+        None, is marked as never created (0 credits; the same inputs create anew next time).
+        Returns the updated row, or None when no uncertain row has that id."""
+        now = time.time()
+
+        def work(c: sqlite3.Connection) -> int:
+            if task_id is None:
+                return c.execute(
+                    "UPDATE requests SET state = ?, credits = 0, updated_at = ?,"
+                    " error = 'marked as not created by the user' WHERE id = ? AND state = ?",
+                    (State.REJECTED, now, entry_id, State.UNCERTAIN),
+                ).rowcount
+            return c.execute(
+                "UPDATE requests SET task_id = ?, state = ?, task_created_at = ?, updated_at = ?,"
+                " error = NULL WHERE id = ? AND state = ?",
+                (task_id, State.QUEUED, now, now, entry_id, State.UNCERTAIN),
+            ).rowcount
+
+        return self.entry(entry_id) if self._execute(work) else None
 
 
 class Claim:
@@ -492,21 +583,27 @@ class Claim:
 
     def start_create(self) -> JournalEntry:
         """Write the identity row (state ``creating``) before the create request is sent."""
+        entry = _insert(self._conn, self.identity, State.CREATING)
+        self.latest = entry
+        return entry
+
+    def spent(self, since: float) -> int:
+        """The ledger inside this claim's transaction (so check and create are one step)."""
+        _drop_dead_reservations(self._conn)
+        return _spent(self._conn, since, None)
+
+    def take_reservation(self, reserved: JournalEntry) -> JournalEntry:
+        """A run's reserved row becomes this create's ``creating`` row (already paid for in the
+        ledger, so no limit check); whichever claim gets there first sends it."""
         owner = current_owner()
         now = time.time()
-        ident = self.identity
-        cursor = self._conn.execute(
-            "INSERT INTO requests (identity, model, prompt, aspect_ratio, seed, batch_index,"
-            " source_task_id, state, credits, created_at, updated_at, owner_pid, owner_marker)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                ident.key, ident.model, ident.prompt, ident.aspect_ratio, ident.seed,
-                ident.index, ident.source_task_id, State.CREATING, ident.credits, now, now,
-                owner.pid, owner.marker,
-            ),
-        )  # fmt: skip
-        entry = _latest(self._conn, ident.key)
-        assert entry is not None and entry.id == cursor.lastrowid
+        self._conn.execute(
+            "UPDATE requests SET state = ?, owner_pid = ?, owner_marker = ?, created_at = ?,"
+            " updated_at = ? WHERE id = ? AND state = ?",
+            (State.CREATING, owner.pid, owner.marker, now, now, reserved.id, State.RESERVED),
+        )
+        entry = _latest(self._conn, self.identity.key)
+        assert entry is not None and entry.id == reserved.id
         self.latest = entry
         return entry
 
@@ -516,6 +613,56 @@ class Claim:
             (State.UNCERTAIN, error, time.time(), entry_id),
         )
         self.latest = _latest(self._conn, self.identity.key)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What ``Journal.reserve`` found and did."""
+
+    spent: int
+    """Credits already counted today before this reservation."""
+    need: int
+    """Credits of the requests that will need a create."""
+    entries: tuple[JournalEntry, ...]
+    """The ``reserved`` rows written (none when refused or nothing is needed)."""
+    granted: bool
+
+
+def _insert(conn: sqlite3.Connection, ident: RequestIdentity, state: str) -> JournalEntry:
+    owner = current_owner()
+    now = time.time()
+    cursor = conn.execute(
+        "INSERT INTO requests (identity, model, prompt, aspect_ratio, seed, batch_index,"
+        " source_task_id, state, credits, created_at, updated_at, owner_pid, owner_marker)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            ident.key, ident.model, ident.prompt, ident.aspect_ratio, ident.seed,
+            ident.index, ident.source_task_id, state, ident.credits, now, now,
+            owner.pid, owner.marker,
+        ),
+    )  # fmt: skip
+    entry = _latest(conn, ident.key)
+    assert entry is not None and entry.id == cursor.lastrowid
+    return entry
+
+
+def _spent(conn: sqlite3.Connection, since: float, until: float | None) -> int:
+    row = conn.execute(
+        "SELECT COALESCE(SUM(credits), 0) FROM requests WHERE created_at >= ?"
+        " AND created_at < ? AND identity IS NOT NULL AND state NOT IN (?, ?)",
+        (since, float("inf") if until is None else until, State.REJECTED, State.FAILED),
+    ).fetchone()
+    return int(row[0])
+
+
+def _drop_dead_reservations(conn: sqlite3.Connection) -> None:
+    """Reservations of a process that died before sending hold no money: drop them."""
+    for row_id, pid, marker in conn.execute(
+        "SELECT id, owner_pid, owner_marker FROM requests WHERE state = ?", (State.RESERVED,)
+    ).fetchall():
+        owner = ProcessOwner(pid, marker or "") if pid is not None else None
+        if owner is None or (not owner.is_current() and not owner.is_alive()):
+            conn.execute("DELETE FROM requests WHERE id = ?", (row_id,))
 
 
 _COLUMNS = (

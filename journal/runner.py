@@ -10,7 +10,11 @@ lock per identity) and processes (SQLite's ``BEGIN IMMEDIATE``) take in turn:
 * a create was sent and its answer lost, or its process died mid-request -> ``uncertain``: the
   user is told what happened and what to do, and nothing is re-sent behind their back;
 * another live process is creating the same request right now -> wait for its task id and share
-  the task.
+  the task;
+* a new create would take today's spending over the daily credit limit -> refused before
+  anything is sent (``spend_limit.SpendLimitError``). ``reserve`` does the same for a whole run
+  at once, so a node's run is sent whole or not at all; reused and resumed requests cost nothing
+  and are never refused.
 
 The client factory is called only when an API call is needed; the runner closes what it returns.
 """
@@ -32,10 +36,11 @@ from ..api import errors, validation
 from ..api.task import DEFAULT_TASK_TIMEOUT_S, Task, TaskState
 from . import events
 from .client import ApiClient, ClientFactory
-from .db import JournalEntry, State
+from .db import JournalEntry, Reservation, State
 from .files import FileStore
 from .identity import RequestIdentity
-from .store import JournalStore, JournalUnavailableError
+from .spend_limit import NO_LIMIT, DailyLimit, SpendLimitConfigError, SpendLimitError, day_start
+from .store import Claim, JournalStore, JournalUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +100,65 @@ class TaskRunner:
         journal: JournalStore,
         files: FileStore,
         api_base: str = "",
+        daily_limit: Callable[[], DailyLimit] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client_factory = client_factory
         self.api_base = api_base
         """The API's base URL, part of every request identity (sandbox tasks stay apart)."""
         self.journal = journal
         self.files = files
+        self.daily_limit = daily_limit or (lambda: NO_LIMIT)
+        """Read at every decision to spend, so a changed setting applies to the next run."""
+        self.clock = clock
+        """What "today" is for the limit (tests move it across midnight)."""
+
+    # -- what a request is, and setting its credits aside ------------------------------------
+
+    def text_to_image_request(
+        self, prompt: str, aspect_ratio: str | None = None, seed: int = 0, index: int = 0
+    ) -> RequestIdentity:
+        prompt = validation.validate_prompt(prompt)
+        aspect_ratio = validation.validate_aspect_ratio(aspect_ratio) if aspect_ratio else None
+        return RequestIdentity.text_to_image(prompt, aspect_ratio, seed, index, self.api_base)
+
+    def upscale_request(
+        self, source_task_id: str, seed: int = 0, index: int = 0
+    ) -> RequestIdentity:
+        source_task_id = validation.validate_task_id(source_task_id)
+        return RequestIdentity.upscale(source_task_id, seed, index, self.api_base)
+
+    @contextmanager
+    def reserve(self, requests: Sequence[RequestIdentity]) -> Iterator[Reservation | None]:
+        """Set aside the credits of every new create of a run, or refuse the run whole.
+
+        Raises ``SpendLimitError`` (nothing written, nothing sent) when the run's new creates
+        would take today's spending over the limit; requests that will be reused or resumed need
+        nothing. Reservations no create took over are dropped when the block ends.
+        """
+        try:
+            limit = self.daily_limit()
+        except SpendLimitConfigError:
+            limit = None  # unreadable: only a run that needs nothing may go on
+        reservation = None
+        if limit is None or limit.credits is not None:
+            since = day_start(self.clock())
+            reservation = self.journal.reserve(
+                requests, limit=limit.credits if limit else 0, since=since
+            )
+            if not reservation.granted:
+                if limit is None:
+                    self.daily_limit()  # raises the unreadable-limit error again, for its text
+                assert limit is not None
+                raise SpendLimitError(reservation.spent, limit, reservation.need)
+        try:
+            yield reservation
+        finally:
+            if reservation is not None and reservation.entries:
+                try:
+                    self.journal.release([entry.id for entry in reservation.entries])
+                except Exception:  # counted a little longer, never spent: not worth a failure
+                    logger.warning("could not release credit reservations", exc_info=True)
 
     # -- the public face --------------------------------------------------------------------------
 
@@ -114,13 +172,11 @@ class TaskRunner:
         hooks: RunHooks | None = None,
     ) -> TaskResult:
         """Images for this prompt: kept ones, a resumed task's, or a new task's (5 credits)."""
-        prompt = validation.validate_prompt(prompt)
-        aspect_ratio = validation.validate_aspect_ratio(aspect_ratio) if aspect_ratio else None
-        identity = RequestIdentity.text_to_image(prompt, aspect_ratio, seed, index, self.api_base)
+        identity = self.text_to_image_request(prompt, aspect_ratio, seed, index)
         return self._fetch_or_create(
             identity,
             lambda client, cancel: client.create_text_to_image(
-                prompt, aspect_ratio=aspect_ratio, should_cancel=cancel
+                identity.prompt or "", aspect_ratio=identity.aspect_ratio, should_cancel=cancel
             ),
             timeout,
             hooks or RunHooks(),
@@ -135,8 +191,8 @@ class TaskRunner:
         index: int = 0,
     ) -> TaskResult:
         """The upscale of a finished text-to-image task: kept, resumed or new (12 credits)."""
-        source_task_id = validation.validate_task_id(source_task_id)
-        identity = RequestIdentity.upscale(source_task_id, seed, index, self.api_base)
+        identity = self.upscale_request(source_task_id, seed, index)
+        source_task_id = identity.source_task_id or source_task_id
         return self._fetch_or_create(
             identity,
             lambda client, cancel: client.create_upscale(source_task_id, should_cancel=cancel),
@@ -204,7 +260,10 @@ class TaskRunner:
         with self.journal.claim(identity) as claim:
             latest = claim.latest
             if latest is None or latest.state in (State.FAILED, State.REJECTED):
+                self._check_limit(claim, identity.credits)
                 return "create", claim.start_create()
+            if latest.state == State.RESERVED:
+                return "create", claim.take_reservation(latest)
             if latest.task_id is not None:
                 return ("done" if latest.state == State.SUCCEEDED else "resume"), latest
             if latest.state == State.CREATING:
@@ -220,6 +279,15 @@ class TaskRunner:
                 assert claim.latest is not None
                 return "uncertain", claim.latest
             return "uncertain", latest
+
+    def _check_limit(self, claim: Claim, credits: int) -> None:
+        """Refuse a create that would go over today's limit (inside the claim: atomic)."""
+        limit = self.daily_limit()
+        if limit.credits is None:
+            return
+        spent = claim.spent(day_start(self.clock()))
+        if spent + credits > limit.credits:
+            raise SpendLimitError(spent, limit, credits)
 
     # -- doing ------------------------------------------------------------------------------------
 

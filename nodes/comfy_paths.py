@@ -3,7 +3,8 @@
 Inside ComfyUI (detected by ComfyUI's own ``folder_paths`` module being loaded; it is never
 imported here otherwise):
 
-* API key file: ``<user dir>/grok_imagine/api_key``, next to ``user/default/`` rather than in it,
+* API key file: ``<user dir>/grok_imagine/api_key`` (``settings.json`` beside it: the daily
+  credit limit, nothing secret), next to ``user/default/`` rather than in it,
   so ComfyUI's ``/userdata`` API cannot serve it, and outside the node folder, which updates
   overwrite;
 * journal: ``<user dir>/grok_imagine/journal.sqlite``, or the shared database that
@@ -42,6 +43,13 @@ def key_file_path() -> Path:
     if folder_paths is not None:
         return Path(folder_paths.get_user_directory()) / PACK_DIR_NAME / config.KEY_FILE_NAME
     return config.resolve_key_file()
+
+
+def settings_file_path() -> Path:
+    """The pack's non-secret settings (the daily credit limit), beside the key file."""
+    from ..journal.spend_limit import SETTINGS_FILE_NAME
+
+    return key_file_path().with_name(SETTINGS_FILE_NAME)
 
 
 def journal_file_path() -> Path:

@@ -16,6 +16,7 @@ input checks plus one job per task), and gets back the IMAGE batch, task ids and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -35,7 +36,7 @@ from .status_board import StatusBoard
 if TYPE_CHECKING:
     import torch
 
-    from ..journal import JournalStore, RunHooks, TaskResult, TaskRunner
+    from ..journal import JournalStore, RequestIdentity, RunHooks, TaskResult, TaskRunner
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ class Job:
 
     label: str
     run: Callable[[TaskRunner, RunHooks], TaskResult]
+    request: Callable[[TaskRunner], RequestIdentity] | None = None
+    """The paid request the job may create (None: free work), so the run's credits can be set
+    aside, or the run refused whole, before any job starts."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,14 @@ async def run_node(
     def work() -> NodeOutput:
         runner = make_runner()
         images = ResultImages(len(jobs))
-        return collect(run_parallel(runner, jobs, board, images), hooks, images, board)
+        requests = [job.request(runner) for job in jobs if job.request is not None]
+        with contextlib.ExitStack() as budget:
+            try:  # over the daily limit: the run is refused here, whole, before anything is sent
+                budget.enter_context(runner.reserve(requests))
+            except errors.GrokError as exc:
+                board.refused(exc)
+                raise
+            return collect(run_parallel(runner, jobs, board, images), hooks, images, board)
 
     return await run_blocking(work, hooks, board)
 
@@ -95,8 +106,10 @@ def make_runner() -> TaskRunner:
     from ..api.client import GrokClient
     from ..api.config import load_settings
     from ..journal import FileStore, TaskRunner
+    from ..journal.spend_limit import read_daily_limit
 
     key_file = comfy_paths.key_file_path()
+    settings_file = comfy_paths.settings_file_path()
 
     def client_factory() -> GrokClient:
         return GrokClient(load_settings(key_file=key_file))
@@ -106,6 +119,7 @@ def make_runner() -> TaskRunner:
         _journal(comfy_paths.journal_target()),
         FileStore(comfy_paths.files_dir()),
         api_base=config.base_url_from_env(),
+        daily_limit=lambda: read_daily_limit(settings_file),
     )
 
 

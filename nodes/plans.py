@@ -30,6 +30,7 @@ def text_to_image(
             lambda runner, hooks: runner.text_to_image(
                 text, aspect_ratio=ratio, seed=seed, index=index, timeout=timeout, hooks=hooks
             ),
+            lambda runner: runner.text_to_image_request(text, ratio, seed, index),
         )
 
     return [job(index) for index in range(count)]
@@ -42,6 +43,7 @@ def upscale(task_ids: str) -> list[Job]:
             lambda runner, hooks: runner.upscale(
                 source, timeout=DEFAULT_TASK_TIMEOUT_S, hooks=hooks
             ),
+            lambda runner: runner.upscale_request(source),
         )
 
     return [job(source) for source in validation.validate_task_ids(task_ids)]

@@ -49,6 +49,7 @@ class StatusBoard:
         self._lock = threading.Lock()
         self._lines = [_TaskLine(label) for label in self.labels]
         self._warnings: list[str] = []
+        self._refusal: str | None = None
 
     def run_hooks(self, index: int) -> RunHooks:
         """The journal runner's hooks for task ``index``."""
@@ -93,10 +94,20 @@ class StatusBoard:
             line.note = errors.exception_line(exc)
         self.publish()
 
+    def refused(self, exc: BaseException) -> None:
+        """The whole run was refused before any task started (the daily credit limit)."""
+        with self._lock:
+            self._refusal = errors.exception_line(exc)
+            for line in self._lines:
+                line.finished, line.fraction, line.state = True, 1.0, "not sent"
+        self.publish()
+
     def render(self) -> str:
         now = time.monotonic()
         with self._lock:
             lines = [f"{self.title} · {now - self.started:.0f} s"]
+            if self._refusal:
+                lines.append(self._refusal)
             for line in self._lines:
                 parts = [line.label] if line.label else []
                 parts.append(line.state)
