@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .api.task import Task
     from .journal import TaskResult, TaskRunner
     from .journal.db import JournalEntry
+    from .journal.spend_limit import DailyLimit
     from .journal.store import JournalStore
 
 EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
@@ -118,8 +119,21 @@ def _runner(settings: Settings, args: argparse.Namespace) -> TaskRunner:
         return GrokClient(settings)
 
     return TaskRunner(
-        client_factory, journal, FileStore(files_root(_home(args))), api_base=settings.base_url
+        client_factory,
+        journal,
+        FileStore(files_root(_home(args))),
+        api_base=settings.base_url,
+        daily_limit=_daily_limit(),
     )
+
+
+def _daily_limit() -> Callable[[], DailyLimit]:
+    """The CLI's limit: GROK_IMAGINE_DAILY_CREDIT_LIMIT, else the settings file beside the key."""
+    from .api import config
+    from .journal.spend_limit import SETTINGS_FILE_NAME, read_daily_limit
+
+    settings_file = config.resolve_key_file().with_name(SETTINGS_FILE_NAME)
+    return lambda: read_daily_limit(settings_file)
 
 
 def _hooks(progress: Progress, label: str) -> object:
@@ -184,8 +198,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 hooks=_hooks(progress, f"t2i {index + 1}/{args.tasks}"),
             )
 
-        with ThreadPoolExecutor(max_workers=args.tasks) as pool:
-            results = list(pool.map(one, range(args.tasks)))
+        requests = [
+            runner.text_to_image_request(prompt, aspect, seed, i) for i in range(args.tasks)
+        ]
+        with runner.reserve(requests), ThreadPoolExecutor(max_workers=args.tasks) as pool:
+            results = list(pool.map(one, range(args.tasks)))  # over the limit: none is sent
         for result in results:
             _report(result, out_dir, progress, "Text-to-image")
         if args.upscale:
@@ -259,6 +276,49 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             f"{updated:19}  {e.task_id or '-':24}  {e.state:10}  {e.credits:>3}  "
             f"{len(e.files):>5}  {prompt[:48]}"
         )
+    _print_spend(journal)
+    _print_uncertain(journal)
+    return EXIT_OK
+
+
+def _print_spend(journal: JournalStore) -> None:
+    """Today's and this month's credits from the journal's ledger, and the limit in force."""
+    from .journal.spend_limit import SpendLimitConfigError, day_start, month_start
+
+    now = time.time()
+    try:
+        limit = _daily_limit()()
+        of = f" of a {limit.credits}-credit daily limit" if limit.credits is not None else ""
+    except SpendLimitConfigError as exc:
+        of = f" (daily limit unreadable: {exc})"
+    print(
+        f"Spent today: {journal.spent(day_start(now))} credits{of}; "
+        f"this month: {journal.spent(month_start(now))} credits."
+    )
+
+
+def _print_uncertain(journal: JournalStore) -> None:
+    for entry in journal.uncertain():
+        print(
+            f"Uncertain create, row {entry.id} ({_when(entry.created_at)}, {entry.credits} "
+            f"credits): find its task id in the API in One dashboard, then `grok-imagine resolve "
+            f"{entry.id} --task-id ID` (free), or `grok-imagine resolve {entry.id} --not-created`."
+        )
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    """Settle an uncertain create: the task id found in the dashboard, or "not created"."""
+    task_id = None if args.not_created else validation.validate_task_id(args.task_id)
+    progress = Progress()
+    with _settings(args) as settings:
+        runner = _runner(settings, args)
+        result = runner.resolve(
+            args.entry, task_id, timeout=args.timeout, hooks=_hooks(progress, "resolve")
+        )
+        if result is None:
+            print(f"Row {args.entry} marked as not created (0 credits).")
+        else:
+            _report(result, Path(args.output), progress, "Resolved")
     return EXIT_OK
 
 
@@ -405,6 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--home")
     add_journal_url(j)
     j.set_defaults(func=cmd_tasks)
+
+    r = sub.add_parser(
+        "resolve", help="settle an uncertain create: its task id from the dashboard, or none"
+    )
+    r.add_argument("entry", type=int, help="the journal row (`grok-imagine tasks` lists them)")
+    how = r.add_mutually_exclusive_group(required=True)
+    how.add_argument("--task-id", help="the task id found in the API in One dashboard (free)")
+    how.add_argument(
+        "--not-created", action="store_true", help="no task was made: 0 credits, create anew"
+    )
+    add_common(r)
+    r.set_defaults(func=cmd_resolve)
 
     s = sub.add_parser("sandbox", help="serve the local stand-in API on 127.0.0.1")
     from .sandbox.cli_args import add_arguments

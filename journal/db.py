@@ -539,6 +539,18 @@ class Journal:
             ]
         )
 
+    def uncertain(self) -> list[JournalEntry]:
+        """Every row still ``uncertain`` (a create whose answer was lost), newest first."""
+        return self._execute(
+            lambda c: [
+                _entry(c, row)
+                for row in c.execute(
+                    f"SELECT {_COLUMNS} FROM requests WHERE state = ? ORDER BY id DESC",
+                    (State.UNCERTAIN,),
+                ).fetchall()
+            ]
+        )
+
     def count(self) -> int:
         """How many rows ``recent`` pages through."""
         return self._execute(

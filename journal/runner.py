@@ -91,6 +91,20 @@ class UncertainTaskError(errors.UncertainCreateError):
         self.entry = entry
 
 
+class NotUncertainError(errors.InvalidRequestError):
+    """Only a row in the ``uncertain`` state can be resolved."""
+
+    def __init__(self, entry_id: int, state: str | None) -> None:
+        what = f"is {state}" if state else "does not exist"
+        super().__init__(
+            f"Journal row {entry_id} {what}; only an uncertain create (a create whose answer "
+            "was lost) can be resolved. `grok-imagine tasks` lists the uncertain ones.",
+            field="entry",
+        )
+        self.entry_id = entry_id
+        self.state = state
+
+
 class TaskRunner:
     """``TaskRunner(client_factory, journal, files)``: never pay twice, never lose a paid image."""
 
@@ -221,6 +235,40 @@ class TaskRunner:
             if task.state not in (TaskState.SUCCEEDED, TaskState.FAILED):
                 _emit(hooks, events.WaitingForTask(task_id, task.state))
             return self._finish(client, task_id, timeout, hooks, resumed=False)
+
+    def resolve(
+        self,
+        entry_id: int,
+        task_id: str | None,
+        timeout: float = DEFAULT_TASK_TIMEOUT_S,
+        hooks: RunHooks | None = None,
+    ) -> TaskResult | None:
+        """Settle an ``uncertain`` create the user looked up in the provider's dashboard.
+
+        With the task id they found: the id is checked with the API (an unknown id changes
+        nothing), recorded on the row, and the task's images fetched and kept like any other
+        (free). With None: the row is marked as never created (0 credits), so the same inputs
+        create anew next time. Raises ``NotUncertainError`` for a row that is not uncertain.
+        """
+        entry = self.journal.entry(entry_id)
+        if entry is None or entry.state != State.UNCERTAIN:
+            raise NotUncertainError(entry_id, entry.state if entry else None)
+        if task_id is None:
+            self.journal.resolve_uncertain(entry_id, None)
+            return None
+        task_id = validation.validate_task_id(task_id)
+        known = self.journal.get(task_id)
+        if known is not None:
+            raise errors.InvalidRequestError(
+                f"Task {task_id} is already in the journal (row {known.id}), so it is not the "
+                "answer to this lost create; look for another task id in the dashboard.",
+                field="task_id",
+            )
+        with _LazyClient(self.client_factory) as client:
+            client.get().get_task(task_id)  # an unknown id stops here, the row unchanged
+        if self.journal.resolve_uncertain(entry_id, task_id) is None:
+            raise NotUncertainError(entry_id, None)
+        return self.load(task_id, timeout, hooks)
 
     # -- deciding ---------------------------------------------------------------------------------
 
