@@ -6,6 +6,7 @@ from functools import partial
 from typing import Any
 
 from ..api import validation
+from .node_cost import NodeCost
 from .queue_checks import refuse_at_queue
 
 
@@ -13,6 +14,7 @@ class GrokImagineLoadTask:
     """Classic (V1) ComfyUI node: how a user recovers any paid result from its task id."""
 
     DISPLAY_NAME = "Grok Load Task"
+    COST = NodeCost(0)
     CATEGORY = "Grok Imagine"
     FUNCTION = "load"
     RETURN_TYPES = ("IMAGE", "STRING", "STRING")

@@ -8,6 +8,7 @@ from typing import Any
 from ..api import validation
 from ..api.models import TEXT_TO_IMAGE_CREDITS as CREDITS
 from ..api.task import DEFAULT_TASK_TIMEOUT_S
+from .node_cost import NodeCost
 from .queue_checks import refuse_at_queue
 
 PROVIDER_DEFAULT = "provider default"
@@ -21,6 +22,7 @@ class GrokImagineTextToImage:
     """Classic (V1) ComfyUI node; ``generate`` is a coroutine so Grok nodes wait concurrently."""
 
     DISPLAY_NAME = "Grok Text-to-Image"
+    COST = NodeCost(CREDITS, "task", "parallel_tasks")
     CATEGORY = "Grok Imagine"
     FUNCTION = "generate"
     RETURN_TYPES = ("IMAGE", "STRING", "STRING")

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..api import validation
 from ..api.models import UPSCALE_CREDITS as CREDITS
+from .node_cost import NodeCost
 from .queue_checks import refuse_at_queue
 
 
@@ -14,6 +15,7 @@ class GrokImagineUpscale:
     """Classic (V1) ComfyUI node; ``upscale`` is a coroutine so Grok nodes wait concurrently."""
 
     DISPLAY_NAME = "Grok Upscale"
+    COST = NodeCost(CREDITS, "task id", "task_id")
     CATEGORY = "Grok Imagine"
     FUNCTION = "upscale"
     RETURN_TYPES = ("IMAGE", "STRING")
