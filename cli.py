@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .journal import TaskResult, TaskRunner
     from .journal.db import JournalEntry
     from .journal.spend_limit import DailyLimit
-    from .journal.store import JournalStore
+    from .journal.store import JournalStore, SpendLedger
 
 EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 DEFAULT_TIMEOUT = 600.0
@@ -252,6 +252,7 @@ def cmd_task(args: argparse.Namespace) -> int:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     from .journal import open_journal
+    from .journal.store import SpendLedger
 
     target = _journal_target(args)
     if isinstance(target, Path) and not target.exists():
@@ -276,12 +277,13 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             f"{updated:19}  {e.task_id or '-':24}  {e.state:10}  {e.credits:>3}  "
             f"{len(e.files):>5}  {prompt[:48]}"
         )
-    _print_spend(journal)
-    _print_uncertain(journal)
+    if isinstance(journal, SpendLedger):
+        _print_spend(journal)
+        _print_uncertain(journal)
     return EXIT_OK
 
 
-def _print_spend(journal: JournalStore) -> None:
+def _print_spend(journal: SpendLedger) -> None:
     """Today's and this month's credits from the journal's ledger, and the limit in force."""
     from .journal.spend_limit import SpendLimitConfigError, day_start, month_start
 
@@ -297,7 +299,7 @@ def _print_spend(journal: JournalStore) -> None:
     )
 
 
-def _print_uncertain(journal: JournalStore) -> None:
+def _print_uncertain(journal: SpendLedger) -> None:
     for entry in journal.uncertain():
         print(
             f"Uncertain create, row {entry.id} ({_when(entry.created_at)}, {entry.credits} "

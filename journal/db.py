@@ -526,8 +526,13 @@ class Journal:
             ]
         )
 
-    def recent(self, limit: int = 20, offset: int = 0) -> list[JournalEntry]:
-        """The newest ``limit`` rows after skipping ``offset``, newest first (CLI, panel)."""
+    def recent(self, limit: int = 20) -> list[JournalEntry]:
+        """The newest ``limit`` rows, newest first (the CLI's ``tasks`` view)."""
+        return self.page(limit)
+
+    def page(self, limit: int, offset: int = 0) -> list[JournalEntry]:
+        """``limit`` rows after the newest ``offset``, newest first (the panel's pages);
+        reservations (nothing sent yet) are not rows to show."""
         return self._execute(
             lambda c: [
                 _entry(c, row)

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from ..api import errors, validation
 from ..api.task import DEFAULT_TASK_TIMEOUT_S, Task, TaskState
@@ -40,7 +41,7 @@ from .db import JournalEntry, Reservation, State
 from .files import FileStore
 from .identity import RequestIdentity
 from .spend_limit import NO_LIMIT, DailyLimit, SpendLimitConfigError, SpendLimitError, day_start
-from .store import Claim, JournalStore, JournalUnavailableError
+from .store import Claim, JournalStore, JournalUnavailableError, LedgerClaim, SpendLedger
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +156,11 @@ class TaskRunner:
         except SpendLimitConfigError:
             limit = None  # unreadable: only a run that needs nothing may go on
         reservation = None
+        if not isinstance(self.journal, SpendLedger):
+            limit = NO_LIMIT  # no ledger: each create refuses itself (``_check_limit``)
         if limit is None or limit.credits is not None:
             since = day_start(self.clock())
-            reservation = self.journal.reserve(
+            reservation = _ledger(self.journal).reserve(
                 requests, limit=limit.credits if limit else 0, since=since
             )
             if not reservation.granted:
@@ -170,7 +173,7 @@ class TaskRunner:
         finally:
             if reservation is not None and reservation.entries:
                 try:
-                    self.journal.release([entry.id for entry in reservation.entries])
+                    _ledger(self.journal).release([entry.id for entry in reservation.entries])
                 except Exception:  # counted a little longer, never spent: not worth a failure
                     logger.warning("could not release credit reservations", exc_info=True)
 
@@ -254,7 +257,7 @@ class TaskRunner:
         if entry is None or entry.state != State.UNCERTAIN:
             raise NotUncertainError(entry_id, entry.state if entry else None)
         if task_id is None:
-            self.journal.resolve_uncertain(entry_id, None)
+            _ledger(self.journal).resolve_uncertain(entry_id, None)
             return None
         task_id = validation.validate_task_id(task_id)
         known = self.journal.get(task_id)
@@ -266,7 +269,7 @@ class TaskRunner:
             )
         with _LazyClient(self.client_factory) as client:
             client.get().get_task(task_id)  # an unknown id stops here, the row unchanged
-        if self.journal.resolve_uncertain(entry_id, task_id) is None:
+        if _ledger(self.journal).resolve_uncertain(entry_id, task_id) is None:
             raise NotUncertainError(entry_id, None)
         return self.load(task_id, timeout, hooks)
 
@@ -310,8 +313,8 @@ class TaskRunner:
             if latest is None or latest.state in (State.FAILED, State.REJECTED):
                 self._check_limit(claim, identity.credits)
                 return "create", claim.start_create()
-            if latest.state == State.RESERVED:
-                return "create", claim.take_reservation(latest)
+            if latest.state == State.RESERVED:  # only a SpendLedger store writes these
+                return "create", cast(LedgerClaim, claim).take_reservation(latest)
             if latest.task_id is not None:
                 return ("done" if latest.state == State.SUCCEEDED else "resume"), latest
             if latest.state == State.CREATING:
@@ -333,7 +336,8 @@ class TaskRunner:
         limit = self.daily_limit()
         if limit.credits is None:
             return
-        spent = claim.spent(day_start(self.clock()))
+        _ledger(self.journal)  # a store without a ledger cannot keep a limit: refuse
+        spent = cast(LedgerClaim, claim).spent(day_start(self.clock()))
         if spent + credits > limit.credits:
             raise SpendLimitError(spent, limit, credits)
 
@@ -606,6 +610,16 @@ def _reread(journal: JournalStore, entry: JournalEntry) -> JournalEntry:
         return journal.entry(entry.id) or entry
     except JournalUnavailableError:
         return entry
+
+
+def _ledger(journal: JournalStore) -> SpendLedger:
+    if not isinstance(journal, SpendLedger):
+        raise SpendLimitConfigError(
+            f"The task journal {journal.where} cannot count spending yet, so a daily credit "
+            "limit cannot be kept with it and nothing was sent: unset the limit, or use this "
+            "machine's own journal."
+        )
+    return journal
 
 
 def _check_cancel(hooks: RunHooks, task_id: str | None) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..api import errors
 
 if TYPE_CHECKING:
-    from .db import JournalEntry
+    from .db import JournalEntry, Reservation
     from .identity import RequestIdentity
 
 
@@ -44,6 +44,16 @@ class Claim(Protocol):
         ...
 
     def mark_uncertain(self, entry_id: int, error: str) -> None: ...
+
+
+class LedgerClaim(Claim, Protocol):
+    """The claim of a ``SpendLedger`` store: the limit is checked inside the same transaction."""
+
+    def spent(self, since: float) -> int: ...
+
+    def take_reservation(self, reserved: JournalEntry) -> JournalEntry:
+        """A run's ``reserved`` row becomes this create's ``creating`` row."""
+        ...
 
 
 class JournalStore(Protocol):
@@ -95,6 +105,29 @@ class JournalStore(Protocol):
     def recent(self, limit: int = 20) -> list[JournalEntry]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SpendLedger(Protocol):
+    """A journal that can count what was spent and set credits aside (the daily limit, the
+    panel). ``db.Journal`` is one; a store that is not cannot run under a daily limit (the
+    runner refuses paid work then: fail closed) and is not listed in the panel."""
+
+    def spent(self, since: float, until: float | None = None) -> int: ...
+
+    def reserve(
+        self, identities: Sequence[RequestIdentity], *, limit: int, since: float
+    ) -> Reservation: ...
+
+    def release(self, entry_ids: Sequence[int]) -> None: ...
+
+    def page(self, limit: int, offset: int = 0) -> list[JournalEntry]: ...
+
+    def count(self) -> int: ...
+
+    def uncertain(self) -> list[JournalEntry]: ...
+
+    def resolve_uncertain(self, entry_id: int, task_id: str | None) -> JournalEntry | None: ...
 
 
 class JournalUnavailableError(errors.GrokError):

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from ..journal import FileStore, Journal, JournalEntry, TaskRunner
+    from ..journal import FileStore, JournalEntry, TaskRunner
+    from ..journal.store import SpendLedger
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +217,9 @@ class PanelRoutes:
 
         context = self._context()
         runner = context.runner()
-        journal: Journal = runner.journal
+        journal = _ledger(runner)
         now = runner.clock()
-        rows = [entry_json(entry) for entry in journal.recent(limit, offset)]
+        rows = [entry_json(entry) for entry in journal.page(limit, offset)]
         answer: dict[str, Any] = {
             "offset": offset,
             "limit": limit,
@@ -284,6 +285,7 @@ class PanelRoutes:
 
     def resolve(self, entry_id: int, task_id: str | None) -> dict[str, Any]:
         runner = self._context().runner()
+        _ledger(runner)
         runner.resolve(entry_id, task_id, timeout=RESOLVE_TIMEOUT_S)
         entry = runner.journal.entry(entry_id)
         assert entry is not None
@@ -344,6 +346,18 @@ class PanelRoutes:
         except Refused as exc:
             return _error(exc)
         return web.FileResponse(path, headers={"Cache-Control": "max-age=3600"})
+
+
+def _ledger(runner: TaskRunner) -> SpendLedger:
+    from ..journal.store import SpendLedger
+
+    if not isinstance(runner.journal, SpendLedger):
+        raise Refused(
+            f"The panel lists this machine's own journal only; {runner.journal.where} is not "
+            "listed yet (use `grok-imagine tasks`).",
+            status=501,
+        )
+    return runner.journal
 
 
 def _make_thumbnail(path: Path) -> bytes:
