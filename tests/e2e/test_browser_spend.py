@@ -1,0 +1,315 @@
+"""Knowing what you spend, in ComfyUI's real frontend: the cost badge, the panel, the limit.
+
+Needs ``COMFYUI_DIR`` (see conftest) and Playwright with Debian's Chromium. The module has its own
+ComfyUI (so its journal holds only this module's tasks) pointed at the session's sandbox, whose
+create count is the proof that a refused run sent nothing and a Load Task run was free.
+Screenshots go to the artifacts folder (``spend-*.png``); the README's come from them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e.api_graphs import LOAD_TASK, TEXT_TO_IMAGE, UPSCALE
+from e2e.chromium import CHROMIUM, CHROMIUM_ARGS
+from e2e.comfyui_server import ComfyUIServer
+from e2e.sandbox_view import WAIT_S, unique
+
+pytestmark = pytest.mark.e2e
+
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
+)
+UI_TIMEOUT_MS = 60_000
+STATUS_WIDGET = "$$node-text-preview"  # where the frontend shows a node's progress text
+PANEL_COMMAND = "Workspace.ToggleSidebarTab.grok-imagine"
+DIALOGS = "[role=dialog], .p-dialog"
+
+
+@pytest.fixture(scope="module")
+def spend_comfyui(comfyui_factory: Callable[..., ComfyUIServer]) -> ComfyUIServer:
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
+    return comfyui_factory("comfyui-spend")
+
+
+@pytest.fixture
+def page(spend_comfyui: ComfyUIServer) -> Iterator[Any]:
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            page.goto(spend_comfyui.url, wait_until="domcontentloaded")
+            page.wait_for_function("window.app && window.app.graph && window.app.extensionManager")
+            page.wait_for_load_state("networkidle")
+            close_dialogs(page)
+            yield page
+        finally:
+            set_limit(spend_comfyui, None)
+            browser.close()
+
+
+def close_dialogs(page: Any, quiet_ms: int = 1500) -> None:
+    """Close whatever opens by itself (the first-run template browser opens late on some
+    frontends): Escape until no dialog has been seen for ``quiet_ms``."""
+    calm_since = time.monotonic()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if page.locator(DIALOGS).count():
+            page.keyboard.press("Escape")
+            calm_since = time.monotonic()
+        elif time.monotonic() - calm_since > quiet_ms / 1000:
+            return
+        page.wait_for_timeout(150)
+
+
+def set_limit(server: ComfyUIServer, credits: int | None) -> dict[str, Any]:
+    status, body = server.request("POST", "/grok_imagine/limit", {"limit": credits})
+    assert status == 200, body
+    return body
+
+
+def tasks_page(server: ComfyUIServer) -> dict[str, Any]:
+    return server.get_json("/grok_imagine/tasks?limit=5")
+
+
+def build(page: Any, script: str, arg: Any = None) -> Any:
+    """Run ``script`` (a JS function of ``(app, LiteGraph, make, arg)``) on a cleared graph."""
+    return page.evaluate(
+        """([script, arg]) => {
+            const app = window.app;
+            app.graph.clear();
+            const make = (type, x, y) => {
+                const node = window.LiteGraph.createNode(type);
+                node.pos = [x, y];
+                app.graph.add(node);
+                return node;
+            };
+            const result = new Function('app', 'LiteGraph', 'make', 'arg', script)(
+                app, window.LiteGraph, make, arg);
+            app.canvas.ds.offset = [0, 0];
+            app.canvas.ds.scale = 1;
+            app.graph.setDirtyCanvas(true, true);
+            return result;
+        }""",
+        [script, arg],
+    )
+
+
+def badge(page: Any, node_id: int, expected: str) -> None:
+    page.wait_for_function(
+        """([id, expected]) => {
+            const node = window.app.graph.getNodeById(id);
+            window.app.graph.setDirtyCanvas(true, true);
+            return node && node.grokImagineCost === expected;
+        }""",
+        arg=[node_id, expected],
+        timeout=10_000,
+    )
+
+
+def queue(page: Any) -> None:
+    page.evaluate("() => window.app.queuePrompt(0, 1)")
+
+
+def status_text(page: Any, node_id: int) -> str:
+    return page.evaluate(
+        """([id, name]) => {
+            const node = window.app.graph.getNodeById(id);
+            const widget = node && (node.widgets || []).find(w => w.name === name);
+            return widget ? String(widget.value ?? '') : '';
+        }""",
+        [node_id, STATUS_WIDGET],
+    )
+
+
+def wait_for_images(page: Any, node_id: int) -> None:
+    page.wait_for_function(
+        "(id) => ((window.app.graph.getNodeById(id) || {}).imgs || []).length > 0",
+        arg=node_id,
+        timeout=WAIT_S * 1000,
+    )
+
+
+def open_panel(page: Any) -> Any:
+    panel = page.get_by_test_id("grok-imagine-panel")
+    if not panel.is_visible():
+        page.evaluate(f"() => window.app.extensionManager.command.execute({PANEL_COMMAND!r})")
+    panel.wait_for()
+    return panel
+
+
+# -- the badge ------------------------------------------------------------------------------------
+
+
+def test_the_cost_badge_follows_the_inputs(page: Any, artifacts_dir: Path) -> None:
+    ids = build(
+        page,
+        """
+        const t2i = make(arg[0], 60, 130);
+        const up = make(arg[1], 560, 130);
+        const typed = make(arg[1], 560, 330);
+        const load = make(arg[2], 560, 500);
+        return {t2i: t2i.id, up: up.id, typed: typed.id, load: load.id};
+        """,
+        [TEXT_TO_IMAGE, UPSCALE, LOAD_TASK],
+    )
+    badge(page, ids["t2i"], "5 credits")
+    badge(page, ids["up"], "12 credits per task id")
+    badge(page, ids["load"], "free")
+    for tasks, expected in (
+        (3, "15 credits"),
+        (8, "40 credits"),
+        (1, "5 credits"),
+        (2, "10 credits"),
+    ):
+        page.evaluate(
+            """([id, n]) => {
+                window.app.graph.getNodeById(id).widgets.find(w => w.name === 'parallel_tasks')
+                    .value = n;
+            }""",
+            [ids["t2i"], tasks],
+        )
+        badge(page, ids["t2i"], expected)
+    page.evaluate(
+        """([id]) => {
+            window.app.graph.getNodeById(id).widgets.find(w => w.name === 'task_id').value =
+                'abc123kie, def456kie\\nabc123kie';
+        }""",
+        [ids["typed"]],
+    )
+    badge(page, ids["typed"], "24 credits")  # two distinct ids
+    page.evaluate(
+        """([from, to]) => {
+            const a = window.app.graph.getNodeById(from), b = window.app.graph.getNodeById(to);
+            const slot = a.outputs.findIndex(o => o.name === 'task_id');
+            a.connect(slot, b, b.inputs.findIndex(i => i.name === 'task_id'));
+        }""",
+        [ids["t2i"], ids["up"]],
+    )
+    badge(page, ids["up"], "12 credits per task id")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(artifacts_dir / "spend-01-cost-badges.png"))
+    page.screenshot(
+        path=str(artifacts_dir / "cost_badges.png"),
+        clip={"x": 40, "y": 100, "width": 900, "height": 560},
+    )
+
+
+# -- the panel ------------------------------------------------------------------------------------
+
+
+def test_the_panel_lists_a_task_right_after_it_ran_and_loads_it_free(
+    page: Any, spend_comfyui: ComfyUIServer, e2e_sandbox: Any, artifacts_dir: Path
+) -> None:
+    prompt = unique("A lighthouse keeper's cat on a windowsill, watercolour")
+    ids = build(
+        page,
+        """
+        const t2i = make(arg[0], 60, 130);
+        t2i.widgets.find(w => w.name === 'prompt').value = arg[1];
+        const preview = make('PreviewImage', 520, 130);
+        t2i.connect(0, preview, 0);
+        return {t2i: t2i.id, preview: preview.id};
+        """,
+        [TEXT_TO_IMAGE, prompt],
+    )
+    panel = open_panel(page)
+    known = set(e2e_sandbox.task_ids())
+    queue(page)
+    wait_for_images(page, ids["preview"])
+    (task_id,) = set(e2e_sandbox.task_ids()) - known
+    row = panel.locator(f"[data-testid=grok-imagine-task-row][data-task-id='{task_id}']")
+    row.wait_for(timeout=15_000)  # the panel refreshed by itself when the run ended
+    assert row.locator("img").first.is_visible()
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0",
+                           arg=row.locator("img").first.element_handle())  # fmt: skip
+    text = row.inner_text()
+    assert prompt[:30] in text and "succeeded" in text and "5 cr" in text and task_id in text
+    assert "Today: " in panel.get_by_test_id("grok-imagine-totals").inner_text()
+    page.screenshot(path=str(artifacts_dir / "spend-02-panel.png"))
+    page.screenshot(
+        path=str(artifacts_dir / "panel.png"), clip={"x": 0, "y": 0, "width": 900, "height": 620}
+    )
+
+    row.get_by_role("button", name=f"Add a Grok Load Task node for {task_id}").click()
+    loaded = page.evaluate(
+        """([type, id]) => {
+            const app = window.app;
+            const node = app.graph.nodes.find(n => n.type === type);
+            for (const other of [...app.graph.nodes]) {  // keep only Load Task and its preview
+                const wired = (other.inputs || []).some(i => i.link != null
+                    && app.graph.links[i.link] && app.graph.links[i.link].origin_id === node.id);
+                if (other !== node && !wired) app.graph.remove(other);
+            }
+            return {
+                id: node.id,
+                task: node.widgets.find(w => w.name === 'task_id').value,
+                preview: app.graph.nodes.find(n => n !== node).id,
+            };
+        }""",
+        [LOAD_TASK, task_id],
+    )
+    assert loaded["task"] == task_id
+    badge(page, loaded["id"], "free")
+    creates = e2e_sandbox.create_requests
+    spent = tasks_page(spend_comfyui)["spent_today"]
+    queue(page)
+    wait_for_images(page, loaded["preview"])
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts_dir / "spend-03-load-task-from-panel.png"))
+    assert e2e_sandbox.create_requests == creates  # loading it was free
+    assert tasks_page(spend_comfyui)["spent_today"] == spent
+    assert "no charge" in status_text(page, loaded["id"])
+
+
+# -- the limit ------------------------------------------------------------------------------------
+
+
+def test_the_daily_limit_refuses_a_run_whole_with_the_reason_on_the_node(
+    page: Any, spend_comfyui: ComfyUIServer, e2e_sandbox: Any, artifacts_dir: Path
+) -> None:
+    spent = tasks_page(spend_comfyui)["spent_today"]
+    limit = spent + 7  # room for one task, not for the node's two
+    set_limit(spend_comfyui, limit)
+    ids = build(
+        page,
+        """
+        const t2i = make(arg[0], 60, 130);
+        t2i.widgets.find(w => w.name === 'prompt').value = arg[1];
+        t2i.widgets.find(w => w.name === 'parallel_tasks').value = 2;
+        const preview = make('PreviewImage', 520, 130);
+        t2i.connect(0, preview, 0);
+        return {t2i: t2i.id};
+        """,
+        [TEXT_TO_IMAGE, unique("A paper boat on a puddle")],
+    )
+    badge(page, ids["t2i"], "10 credits")
+    creates = e2e_sandbox.create_requests
+    queue(page)
+    expected = f"spent {spent} of {limit} credits today, this run needs 10 more"
+    page.wait_for_function(
+        """([id, name, expected]) => {
+            const node = window.app.graph.getNodeById(id);
+            const widget = (node.widgets || []).find(w => w.name === name);
+            return widget && String(widget.value ?? '').includes(expected);
+        }""",
+        arg=[ids["t2i"], STATUS_WIDGET, expected],
+        timeout=WAIT_S * 1000,
+    )
+    page.wait_for_timeout(700)
+    page.screenshot(path=str(artifacts_dir / "spend-04-limit-refused.png"))
+    page.screenshot(
+        path=str(artifacts_dir / "limit_refused.png"),
+        clip={"x": 0, "y": 90, "width": 1400, "height": 560},
+    )
+    assert e2e_sandbox.create_requests == creates
+    text = status_text(page, ids["t2i"])  # ">" is drawn as a look-alike (no markup on the node)
+    assert "Grok Imagine" in text and "Daily credit limit (or with" in text, text
+    assert text.count("not sent") == 2, text
+    assert tasks_page(spend_comfyui)["spent_today"] == spent
