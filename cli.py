@@ -82,9 +82,11 @@ def _settings(args: argparse.Namespace) -> Iterator[Settings]:
     config = SandboxConfig()
     key = next(iter(config.keys))
     with Sandbox(config) as sb, tempfile.TemporaryDirectory(prefix="grok-sandbox-") as home:
-        # Sandbox tasks vanish with the sandbox: keep them out of the real journal.
+        # Sandbox tasks vanish with the sandbox: keep them out of the real journal (and out of
+        # a fleet's shared one, unless --journal-url asks for it).
         if not args.home:
             args.home = home
+            args.private_journal = True
         print(
             f"Using an in-process sandbox at {sb.base_url} (no key, no credits).", file=sys.stderr
         )
@@ -105,7 +107,10 @@ def _journal_target(args: argparse.Namespace) -> str | Path:
     from .journal import journal_path
     from .journal.open import journal_url_from_env
 
-    return getattr(args, "journal_url", None) or journal_url_from_env() or journal_path(_home(args))
+    explicit = getattr(args, "journal_url", None)
+    if explicit or getattr(args, "private_journal", False):
+        return explicit or journal_path(_home(args))
+    return journal_url_from_env() or journal_path(_home(args))
 
 
 def _runner(settings: Settings, args: argparse.Namespace) -> TaskRunner:

@@ -447,3 +447,14 @@ def test_an_answer_lost_while_the_database_is_away_is_still_reported_uncertain(
         assert time.monotonic() < deadline
         time.sleep(0.1)
     runner.journal.close()
+
+
+def test_an_in_process_sandbox_run_stays_out_of_the_fleets_journal(tmp_path, pg_url, monkeypatch):
+    monkeypatch.setenv("GROK_IMAGINE_JOURNAL_URL", pg_url)
+    monkeypatch.setenv("GROK_IMAGINE_POLL_SCALE", "0.05")
+    cli = submodule("cli")
+    assert cli.main(["generate", PROMPT, "--sandbox", "-o", str(tmp_path / "out")]) == 0
+    assert len(list((tmp_path / "out").iterdir())) == 6
+    journal = open_mod.open_journal(pg_url, rate=None)
+    assert journal.recent() == []  # its tasks vanish with the sandbox: none in the shared journal
+    journal.close()
