@@ -229,7 +229,18 @@ def test_a_create_waits_for_its_turn_and_cancel_sends_nothing(tmp_path, sandbox,
     assert ledger(sandbox) == (1, 5) and sandbox.create_requests == 1
     # The cancelled request gave its turn back and is not uncertain: a new rate lets it go.
     identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=9)
-    assert runner.journal.latest(identity).state == "rejected"
+    cancelled = runner.journal.latest(identity)
+    assert cancelled.state == "rejected"
+    with runner.journal._lock:
+        turns = (
+            runner.journal._connection("test")
+            .execute(
+                "SELECT count(*) FROM grok_imagine_create_turns WHERE request_id = %s",
+                (cancelled.id,),
+            )
+            .fetchone()[0]
+        )
+    assert turns == 0  # its unreached turn was given back to the fleet
     runner.journal.close()
 
 
