@@ -197,7 +197,8 @@ class PgJournal:
         self.rate = rate
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
-        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._pending: list[tuple[str, tuple[Any, ...], str | None]] = []
+        """Writes waiting through an outage, in order: (statement, parameters, task id)."""
         self._leased: set[int] = set()
         self._warned_outage = False
         self._quiet_until = 0.0
@@ -230,11 +231,14 @@ class PgJournal:
             if self._pending:
                 self._flush_quietly()
             if self._pending:
+                tasks = sorted({task for _, _, task in self._pending if task})
                 logger.warning(
-                    "%d journal write(s) for %s could not be saved before closing: %s",
+                    "%d journal write(s) for %s could not be saved before closing (the database "
+                    "stayed unreachable); tasks concerned: %s. Their images can be fetched free "
+                    "with Grok Load Task or `grok-imagine task ID`.",
                     len(self._pending),
                     self.where,
-                    "the database stayed unreachable",
+                    ", ".join(tasks) or "none",
                 )
             for conn in (self._conn, self._beat_conn):
                 if conn is not None:
@@ -312,14 +316,14 @@ class PgJournal:
                     raise self._unavailable(doing, exc) from None
             raise AssertionError("unreachable")
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+    def _write(self, sql: str, params: tuple[Any, ...], task_id: str | None = None) -> None:
         """A write made after money moved: never lost to an outage, never raising for one.
 
         Writes wait in order in memory while the database is away and are saved by the next
         call that reaches it (or by the heartbeat thread), before that call does anything else.
         """
         with self._lock:
-            self._pending.append((sql, params))
+            self._pending.append((sql, params, task_id))
             if len(self._pending) > 1 and time.monotonic() < self._quiet_until:
                 return  # the database was just found away: queue without waiting on it again
             try:
@@ -338,7 +342,7 @@ class PgJournal:
 
     def _flush(self, conn: psycopg.Connection[Any], doing: str) -> None:
         while self._pending:
-            sql, params = self._pending[0]
+            sql, params, _ = self._pending[0]
             try:
                 conn.execute(sql, params)
             except _UNREACHABLE as exc:
@@ -524,6 +528,7 @@ class PgJournal:
                 entry.index, entry.source_task_id, task_id, State.QUEUED, entry.credits,
                 entry.created_at, _HOST, owner.pid, owner.marker,
             ),
+            task_id,
         )  # fmt: skip
 
     def mark(self, entry_id: int, state: str, error: str | None = None) -> None:
@@ -558,6 +563,7 @@ class PgJournal:
             " credits = CASE WHEN %s THEN 0 ELSE credits END"
             " WHERE id = (SELECT max(id) FROM grok_imagine_requests WHERE task_id = %s)",
             (state, urls, error, finished, state == State.FAILED, task_id),
+            task_id,
         )
 
     def record_loaded(self, task_id: str) -> JournalEntry:
@@ -566,6 +572,7 @@ class PgJournal:
             f" SELECT %s, %s, 0, {_NOW}, {_NOW} WHERE NOT EXISTS"
             " (SELECT 1 FROM grok_imagine_requests WHERE task_id = %s)",
             (task_id, State.QUEUED, task_id),
+            task_id,
         )
         entry = self.get(task_id)
         assert entry is not None
@@ -583,6 +590,7 @@ class PgJournal:
             " path = EXCLUDED.path, sha256 = EXCLUDED.sha256, size = EXCLUDED.size,"
             " url = EXCLUDED.url, saved_at = EXCLUDED.saved_at",
             (task_id, index, str(path), sha256, size, url),
+            task_id,
         )
 
     # -- reading -----------------------------------------------------------------------------------

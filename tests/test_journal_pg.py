@@ -469,3 +469,15 @@ def test_an_in_process_sandbox_run_stays_out_of_the_fleets_journal(tmp_path, pg_
     journal = open_mod.open_journal(pg_url, rate=None)
     assert journal.recent() == []  # its tasks vanish with the sandbox: none in the shared journal
     journal.close()
+
+
+def test_writes_that_never_reach_the_database_name_their_tasks_on_close(pg_own_cluster, caplog):
+    import pg_cluster as pg
+
+    journal = open_mod.open_journal(pg.new_database(pg_own_cluster.server_url), rate=None)
+    pg_own_cluster.stop()
+    journal.record_state("sbxkept0000_grok", "succeeded", result_urls=["https://x.example/0"])
+    with caplog.at_level("WARNING"):
+        journal.close()
+    lost = [r.getMessage() for r in caplog.records if "could not be saved" in r.getMessage()]
+    assert len(lost) == 1 and "sbxkept0000_grok" in lost[0] and "Load Task" in lost[0]
