@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..api import errors
+from ..api.task import TaskState
 from ..journal import events
 from . import comfy_hooks
 
 if TYPE_CHECKING:
     from ..journal import RunHooks, TaskResult
 
-_QUEUED_FRACTION, _RUNNING_FRACTION, _WAITING_CAP = 0.05, 0.15, 0.9
+_WAITING_CAP = 0.9
+"""The bar's share for waiting; the rest fills as the task's files arrive."""
+_STATE_FRACTIONS = {TaskState.QUEUED: 0.05, TaskState.RUNNING: 0.15}
 
 
 @dataclass
@@ -141,9 +144,7 @@ def _apply(line: _TaskLine, event: events.RunEvent) -> None:
         line.state, line.note = events.state_word(task.state), None
         line.elapsed, line.elapsed_at = event.elapsed_s, time.monotonic()
         progress = task.progress if task.progress is not None else 0.0
-        base = {"queued": _QUEUED_FRACTION, "running": _RUNNING_FRACTION}.get(
-            line.state, line.fraction
-        )
+        base = _STATE_FRACTIONS.get(task.state, line.fraction)
         line.fraction = max(line.fraction, min(_WAITING_CAP, max(base, progress * _WAITING_CAP)))
     elif isinstance(event, events.TaskCreated):
         line.cost = f"{event.credits} credits" if event.credits else "free"
