@@ -45,7 +45,7 @@ def lag_distributions(lags: dict[str, list[float]], scale: float, path: Path) ->
     left.set_title("All pollers")
     right.set_xlabel("lag (s), zoomed")
     right.set_xlim(0, 1.0)
-    right.axvline(0.3, color="#2ca02c", linestyle="--", linewidth=1, label="target p50 0.3 s")
+    right.axvline(0.25, color="#2ca02c", linestyle="--", linewidth=1, label="target p50 0.25 s")
     right.axvline(0.6, color="#d62728", linestyle="--", linewidth=1, label="target p95 0.6 s")
     right.set_title("Zoom on our poller")
     right.legend(loc="lower right", fontsize=8)
@@ -65,7 +65,7 @@ def task_scaling(rows: list[dict[str, Any]], generation_time: float, path: Path)
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     ns = [row["n"] for row in rows]
     parallel = [row["parallel_p50"] for row in rows]
-    target = parallel[0] * 1.15 if parallel else None
+    target = parallel[0] * 1.08 if parallel else None
     for axis in (left, right):
         axis.plot(
             ns,
@@ -77,7 +77,7 @@ def task_scaling(rows: list[dict[str, Any]], generation_time: float, path: Path)
         )
         if target is not None:
             axis.axhline(
-                target, color="#d62728", linestyle="--", linewidth=1, label="target: 1.15 x (N = 1)"
+                target, color="#d62728", linestyle="--", linewidth=1, label="target: 1.08 x (N = 1)"
             )
         axis.axhline(
             generation_time,

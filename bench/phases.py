@@ -19,6 +19,7 @@ PHASES = (
     ("api.client", "GrokClient", "wait", "wait"),
     ("journal.runner", "TaskRunner", "_download", "download"),
     ("nodes.execution", None, "collect", "to_tensor"),
+    ("nodes.image_tensors", None, "_fill", "decode"),
 )
 """(module, class or None, function, phase name): the node's steps in order."""
 
@@ -38,6 +39,10 @@ class PhaseLog:
 
     def first_start(self, phase: str) -> float:
         return min((s for name, s, _ in self.spans if name == phase), default=float("nan"))
+
+    def count_after(self, phase: str, moment: float) -> int:
+        """How many spans of ``phase`` started after ``moment``."""
+        return sum(1 for name, start, _ in self.spans if name == phase and start > moment)
 
     def longest(self, phase: str) -> float:
         return max((e - s for name, s, e in self.spans if name == phase), default=float("nan"))

@@ -28,7 +28,7 @@ from pack import submodule
 from results import BenchResult, Figure, markdown_table
 from stats import Summary, ratio
 
-P50_TARGET = 0.3
+P50_TARGET = 0.25
 P95_TARGET = 0.6
 SEVEN_SECOND_READS_TARGET = 12
 READS_PER_SECOND_TARGET = 2.0

@@ -81,7 +81,7 @@ async def run_node(
 
     def work() -> NodeOutput:
         runner = make_runner()
-        images = ResultImages(len(jobs))
+        images = ResultImages(len(jobs), hooks.cancelled)
         requests = [job.request(runner) for job in jobs if job.request is not None]
         with contextlib.ExitStack() as budget:
             try:  # over the daily limit: the run is refused here, whole, before anything is sent

@@ -100,7 +100,7 @@ def images_to_tensor(
     if count == 1:
         batch.add(0, sources[0], slot=0, label=_label(sources[0], 0, count), prefault=True)
     else:
-        pool = _pool()
+        pool = decode_pool()
         jobs = [
             pool.submit(batch.add, i, source, slot=i, label=_label(source, i, count))
             for i, source in enumerate(sources)
@@ -421,23 +421,27 @@ def _orientation(image: Image.Image) -> int:
 def _fill(header: _Header, out: np.ndarray, *, prefault: bool = False) -> None:
     """Decode ``header``'s image into ``out`` ([H, W, 3] float32), fitted, scaled to 0..1."""
     height, width = out.shape[:2]
-    touched = None
+    touched: threading.Thread | None = None
     if _decodes_in_place(header, (width, height)):
         tail = _tail(out, _IN_PLACE_BYTES[header.image.mode])
         if prefault:
             # Fault the slot's front pages in on a worker while this thread decodes into its
             # tail (the two parts do not overlap, so the zeros never land on pixels).
-            touched = _pool().submit(_touch_pages, out.reshape(-1)[: (out.nbytes - tail.size) // 4])
+            # (A thread of its own, not the pool: a pool worker waiting here on the pool could
+            # wait forever.)
+            front = out.reshape(-1)[: (out.nbytes - tail.size) // 4]
+            touched = threading.Thread(target=_touch_pages, args=(front,), daemon=True)
+            touched.start()
         _map_into(header.image, tail)
     intermediate: list[Image.Image] = []
     try:
         image = _decode(header, intermediate)
         if touched is not None:
-            touched.result()
+            touched.join()
         _write(header, image, out)
     finally:
-        if touched is not None and not touched.done():
-            touched.result()
+        if touched is not None:
+            touched.join()
         for extra in intermediate:
             extra.close()
 
@@ -631,8 +635,10 @@ _pool_lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 
 
-def _pool() -> ThreadPoolExecutor:
-    """One small pool for the process, made on first use (importing starts no threads)."""
+def decode_pool() -> ThreadPoolExecutor:
+    """One small pool for the process, made on first use (importing starts no threads).
+
+    Its jobs must never wait on the pool themselves."""
     global _executor
     with _pool_lock:
         if _executor is None:

@@ -1,10 +1,12 @@
 """The node's IMAGE batch, decoded while its tasks still run.
 
 Each result file is decoded into its place in the batch the moment the runner keeps it
-(``events.FileKept``: from the bytes in memory, on the download's own thread), while the other
-files and tasks are still downloading or generating; so when the last task finishes, only its
-own files are left to convert. Files that come without an event (a result kept from an earlier
-run) are decoded from their paths, on the decode pool, as soon as their task is done.
+(``events.FileKept``: from the bytes in memory), while the other files and tasks are still
+downloading or generating; so when the last task finishes, only its own files are left to
+convert. Files that come without an event (a result kept from an earlier run) are decoded from
+their paths as soon as their task is done. The work goes to the small decode pool, never to the
+download threads themselves: eight tasks download up to 32 files at once, and as many decodes at
+once on two cores would only fight over them (and over the GIL).
 
 The batch order is the tasks' order, then each task's result order, whatever the arrival order.
 A file that cannot be decoded is left out and named; the others are returned.
@@ -14,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from concurrent.futures import wait
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..api import errors
 from ..journal import events
@@ -34,9 +36,11 @@ logger = logging.getLogger(__name__)
 class ResultImages:
     """``on_event`` / ``task_done`` per task as the node runs, then ``finish`` for the batch."""
 
-    def __init__(self, tasks: int) -> None:
+    def __init__(self, tasks: int, should_cancel: Callable[[], bool] | None = None) -> None:
         self._tasks = max(1, tasks)
+        self._should_cancel = should_cancel
         self._lock = threading.Lock()
+        self._jobs: list[Future[None]] = []
         self._batch: image_tensors.ImageBatch | None = None
         self._stride = 0
         """Slots per task: the first task's file count (Grok returns the same count each time)."""
@@ -57,7 +61,8 @@ class ResultImages:
             if event.path is not None:
                 with self._lock:
                     self._seen.setdefault(task, {})[event.path] = key
-            batch.add(
+            self._submit(
+                batch,
                 key,
                 source,
                 slot=self._slot(task, event.index),
@@ -84,18 +89,14 @@ class ResultImages:
                 key = (task, "kept", rank)
                 late.append((key, path, rank))
             keys.append(key)
-        pool = image_tensors._pool()
-        jobs = [
-            pool.submit(
-                batch.add,
+        for key, path, rank in late:
+            self._submit(
+                batch,
                 key,
                 path,
                 slot=self._slot(task, rank),
                 label=_label(result.task_id, rank, len(files)),
             )
-            for key, path, rank in late
-        ]
-        wait(jobs)
         self._order[task] = keys
 
     def finish(
@@ -103,6 +104,9 @@ class ResultImages:
     ) -> tuple[torch.Tensor, list[tuple[int, errors.GrokError]]]:
         """The batch of the tasks in ``results`` ((task, result), in the node's order), and
         (task, error) for each image left out. Raises if there is no image at all."""
+        with self._lock:
+            jobs = list(self._jobs)
+        wait(jobs)
         order = [key for task, _ in results for key in self._order.get(task, [])]
         if not order or self._batch is None:
             raise errors.BadResponseError("The task finished without any image.")
@@ -115,6 +119,15 @@ class ResultImages:
                 self._stride = max(1, total)
                 self._batch = image_tensors.ImageBatch(self._tasks * self._stride)
             return self._batch
+
+    def _submit(self, batch: image_tensors.ImageBatch, *args: Any, **kwargs: Any) -> None:
+        def decode() -> None:
+            if self._should_cancel is None or not self._should_cancel():
+                batch.add(*args, **kwargs)  # never raises
+
+        job = image_tensors.decode_pool().submit(decode)
+        with self._lock:
+            self._jobs.append(job)
 
     def _slot(self, task: int, index: int) -> int | None:
         return task * self._stride + index if index < self._stride else None

@@ -372,29 +372,30 @@ def test_hooks_are_silent_outside_comfyui(plain):
 # -- images decoded as they arrive -----------------------------------------------------------------
 
 
-def test_each_file_is_decoded_as_it_is_kept_and_a_kept_result_from_its_paths(
+def test_each_file_is_decoded_from_its_downloaded_bytes_and_a_kept_result_from_its_paths(
     comfy, grok, monkeypatch
 ):
-    """Fresh files are decoded on their download's thread, while the task's other files (and
-    other tasks) still download; a result kept from an earlier run is decoded from its paths."""
+    """Fresh files are decoded from the bytes in memory as they are kept (no read back from
+    disk); a result kept from an earlier run is decoded from its files, on the decode pool."""
     tensors = submodule("nodes.image_tensors")
-    fill = tensors._fill
-    threads: list[str] = []
+    open_header = tensors._open_header
+    seen: list[tuple[str, str]] = []
 
-    def spy(*args, **kwargs):
-        threads.append(threading.current_thread().name)
-        return fill(*args, **kwargs)
+    def spy(source, *args, **kwargs):
+        seen.append((type(source).__name__, threading.current_thread().name))
+        return open_header(source, *args, **kwargs)
 
-    monkeypatch.setattr(tensors, "_fill", spy)
+    monkeypatch.setattr(tensors, "_open_header", spy)
     sb = grok()
     first, task_ids, _ = asyncio.run(T2I().generate("a lighthouse", 3, parallel_tasks=2))
     assert first.shape[0] == 4
-    assert len(threads) == 4 and all(name.startswith("grok-download") for name in threads)
-    threads.clear()
+    assert [kind for kind, _ in seen] == ["bytes"] * 4
+    assert all(thread.startswith("grok-imagine-decode") for _, thread in seen)
+    seen.clear()
     again, again_ids, _ = asyncio.run(T2I().generate("a lighthouse", 3, parallel_tasks=2))
     assert again_ids == task_ids
     assert torch_equal(again, first)
-    assert len(threads) == 4 and all(name.startswith("grok-imagine-decode") for name in threads)
+    assert len(seen) == 4 and all(kind.endswith("Path") for kind, _ in seen)
     ledger = sb.ledger(TEST_KEY)
     assert (ledger.creates, ledger.credits_charged) == (2, 10)
 
