@@ -46,11 +46,13 @@ from .url import JOURNAL_URL_ENV, DatabaseUrl
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this pack writes (the highest migration below)."""
 OLDEST_COMPATIBLE = 1
 """The oldest schema version a pack may have and still share a journal of ``SCHEMA_VERSION``:
 raise it with a migration that older packs would misuse, and they will refuse to run."""
+WORKERS_SEEN_S = 86400.0
+"""Workers that opened the journal this recently are named when an upgrade leaves them behind."""
 LEASE_S = 10.0
 """How long a ``creating`` row stays owned without a renewal (a dead worker's create becomes
 ``uncertain`` this long after its last heartbeat)."""
@@ -111,6 +113,17 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX grok_imagine_create_turns_by_time ON grok_imagine_create_turns (send_at)",
         "CREATE INDEX grok_imagine_create_turns_by_request ON grok_imagine_create_turns"
         " (request_id)",
+    ),
+    2: (
+        # Which workers (and which schema their pack writes) use the journal, so an upgrade
+        # that older packs cannot follow names the workers that must be updated.
+        """CREATE TABLE grok_imagine_workers (
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            schema_version INTEGER NOT NULL,
+            seen_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (host, pid)
+        )""",
     ),
 }
 """Version -> the statements that bring the schema from version - 1 to it. Never edit a
@@ -697,44 +710,26 @@ class PgClaim:
 
 
 def _prepare_schema(conn: psycopg.Connection[Any], where: str) -> None:
-    """Bring the schema to ``SCHEMA_VERSION`` (one worker at a time), or refuse a newer one."""
+    """Bring the schema to ``SCHEMA_VERSION`` (one worker at a time), or refuse a newer one that
+    this pack cannot use; then say which schema this worker writes."""
     conn.execute("BEGIN")
     try:
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _MIGRATION_LOCK))
-        conn.execute(_SCHEMA_TABLE)
+        if not _table_exists(conn, "grok_imagine_schema"):
+            conn.execute(_SCHEMA_TABLE)
         row = conn.execute("SELECT version, oldest_compatible FROM grok_imagine_schema").fetchone()
         version, oldest = (0, 0) if row is None else row
-        if version > SCHEMA_VERSION:
-            if oldest > SCHEMA_VERSION:
-                raise JournalVersionError(
-                    f"The shared task journal ({where}) was upgraded to schema version {version} "
-                    f"by a newer Grok Imagine pack, which needs every worker at schema {oldest} "
-                    f"or later; this pack writes version {SCHEMA_VERSION}. Update the Grok "
-                    "Imagine pack on this worker. No request was sent.",
-                    where=where,
-                )
-            conn.execute("COMMIT")  # newer, but written to keep packs like this one working
-            return
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[step]:
-                conn.execute(statement)
-        if version < SCHEMA_VERSION:
-            conn.execute(
-                "INSERT INTO grok_imagine_schema (only_row, version, oldest_compatible, updated_at)"
-                f" VALUES (TRUE, %s, %s, {_NOW}) ON CONFLICT (only_row) DO UPDATE SET"
-                " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,"
-                " oldest_compatible = GREATEST(grok_imagine_schema.oldest_compatible,"
-                " EXCLUDED.oldest_compatible)",
-                (SCHEMA_VERSION, OLDEST_COMPATIBLE),
+        if version > SCHEMA_VERSION and oldest > SCHEMA_VERSION:
+            raise JournalVersionError(
+                f"The shared task journal ({where}) was upgraded to schema version {version} "
+                f"by a newer Grok Imagine pack, which needs every worker at schema {oldest} "
+                f"or later; this pack writes version {SCHEMA_VERSION}. Update the Grok "
+                "Imagine pack on this worker. No request was sent.",
+                where=where,
             )
-            if version and version < OLDEST_COMPATIBLE:
-                logger.warning(
-                    "The shared task journal %s was upgraded from schema %d to %d: workers with "
-                    "an older Grok Imagine pack refuse to use it until they are updated.",
-                    where,
-                    version,
-                    SCHEMA_VERSION,
-                )
+        if version < SCHEMA_VERSION:
+            _migrate(conn, where, version)
+        _register_worker(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
@@ -743,6 +738,68 @@ def _prepare_schema(conn: psycopg.Connection[Any], where: str) -> None:
             except psycopg.Error:
                 pass
         raise
+
+
+def _migrate(conn: psycopg.Connection[Any], where: str, version: int) -> None:
+    behind = _workers_left_behind(conn) if version else []
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[step]:
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO grok_imagine_schema (only_row, version, oldest_compatible, updated_at)"
+        f" VALUES (TRUE, %s, %s, {_NOW}) ON CONFLICT (only_row) DO UPDATE SET"
+        " version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,"
+        " oldest_compatible = GREATEST(grok_imagine_schema.oldest_compatible,"
+        " EXCLUDED.oldest_compatible)",
+        (SCHEMA_VERSION, OLDEST_COMPATIBLE),
+    )
+    if not version:
+        return
+    if version >= OLDEST_COMPATIBLE:
+        note = "Workers with older packs go on working."
+    else:
+        names = ", ".join(behind) or "none seen in the last 24 h"
+        note = (
+            f"Workers whose pack writes a schema older than {OLDEST_COMPATIBLE} now refuse it "
+            f"until their Grok Imagine pack is updated: {names}."
+        )
+    logger.warning(
+        "The shared task journal %s was upgraded from schema %d to %d. %s",
+        where,
+        version,
+        SCHEMA_VERSION,
+        note,
+    )
+
+
+def _workers_left_behind(conn: psycopg.Connection[Any]) -> list[str]:
+    """Workers seen lately whose pack writes a schema the upgrade leaves behind."""
+    if not _table_exists(conn, "grok_imagine_workers"):
+        return []
+    rows = conn.execute(
+        "SELECT host, pid, schema_version FROM grok_imagine_workers"
+        f" WHERE schema_version < %s AND seen_at > {_NOW} - %s ORDER BY host, pid",
+        (OLDEST_COMPATIBLE, WORKERS_SEEN_S),
+    ).fetchall()
+    return [f"{host} (pid {pid}, schema {schema})" for host, pid, schema in rows]
+
+
+def _register_worker(conn: psycopg.Connection[Any]) -> None:
+    if not _table_exists(conn, "grok_imagine_workers"):
+        return  # a newer schema without it: nothing to say
+    conn.execute(
+        "INSERT INTO grok_imagine_workers (host, pid, schema_version, seen_at)"
+        f" VALUES (%s, %s, %s, {_NOW}) ON CONFLICT (host, pid) DO UPDATE SET"
+        " schema_version = EXCLUDED.schema_version, seen_at = EXCLUDED.seen_at",
+        (_HOST, os.getpid(), SCHEMA_VERSION),
+    )
+    conn.execute(
+        f"DELETE FROM grok_imagine_workers WHERE seen_at < {_NOW} - %s", (7 * WORKERS_SEEN_S,)
+    )
+
+
+def _table_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
 
 def _latest(conn: psycopg.Connection[Any], identity_key: str) -> JournalEntry | None:

@@ -270,6 +270,67 @@ def test_a_fresh_database_gets_the_current_schema(pg_url, pg_mod):
     open_mod.open_journal(pg_url).close()  # opening again migrates nothing and keeps the row
 
 
+def _schema_1_database(url, pg_mod):
+    """A database exactly as the first release of the shared journal left it, with one task."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(pg_mod._SCHEMA_TABLE)
+        for statement in pg_mod.MIGRATIONS[1]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO grok_imagine_schema VALUES (TRUE, 1, 1, 0)")
+        identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=30)
+        conn.execute(
+            "INSERT INTO grok_imagine_requests (identity, model, prompt, seed, batch_index,"
+            " task_id, state, credits, result_urls, created_at, updated_at)"
+            " VALUES (%s, %s, %s, 30, 0, 'sbxfromschema1_grok', 'succeeded', 5,"
+            " '[\"https://x.example/0\"]', 1, 1)",
+            (identity.key, identity.model, PROMPT),
+        )
+        conn.execute(
+            "INSERT INTO grok_imagine_files VALUES ('sbxfromschema1_grok', 0, '/w/0.jpg',"
+            " %s, 10, 'https://x.example/0', 1)",
+            ("0" * 64,),
+        )
+    return identity
+
+
+def test_a_schema_1_journal_is_migrated_and_keeps_every_row(pg_url, pg_mod, caplog):
+    identity = _schema_1_database(pg_url, pg_mod)
+    with caplog.at_level("WARNING"):
+        journal = open_mod.open_journal(pg_url, rate=None)
+    assert any("upgraded from schema 1 to 2" in r.getMessage() for r in caplog.records)
+    kept = journal.latest(identity)
+    assert kept.task_id == "sbxfromschema1_grok" and kept.state == "succeeded"
+    assert len(kept.files) == 1 and kept.credits == 5
+    with journal._lock:
+        conn = journal._connection("test")
+        assert conn.execute("SELECT version FROM grok_imagine_schema").fetchone()[0] == 2
+        workers = conn.execute("SELECT pid, schema_version FROM grok_imagine_workers").fetchall()
+    assert workers == [(os.getpid(), pg_mod.SCHEMA_VERSION)]  # and it says who uses it
+    journal.close()
+
+
+def test_an_upgrade_older_packs_cannot_follow_names_the_workers_to_update(
+    pg_url, pg_mod, monkeypatch, caplog
+):
+    journal = open_mod.open_journal(pg_url, rate=None)
+    _sql(journal, "INSERT INTO grok_imagine_workers VALUES ('gpu-box-7', 4242, 2, 1e12)")
+    journal.close()
+    # A later pack whose migration 3 older packs cannot follow:
+    monkeypatch.setattr(pg_mod, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(pg_mod, "OLDEST_COMPATIBLE", 3)
+    monkeypatch.setitem(pg_mod.MIGRATIONS, 3, ("ALTER TABLE grok_imagine_files ADD COLUMN w TEXT",))
+    with caplog.at_level("WARNING"):
+        open_mod.open_journal(pg_url, rate=None).close()
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "upgraded from schema 2 to 3" in said and "gpu-box-7 (pid 4242, schema 2)" in said
+    assert "until their Grok Imagine pack is updated" in said
+    monkeypatch.undo()  # and the older pack, on its next start, refuses with its own message
+    with pytest.raises(store_mod.JournalVersionError):
+        open_mod.open_journal(pg_url, rate=None)
+
+
 def test_a_journal_from_a_newer_pack_says_this_one_must_be_updated(pg_url, pg_mod):
     journal = open_mod.open_journal(pg_url)
     _sql(journal, "UPDATE grok_imagine_schema SET version = 99, oldest_compatible = 99")
