@@ -37,7 +37,7 @@ from typing import Any
 import psycopg
 
 from ..api import errors
-from .db import JournalEntry, JournalFile, State
+from .db import JournalEntry, JournalFile, Reservation, State
 from .identity import RequestIdentity
 from .owner import current_owner
 from .pacing import CreateRate
@@ -65,6 +65,9 @@ PACING_MARGIN_S = 1.0
 LOCK_SPACE = 0x47524F4B  # "GROK": the first key of every advisory lock this pack takes
 _PACING_LOCK = 1
 _MIGRATION_LOCK = 2
+_SPEND_LOCK = 3
+"""Taken after any identity locks (never before one), so the fleet's ledger checks cannot
+deadlock with its claims."""
 
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
 
@@ -425,8 +428,8 @@ class PgJournal:
                 self._beat_conn = self._connect()
             self._beat_conn.execute(
                 f"UPDATE grok_imagine_requests SET lease_until = {_NOW} + %s"
-                " WHERE id = ANY(%s) AND state = %s",
-                (LEASE_S, leased, State.CREATING),
+                " WHERE id = ANY(%s) AND state IN (%s, %s)",
+                (LEASE_S, leased, State.CREATING, State.RESERVED),
             )
         except psycopg.Error:
             if self._beat_conn is not None:
@@ -639,11 +642,130 @@ class PgJournal:
         )
 
     def recent(self, limit: int = 20) -> list[JournalEntry]:
+        """The newest ``limit`` rows, newest first (the CLI's ``tasks`` view)."""
+        return self.page(limit)
+
+    def page(self, limit: int, offset: int = 0) -> list[JournalEntry]:
+        """``limit`` rows after the newest ``offset``, newest first; reservations (nothing sent
+        yet) are not rows to show."""
         return self._many(
             "list the journal",
-            f"SELECT {_COLUMNS} FROM grok_imagine_requests ORDER BY id DESC LIMIT %s",
-            (int(limit),),
+            f"SELECT {_COLUMNS} FROM grok_imagine_requests WHERE state != %s"
+            " ORDER BY id DESC LIMIT %s OFFSET %s",
+            (State.RESERVED, int(limit), int(offset)),
         )
+
+    def count(self) -> int:
+        rows = self._read(
+            "count the journal",
+            "SELECT count(*) FROM grok_imagine_requests WHERE state != %s",
+            (State.RESERVED,),
+        )
+        return int(rows[0][0])
+
+    def uncertain(self) -> list[JournalEntry]:
+        return self._many(
+            "list uncertain creates",
+            f"SELECT {_COLUMNS} FROM grok_imagine_requests WHERE state = %s ORDER BY id DESC",
+            (State.UNCERTAIN,),
+        )
+
+    # -- the spend ledger: the whole fleet's spending, one lock for every check -------------------
+
+    def spent(self, since: float, until: float | None = None) -> int:
+        """Credits of the fleet's requests created in ``[since, until)`` (see ``db.Journal``):
+        charged, in flight, uncertain and reserved by a live worker; failed and refused cost 0."""
+        rows = self._read("count today's spending", _SPENT, _spent_params(since, until))
+        return int(rows[0][0])
+
+    def reserve(
+        self, identities: Sequence[RequestIdentity], *, limit: int, since: float
+    ) -> Reservation:
+        """Set aside the credits of every request of a run that will need a create, or none.
+
+        Under the identity locks of the run's requests (in lock order) and then the fleet's
+        spend lock, so concurrent runs on any worker see each other's reservations. Reserved
+        rows are leased like ``creating`` ones: a dead worker's reservation stops counting when
+        its lease runs out.
+        """
+        doing = "check the daily credit limit"
+        keys = sorted({ident.key for ident in identities})
+        with self._lock:
+            conn = self._connection(doing)
+            try:
+                conn.execute("BEGIN")
+                try:
+                    reservation = self._reserve(conn, identities, keys, limit, since)
+                    conn.execute("COMMIT" if reservation.granted else "ROLLBACK")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except psycopg.Error as exc:
+                self._broken()
+                raise self._unavailable(doing, exc) from None
+            for entry in reservation.entries:
+                self._leased.add(entry.id)
+            if reservation.entries:
+                self._start_heartbeat()
+            return reservation
+
+    def _reserve(
+        self,
+        conn: psycopg.Connection[Any],
+        identities: Sequence[RequestIdentity],
+        keys: list[str],
+        limit: int,
+        since: float,
+    ) -> Reservation:
+        for (lock,) in conn.execute(
+            "SELECT DISTINCT hashtext(k) AS h FROM unnest(%s::text[]) AS k ORDER BY h", (keys,)
+        ).fetchall():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, lock))
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _SPEND_LOCK))
+        conn.execute(_DROP_DEAD_RESERVATIONS, (State.RESERVED,))
+        needed: dict[str, RequestIdentity] = {}
+        for ident in identities:
+            latest = _latest(conn, ident.key)
+            if latest is None or latest.state in State.UNCHARGED:
+                needed.setdefault(ident.key, ident)
+        need = sum(ident.credits for ident in needed.values())
+        spent = int(conn.execute(_SPENT, _spent_params(since, None)).fetchone()[0])
+        if need and spent + need > limit:
+            return Reservation(spent, need, (), granted=False)
+        entries = tuple(_insert(conn, ident, State.RESERVED) for ident in needed.values())
+        return Reservation(spent, need, entries, granted=True)
+
+    def release(self, entry_ids: Sequence[int]) -> None:
+        """Drop reservations no create took over (the run ended or gave up first)."""
+        if not entry_ids:
+            return
+        with self._lock:
+            for entry_id in entry_ids:
+                self._leased.discard(entry_id)
+        self._write(
+            "DELETE FROM grok_imagine_requests WHERE state = %s AND id = ANY(%s)",
+            (State.RESERVED, list(entry_ids)),
+        )
+
+    def resolve_uncertain(self, entry_id: int, task_id: str | None) -> JournalEntry | None:
+        """An ``uncertain`` row gets the task id the user found (it was charged), or, with
+        None, is marked as never created. None when no uncertain row has that id."""
+        if task_id is None:
+            sql = (
+                f"UPDATE grok_imagine_requests SET state = %s, credits = 0, updated_at = {_NOW},"
+                " error = 'marked as not created by the user' WHERE id = %s AND state = %s"
+                " RETURNING id"
+            )
+            params: tuple[Any, ...] = (State.REJECTED, entry_id, State.UNCERTAIN)
+        else:
+            sql = (
+                f"UPDATE grok_imagine_requests SET task_id = %s, state = %s, task_created_at ="
+                f" {_NOW}, updated_at = {_NOW}, error = NULL WHERE id = %s AND state = %s"
+                " RETURNING id"
+            )
+            params = (task_id, State.QUEUED, entry_id, State.UNCERTAIN)
+        changed = self._read("resolve an uncertain create", sql, params)
+        return self.entry(entry_id) if changed else None
 
     def _one(self, doing: str, sql: str, params: tuple[Any, ...]) -> JournalEntry | None:
         found = self._many(doing, sql, params)
@@ -672,27 +794,43 @@ class PgClaim:
 
     def start_create(self) -> JournalEntry:
         """The identity row (``creating``, leased to this worker) before the create is sent."""
+        try:
+            entry = _insert(self._conn, self.identity, State.CREATING)
+        except psycopg.Error as exc:
+            raise self._journal._unavailable("record the request before creating it", exc) from None
+        return self._own(entry)
+
+    def spent(self, since: float) -> int:
+        """The fleet's ledger inside this claim's transaction, under the spend lock (taken after
+        the identity lock), so the check and the create are one step for the whole fleet."""
+        try:
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, _SPEND_LOCK))
+            self._conn.execute(_DROP_DEAD_RESERVATIONS, (State.RESERVED,))
+            return int(self._conn.execute(_SPENT, _spent_params(since, None)).fetchone()[0])
+        except psycopg.Error as exc:
+            raise self._journal._unavailable("check the daily credit limit", exc) from None
+
+    def take_reservation(self, reserved: JournalEntry) -> JournalEntry:
+        """A run's reserved row becomes this create's ``creating`` row (already counted)."""
         owner = current_owner()
-        ident = self.identity
         try:
             row = self._conn.execute(
-                "INSERT INTO grok_imagine_requests (identity, model, prompt, aspect_ratio, seed,"
-                " batch_index, source_task_id, state, credits, created_at, updated_at,"
-                " owner_host, owner_pid, owner_marker, lease_until)"
-                f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_NOW}, {_NOW}, %s, %s, %s,"
-                f" {_NOW} + %s) RETURNING {_COLUMNS}",
+                f"UPDATE grok_imagine_requests SET state = %s, owner_host = %s, owner_pid = %s,"
+                f" owner_marker = %s, created_at = {_NOW}, updated_at = {_NOW},"
+                f" lease_until = {_NOW} + %s WHERE id = %s AND state = %s RETURNING {_COLUMNS}",
                 (
-                    ident.key, ident.model, ident.prompt, ident.aspect_ratio, ident.seed,
-                    ident.index, ident.source_task_id, State.CREATING, ident.credits,
-                    _HOST, owner.pid, owner.marker, LEASE_S,
+                    State.CREATING, _HOST, owner.pid, owner.marker, LEASE_S, reserved.id,
+                    State.RESERVED,
                 ),
             ).fetchone()  # fmt: skip
         except psycopg.Error as exc:
-            raise self._journal._unavailable("record the request before creating it", exc) from None
-        entry = _entry(row)
-        row_id = entry.id
-        self.started.append(row_id)
-        self._journal._leased.add(row_id)
+            raise self._journal._unavailable("take a reserved create", exc) from None
+        assert row is not None, "a reserved row vanished under its identity lock"
+        return self._own(_entry(row))
+
+    def _own(self, entry: JournalEntry) -> JournalEntry:
+        self.started.append(entry.id)
+        self._journal._leased.add(entry.id)
         self._journal._start_heartbeat()
         self.latest = entry
         return entry
@@ -800,6 +938,44 @@ def _register_worker(conn: psycopg.Connection[Any]) -> None:
 
 def _table_exists(conn: psycopg.Connection[Any], name: str) -> bool:
     return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+
+
+def _insert(conn: psycopg.Connection[Any], ident: RequestIdentity, state: str) -> JournalEntry:
+    """A new attempt at ``ident`` in ``state`` (``creating`` or ``reserved``), leased to us."""
+    owner = current_owner()
+    row = conn.execute(
+        "INSERT INTO grok_imagine_requests (identity, model, prompt, aspect_ratio, seed,"
+        " batch_index, source_task_id, state, credits, created_at, updated_at,"
+        " owner_host, owner_pid, owner_marker, lease_until)"
+        f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, {_NOW}, {_NOW}, %s, %s, %s,"
+        f" {_NOW} + %s) RETURNING {_COLUMNS}",
+        (
+            ident.key, ident.model, ident.prompt, ident.aspect_ratio, ident.seed,
+            ident.index, ident.source_task_id, state, ident.credits,
+            _HOST, owner.pid, owner.marker, LEASE_S,
+        ),
+    ).fetchone()  # fmt: skip
+    return _entry(row)
+
+
+_SPENT = (
+    "SELECT COALESCE(SUM(credits), 0) FROM grok_imagine_requests"
+    " WHERE created_at >= %s AND created_at < %s AND identity IS NOT NULL"
+    " AND state NOT IN (%s, %s)"
+    f" AND NOT (state = %s AND COALESCE(lease_until, 0) <= {_NOW})"
+)
+"""The ledger: a reservation counts while its worker's lease lives (no pid check across hosts)."""
+
+
+_DROP_DEAD_RESERVATIONS = (
+    f"DELETE FROM grok_imagine_requests WHERE state = %s AND COALESCE(lease_until, 0) <= {_NOW}"
+)
+"""Reservations whose worker stopped renewing them hold no money (its run is gone)."""
+
+
+def _spent_params(since: float, until: float | None) -> tuple[Any, ...]:
+    end = float("inf") if until is None else until
+    return (since, end, State.REJECTED, State.FAILED, State.RESERVED)
 
 
 def _latest(conn: psycopg.Connection[Any], identity_key: str) -> JournalEntry | None:

@@ -252,3 +252,63 @@ def test_four_workers_share_the_accounts_create_rate(tmp_path, sandbox_factory, 
     assert any("turn to create" in err for _, _, err in outcomes)  # some waited their turn
     for i in range(4):
         assert len(_kept(tmp_path, f"w{i}")) == 48
+
+
+LIMITED_NODE = """
+import os, sys, time
+sys.path.insert(0, {tests_dir!r})
+from support import submodule
+from support.api_names import public_api
+api = public_api()
+journal = submodule("journal")
+spend = submodule("journal.spend_limit")
+runner = journal.TaskRunner(
+    lambda: api.GrokClient(api.load_settings(), poll=api.PollSchedule().scaled(0.05)),
+    journal=journal.open_journal({url!r}),
+    files=journal.FileStore(sys.argv[2]),
+    api_base=api.load_settings().base_url,
+    daily_limit=lambda: spend.read_daily_limit(None),
+)
+ready = {ready!r}
+open(ready + "." + str(os.getpid()), "w").close()
+while not os.path.exists(ready):
+    time.sleep(0.005)
+seed = int(sys.argv[1])
+requests = [runner.text_to_image_request({prompt!r}, seed=seed, index=i) for i in range(2)]
+try:
+    with runner.reserve(requests):
+        results = [runner.text_to_image({prompt!r}, seed=seed, index=i) for i in range(2)]
+except spend.SpendLimitError as exc:
+    print("refused", flush=True)
+else:
+    print("ran", len(results), flush=True)
+runner.journal.close()
+"""
+
+
+def test_the_daily_limit_counts_the_whole_fleets_spend(tmp_path, sandbox_factory, pg_url):
+    """Four workers, each a node of two tasks (10 credits), a 25-credit limit: exactly two run."""
+    sb = sandbox_factory(generation_time=(0.2, 0.2))
+    go = tmp_path / "go"
+    script = LIMITED_NODE.format(tests_dir=str(TESTS_DIR), url=pg_url, ready=str(go), prompt=PROMPT)
+    env = _env(sb, GROK_IMAGINE_DAILY_CREDIT_LIMIT="25")
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(seed), str(tmp_path / f"w{seed}" / "files")],
+            env=env,
+            **pipes,
+        )
+        for seed in range(4)
+    ]
+    try:
+        _wait_until(lambda: len(list(tmp_path.glob("go.*"))) == 4, "the workers to be ready")
+        go.touch()
+        outcomes = [w.communicate(timeout=WAIT_LIMIT_S) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait(timeout=WAIT_LIMIT_S)
+    assert [w.returncode for w in workers] == [0, 0, 0, 0], [err for _, err in outcomes]
+    assert sorted(out.split()[0] for out, _ in outcomes) == ["ran", "ran", "refused", "refused"]
+    assert ledger(sb) == (4, 20)

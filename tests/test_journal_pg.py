@@ -542,3 +542,83 @@ def test_writes_that_never_reach_the_database_name_their_tasks_on_close(pg_own_c
         journal.close()
     lost = [r.getMessage() for r in caplog.records if "could not be saved" in r.getMessage()]
     assert len(lost) == 1 and "sbxkept0000_grok" in lost[0] and "Load Task" in lost[0]
+
+
+# -- the daily credit limit counts the whole fleet ------------------------------------------------
+
+
+def _limited_runner(tmp_path, sb, url, limit, name="worker"):
+    spend = submodule("journal.spend_limit")
+    runner = make_runner(tmp_path, sb, url, name)
+    runner.daily_limit = lambda: spend.DailyLimit(limit, "env")
+    return runner
+
+
+def _run_node(runner, seeds):
+    requests = [runner.text_to_image_request(PROMPT, seed=seed) for seed in seeds]
+    with runner.reserve(requests):
+        return [runner.text_to_image(PROMPT, seed=r.seed) for r in requests]
+
+
+def test_the_daily_limit_holds_for_the_fleet_on_the_shared_journal(tmp_path, sandbox, pg_url):
+    spend = submodule("journal.spend_limit")
+    a = _limited_runner(tmp_path, sandbox, pg_url, 12, "a")
+    b = _limited_runner(tmp_path, sandbox, pg_url, 12, "b")
+    with pytest.raises(spend.SpendLimitError) as caught:
+        _run_node(a, seeds=[1, 2, 3])  # 15 credits > 12: refused whole
+    assert "0" in str(caught.value) and ledger(sandbox) == (0, 0)
+    assert len(_run_node(a, seeds=[1, 2])) == 2 and ledger(sandbox) == (2, 10)
+    with pytest.raises(spend.SpendLimitError):  # worker B sees A's spending: 10 + 5 > 12
+        _run_node(b, seeds=[4])
+    with pytest.raises(spend.SpendLimitError):  # a single create outside a run, too
+        b.text_to_image(PROMPT, seed=5)
+    assert b.text_to_image(PROMPT, seed=1).task_id  # A's task is free on B: never refused
+    assert ledger(sandbox) == (2, 10) and a.journal.spent(0) == 10
+    for runner in (a, b):
+        runner.journal.close()
+
+
+def test_a_dead_workers_reservation_stops_counting(tmp_path, sandbox, pg_url):
+    runner = _limited_runner(tmp_path, sandbox, pg_url, 5)
+    request = runner.text_to_image_request(PROMPT, seed=6)
+    reservation = runner.journal.reserve([request], limit=5, since=0)
+    assert reservation.granted and runner.journal.spent(0) == 5
+    held = reservation.entries[0]
+    runner.journal._release(held.id)  # as if its worker died: nobody renews the lease
+    _sql(
+        runner.journal,
+        "UPDATE grok_imagine_requests SET owner_host = 'gone', lease_until = 0 WHERE id = %s",
+        (held.id,),
+    )
+    assert runner.journal.spent(0) == 0
+    assert runner.text_to_image(PROMPT, seed=7).files and ledger(sandbox) == (1, 5)
+    runner.journal.close()
+
+
+def test_the_panel_lists_the_fleets_journal_and_resolves_its_uncertain_rows(
+    tmp_path, sandbox, pg_url
+):
+    panel_routes = submodule("nodes.panel_routes")
+    spend = submodule("journal.spend_limit")
+    a = make_runner(tmp_path, sandbox, pg_url, "a")
+    b = make_runner(tmp_path, sandbox, pg_url, "b")
+    first = a.text_to_image(PROMPT, seed=40)
+    second = b.text_to_image(PROMPT, seed=41)
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=42)
+    lost = _foreign_creating_row(b, identity, lease_s=-1.0)
+    with pytest.raises(journal_mod.UncertainTaskError):
+        b.text_to_image(PROMPT, seed=42)
+    context = panel_routes.PanelContext(
+        lambda: b, lambda: tmp_path / "user" / spend.SETTINGS_FILE_NAME, {}
+    )
+    routes = panel_routes.PanelRoutes(lambda: context)
+    listed = routes.page(0, 20)
+    assert listed["total"] == 3 and listed["spent_today"] == 15  # the uncertain one counts
+    assert [row["state"] for row in listed["rows"]] == ["uncertain", "succeeded", "succeeded"]
+    assert routes.thumbnail(second.task_id, 0)  # B's own kept files are shown...
+    with pytest.raises(panel_routes.Refused):  # ...A's stay on A (kept files are per worker)
+        routes.thumbnail(first.task_id, 0)
+    routes.resolve(lost.id, None)  # the user found nothing in the dashboard: not created
+    assert routes.page(0, 20)["spent_today"] == 10 and ledger(sandbox) == (2, 10)
+    for runner in (a, b):
+        runner.journal.close()

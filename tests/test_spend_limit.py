@@ -359,28 +359,3 @@ def test_a_damaged_settings_file_refuses_until_saved_again(tmp_path):
     assert "damaged" in str(caught.value)
     spend.write_daily_limit(settings, 12)
     assert spend.read_daily_limit(settings, {}).credits == 12
-
-
-def test_a_journal_that_cannot_count_spending_refuses_paid_work_under_a_limit(
-    tmp_path, sandbox, pg_url
-):
-    """The shared PostgreSQL journal has no ledger yet: with a limit set, nothing is sent."""
-    open_mod = submodule("journal.open")
-    journal = open_mod.open_journal(pg_url, rate=None)
-    settings = api.Settings(api_key=TEST_KEY, base_url=sandbox.base_url)
-    runner = journal_mod.TaskRunner(
-        lambda: api.GrokClient(settings, poll=api.PollSchedule().scaled(0.05)),
-        journal=journal,
-        files=journal_mod.FileStore(tmp_path / "files"),
-    )
-    try:
-        first = runner.text_to_image(PROMPT, seed=1)  # no limit: works as before
-        runner.daily_limit = lambda: spend.DailyLimit(100, "env")
-        with pytest.raises(spend.SpendLimitConfigError, match="cannot count spending"):
-            run_node(runner, seeds=[2])
-        with pytest.raises(spend.SpendLimitConfigError):
-            runner.text_to_image(PROMPT, seed=3)
-        assert run_node(runner, seeds=[1])[0].task_id == first.task_id  # free work goes on
-        assert ledger(sandbox) == (1, 5)
-    finally:
-        journal.close()
