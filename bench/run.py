@@ -35,6 +35,7 @@ BENCHMARKS = {
     "node_overhead": ("node_overhead", "Node overhead"),
     "import_cost": ("import_cost", "Import cost"),
     "journal_overhead": ("journal_overhead", "Journal overhead (PostgreSQL vs SQLite)"),
+    "panel_page": ("panel_page", "Panel page with 10,000 tasks; the limit's check per run"),
 }
 """key -> (module in bench/, title), in the issue's order."""
 
