@@ -8,6 +8,7 @@ Screenshots go to the artifacts folder (``spend-*.png``); the README's come from
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,6 +73,23 @@ def set_limit(server: ComfyUIServer, credits: int | None) -> dict[str, Any]:
     status, body = server.request("POST", "/grok_imagine/limit", {"limit": credits})
     assert status == 200, body
     return body
+
+
+def set_limit_in_settings(page: Any, credits: int, shot: Path) -> None:
+    """Settings > Grok Imagine > Daily credit limit, typed and saved like a user does."""
+    page.keyboard.press("Control+Comma")
+    dialog = page.locator(DIALOGS).first
+    dialog.get_by_text("Grok Imagine", exact=True).first.click()
+    field = dialog.get_by_test_id("grok-imagine-limit-input")
+    field.fill(str(credits))
+    dialog.get_by_test_id("grok-imagine-limit-save").click()
+    page.wait_for_function(
+        "(text) => { const s = document.querySelector('[data-testid=grok-imagine-limit-status]');"
+        " return s && s.textContent === text; }",
+        arg=f"{credits} credits a day",
+    )
+    page.screenshot(path=str(shot))
+    close_dialogs(page, quiet_ms=500)
 
 
 def tasks_page(server: ComfyUIServer) -> dict[str, Any]:
@@ -276,7 +294,9 @@ def test_the_daily_limit_refuses_a_run_whole_with_the_reason_on_the_node(
 ) -> None:
     spent = tasks_page(spend_comfyui)["spent_today"]
     limit = spent + 7  # room for one task, not for the node's two
-    set_limit(spend_comfyui, limit)
+    set_limit_in_settings(page, limit, artifacts_dir / "spend-04-limit-setting.png")
+    stored = json.loads((spend_comfyui.user_dir / "grok_imagine" / "settings.json").read_text())
+    assert stored == {"daily_credit_limit": limit}  # on the server, beside the key file
     ids = build(
         page,
         """
@@ -303,7 +323,7 @@ def test_the_daily_limit_refuses_a_run_whole_with_the_reason_on_the_node(
         timeout=WAIT_S * 1000,
     )
     page.wait_for_timeout(700)
-    page.screenshot(path=str(artifacts_dir / "spend-04-limit-refused.png"))
+    page.screenshot(path=str(artifacts_dir / "spend-05-limit-refused.png"))
     page.screenshot(
         path=str(artifacts_dir / "limit_refused.png"),
         clip={"x": 0, "y": 90, "width": 1400, "height": 560},
