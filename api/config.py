@@ -24,7 +24,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import (
-    SETTINGS_ENTRY,
     AuthError,
     InvalidRequestError,
     MissingKeyError,
@@ -102,8 +101,7 @@ class Settings:
         problem = _unsendable(self.api_key)
         if problem:
             raise AuthError(
-                f"The API key from {self.key_source} contains {problem}, so it cannot be sent; "
-                "copy it again from your API in One dashboard and set it again."
+                f"The API key from {self.key_source} contains {problem}, so it cannot be sent."
             )
         remember_secret(self.api_key)
         object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
@@ -336,26 +334,19 @@ def _read_key_file(path: Path) -> str | None:
         return None
     except IsADirectoryError:
         raise MissingKeyError(
-            f"The API key file {path} is a folder, not a file: remove it and save the key again "
-            f"(or set {KEY_ENV})."
+            f"The API key file {path} is a folder, not a file: remove it."
         ) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise MissingKeyError(
-            f"The API key file {path} could not be read ({reason}): fix its permissions or save "
-            f"the key again (or set {KEY_ENV})."
+            f"The API key file {path} could not be read ({reason}): fix its permissions."
         ) from None
     if len(data) > MAX_KEY_FILE_BYTES:
-        raise MissingKeyError(
-            f"The API key file {path} is far too large to hold a key: save the key again "
-            f"(or set {KEY_ENV})."
-        )
+        raise MissingKeyError(f"The API key file {path} is far too large to hold a key.")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise MissingKeyError(
-            f"The API key file {path} is not text: save the key again (or set {KEY_ENV})."
-        ) from None
+        raise MissingKeyError(f"The API key file {path} is not text.") from None
 
 
 def _unsendable(key: str) -> str | None:
@@ -371,7 +362,6 @@ def _unsendable(key: str) -> str | None:
 def _missing_key_message(path: Path | None) -> str:
     where = f"the key file {path}" if path is not None else "a key file"
     return (
-        f"No API in One key found: set the {KEY_ENV} environment variable, or save the key in "
-        f"{where} (in ComfyUI: {SETTINGS_ENTRY}; or run `grok-imagine key set`). "
-        "Keys are at https://apiin.one."
+        f"No API in One key is set: neither the {KEY_ENV} environment variable nor {where} "
+        "holds one (keys are at https://apiin.one)."
     )

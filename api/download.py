@@ -143,8 +143,8 @@ def download(
             if attempt >= attempts or left <= wait:
                 raise errors.DownloadError(
                     f"Downloading {shown} failed {attempt} time(s), last: {exc.reason}. This is "
-                    "usually passing (network or file host): queue the node again; the task is "
-                    "paid and its result is fetched without creating a new one."
+                    "usually passing (network or file host); the task is paid and its result is "
+                    "fetched again without creating a new one."
                 ) from None
             logger.info("download of %s failed (%s); retrying in %.1f s", shown, exc.reason, wait)
             sleep(wait)
@@ -200,15 +200,14 @@ def _fetch_once(
         if status in EXPIRED_STATUSES:
             raise errors.ResultExpiredError(
                 f"The result file {shown} is no longer available (HTTP {status}); result URLs "
-                "expire after hours or days, so files must be fetched soon after the task ends. "
-                "If it was kept earlier, Grok Load Task finds it; otherwise create a new task."
+                "expire after hours or days, so files must be fetched soon after the task ends."
             )
         if status in TRANSIENT_STATUSES:
             raise _Transient(f"the file host answered HTTP {status}")
         if status != 200:
             raise errors.DownloadError(
-                f"The file host answered HTTP {status} for {shown}: queue the node again later; "
-                "if it persists, report it."
+                f"The file host answered HTTP {status} for {shown}; if it persists, report it.",
+                advice=errors.Advice.RETRY_LATER,
             )
         announced = _content_length(response)
         if announced is not None and announced > max_bytes:
@@ -228,7 +227,8 @@ def _fetch_once(
                     raise errors.DownloadError(
                         f"Downloading {shown} took longer than {deadline_s:g} s (only "
                         f"{len(buffer)} bytes arrived): the file host or the network is very "
-                        "slow. Queue the node again later."
+                        "slow.",
+                        advice=errors.Advice.RETRY_LATER,
                     )
         except requests.RequestException as exc:
             raise _Transient(_network_reason(exc, timeouts)) from None

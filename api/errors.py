@@ -1,7 +1,9 @@
 """One exception class per way a request can go wrong, each readable by the person who hit it.
 
-``str(error)`` is always one line that says what happened and what to do about it, because the
-nodes show it as-is in ComfyUI's error dialog and the CLI prints it after ``error:``.
+``str(error)`` is always one line that says what happened and what to do about it. What
+happened is the error's own text (``what``); what to do is an ``advice.Advice`` kind plus the facts
+it needs, rendered for the surface the user is on (``line(Surface.CLI)`` names commands,
+``line(Surface.NODE)``, which ``str()`` is, names node actions). See ``api/advice.py``.
 
 Two guarantees hold for every message, whoever builds it:
 
@@ -18,8 +20,11 @@ from __future__ import annotations
 import threading
 from typing import ClassVar
 
+from .advice import SETTINGS_ENTRY, Advice, AdviceFacts, Surface, advice_text
+
 __all__ = [
     "SETTINGS_ENTRY",
+    "Advice",
     "AuthError",
     "BadResponseError",
     "CancelledError",
@@ -34,6 +39,7 @@ __all__ = [
     "RateLimitedError",
     "ResultExpiredError",
     "ServerError",
+    "Surface",
     "TaskFailedError",
     "TaskNotFoundError",
     "TaskTimeoutError",
@@ -42,11 +48,10 @@ __all__ = [
     "exception_line",
     "redact",
     "remember_secret",
+    "what_happened",
 ]
 
 REDACTED = "<redacted key>"
-SETTINGS_ENTRY = "Settings \u203a Grok Imagine \u203a API key"
-"""Where ComfyUI users set the key (the pack's entry in ComfyUI's Settings dialog)."""
 MIN_SECRET_CHARS = 8  # shorter strings are too likely to be ordinary words to mask safely
 _COMFY_SIGN_IN_TEXT = "Please login first to use this node"
 
@@ -78,10 +83,16 @@ def one_line(text: str, limit: int = 600) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
 
 
-def exception_line(exc: BaseException) -> str:
+def exception_line(exc: BaseException, surface: Surface = Surface.NODE) -> str:
     """Any exception as one line for a status text, a journal row or a log (its type name when
-    it has no text)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+    it has no text); our own errors with their advice worded for ``surface``."""
+    text = exc.line(surface) if isinstance(exc, GrokError) else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def what_happened(exc: BaseException) -> str:
+    """What happened, without the advice (for a note inside a longer line on any surface)."""
+    return exc.what if isinstance(exc, GrokError) else exception_line(exc)
 
 
 def _clean(message: str) -> str:
@@ -91,50 +102,65 @@ def _clean(message: str) -> str:
 
 
 class GrokError(Exception):
-    """Base of every error the pack raises on purpose; ``str()`` is one user-facing line."""
+    """Base of every error the pack raises on purpose; ``str()`` is one user-facing line.
+
+    ``what`` is what happened; ``advice`` (with ``task_id``, ``source_task_id``, ``field``) is
+    what to do, worded per surface by ``line()``.
+    """
 
     default_message: ClassVar[str] = "The Grok Imagine request failed."
+    default_advice: ClassVar[Advice] = Advice.NONE
+    task_id: str | None = None
+    source_task_id: str | None = None
+    field: str | None = None
 
-    def __init__(self, message: str | None = None) -> None:
-        self.message = _clean(message or self.default_message)
-        super().__init__(self.message)
+    def __init__(self, message: str | None = None, *, advice: Advice | None = None) -> None:
+        self.what = _clean(message or self.default_message)
+        self.advice = advice if advice is not None else self.default_advice
+        super().__init__(self.what)
+
+    def line(self, surface: Surface = Surface.NODE, rerun: str | None = None) -> str:
+        """What happened and what to do, for ``surface``; ``rerun`` is the exact command that
+        repeats this request (the CLI passes it so the advice can name it)."""
+        facts = AdviceFacts(self.task_id, self.source_task_id, self.field, rerun)
+        text = advice_text(self.advice, surface, facts)
+        return _clean(f"{self.what} {text}") if text else self.what
+
+    @property
+    def message(self) -> str:
+        return self.line(Surface.NODE)
 
     def __str__(self) -> str:
-        return self.message
+        return self.line(Surface.NODE)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.message!r})"
+        return f"{type(self).__name__}({self.what!r})"
 
 
 class MissingKeyError(GrokError):
     """No API key in the environment or the key file (or the key file cannot be read)."""
 
-    default_message = (
-        "No API in One key is set: set the APIINONE_API_KEY environment variable or save the key "
-        f"in ComfyUI ({SETTINGS_ENTRY})."
-    )
+    default_message = "No API in One key is set."
+    default_advice = Advice.SET_KEY
 
 
 class AuthError(GrokError):
     """The key was refused (401/403) or cannot be sent at all (stray characters)."""
 
-    default_message = (
-        "API in One did not accept the API key: check it in your API in One dashboard and set it "
-        f"again (APIINONE_API_KEY or {SETTINGS_ENTRY})."
-    )
+    default_message = "API in One did not accept the API key."
+    default_advice = Advice.CHECK_KEY
 
 
 class InsufficientCreditsError(GrokError):
-    default_message = (
-        "Your API in One account has too few credits for this request: top up in the API in One "
-        "dashboard, then queue it again."
-    )
+    default_message = "Your API in One account has too few credits for this request."
+    default_advice = Advice.ADD_CREDITS
 
 
 class RateLimitedError(GrokError):
     """Too many requests; ``retry_after`` is the wait in seconds the server asked for, if any."""
 
-    default_message = "API in One is rate limiting requests: wait a little and queue it again."
+    default_message = "API in One is rate limiting requests: wait a little."
+    default_advice = Advice.RATE_LIMITED
 
     def __init__(self, message: str | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -142,14 +168,16 @@ class RateLimitedError(GrokError):
 
 
 class InvalidRequestError(GrokError):
-    """Bad input: ``field`` names which one; ``from_server`` tells a 400/422 from a local check."""
+    """Bad input: ``field`` names which one; ``from_server`` tells a 400/422 from a local check.
 
-    default_message = "The request is not valid: check the node's inputs."
+    A local check's text names the fix itself; a server's refusal gets ``Advice.FIX_INPUT``."""
+
+    default_message = "The request is not valid."
 
     def __init__(
         self, message: str | None = None, field: str | None = None, *, from_server: bool = False
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, advice=Advice.FIX_INPUT if from_server else None)
         self.field = field
         self.from_server = from_server
 
@@ -168,6 +196,8 @@ class TaskNotFoundError(GrokError):
 class TaskFailedError(GrokError):
     """The provider ended the task as failed; ``reason`` is its own text (may be empty)."""
 
+    default_advice = Advice.RETRY_FAILED
+
     def __init__(
         self, task_id: str | None, reason: str | None = None, message: str | None = None
     ) -> None:
@@ -176,15 +206,14 @@ class TaskFailedError(GrokError):
         if message is None:
             what = f"Task {task_id}" if task_id else "The task"
             why = f": {self.reason}" if self.reason else " (the provider gave no reason)"
-            message = (
-                f"{what} failed{why}. Failed tasks are not charged; queue it again, or change "
-                "the prompt if it keeps failing."
-            )
+            message = f"{what} failed{why}. Failed tasks are not charged."
         super().__init__(message)
 
 
 class ModerationError(TaskFailedError):
     """Refused by the content policy: retrying the same request fails the same way."""
+
+    default_advice = Advice.NONE
 
     def __init__(
         self, task_id: str | None, reason: str | None = None, message: str | None = None
@@ -202,6 +231,8 @@ class ModerationError(TaskFailedError):
 class TaskTimeoutError(GrokError):
     """The wait ran out; the task itself keeps running server-side and can be picked up again."""
 
+    default_advice = Advice.RESUME
+
     def __init__(
         self,
         task_id: str | None,
@@ -218,21 +249,15 @@ class TaskTimeoutError(GrokError):
             if task_id and self.last_error:
                 message = (
                     f"Stopped waiting for task {task_id}{waited} because its status could not be "
-                    f"read: {self.last_error.rstrip('.')}. The task keeps running at API in One: "
-                    "once that is fixed, queue the same node again to resume it without paying "
-                    f"again, or use Grok Load Task with the id {task_id}."
+                    f"read: {self.last_error.rstrip('.')}. The task keeps running at API in One."
                 )
             elif task_id:
                 message = (
                     f"Stopped waiting for task {task_id}{waited}; the task keeps running at API "
-                    "in One. Queue the same node again to resume it without paying again, or use "
-                    f"Grok Load Task with the id {task_id}."
+                    "in One."
                 )
             else:
-                message = (
-                    f"Stopped waiting{waited} before a task id arrived; queue the same node "
-                    "again to pick the request up without paying again."
-                )
+                message = f"Stopped waiting{waited} before a task id arrived."
         super().__init__(message)
 
 
@@ -245,21 +270,24 @@ class CancelledError(GrokError):
             if task_id:
                 message = (
                     f"Cancelled while waiting for task {task_id}; the task keeps running at API "
-                    "in One. Queue the same node again to pick up its result without paying again."
+                    "in One."
                 )
             else:
                 message = "Cancelled before any task was created; nothing was charged."
-        super().__init__(message)
+        super().__init__(message, advice=Advice.RESUME if task_id else None)
 
 
 class ServerError(GrokError):
     """The API answered with a server-side failure (5xx, 455 maintenance, 408); ``status`` is it."""
 
-    default_message = "API in One had a server error: try again in a few minutes."
+    default_message = "API in One had a server error."
+    default_advice = Advice.RETRY_LATER
     RETRYABLE_STATUSES: ClassVar[frozenset[int]] = frozenset({408, 429, 455, 500, 502, 503, 504})
 
-    def __init__(self, message: str | None = None, status: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str | None = None, status: int | None = None, *, advice: Advice | None = None
+    ) -> None:
+        super().__init__(message, advice=advice)
         self.status = status
 
     @property
@@ -273,17 +301,19 @@ class NetworkError(GrokError):
 
     default_message = (
         "Could not reach API in One: this is a local network problem (DNS, firewall, proxy or "
-        "TLS); check the connection and try again."
+        "TLS); check the connection."
     )
+    default_advice = Advice.RETRY
 
 
 class UncertainCreateError(NetworkError):
     """A create was sent but its answer was lost: the task may exist and may have been charged."""
 
     default_message = (
-        "The create request was sent but its answer was lost, so the task may exist and may have "
-        "been charged; it is not sent again automatically. Check your API in One dashboard."
+        "A create was sent but its answer was lost, so the task may exist and may have been "
+        "charged; it is not sent again automatically."
     )
+    default_advice = Advice.CHECK_UNCERTAIN
 
 
 class BadResponseError(GrokError):
@@ -296,19 +326,22 @@ class BadResponseError(GrokError):
 
 
 class DownloadError(GrokError):
-    default_message = "Downloading a result file failed: queue the node again to retry."
+    default_message = "Downloading a result file failed."
+    default_advice = Advice.RETRY
 
 
 class NotAnImageError(DownloadError):
     default_message = "The result file is not an image (JPEG, PNG, WEBP or GIF)."
+    default_advice = Advice.NONE
 
 
 class TooLargeError(DownloadError):
     default_message = "The result file is larger than the download limit."
+    default_advice = Advice.NONE
 
 
 class ResultExpiredError(DownloadError):
     default_message = (
-        "The result file is no longer available (result URLs expire after hours or days): "
-        "create a new task."
+        "The result file is no longer available (result URLs expire after hours or days)."
     )
+    default_advice = Advice.NEW_TASK

@@ -248,7 +248,9 @@ def wait_for_task(
             if not is_transient(exc):
                 raise
             if final:
-                raise errors.TaskTimeoutError(task_id, timeout, last_error=str(exc)) from None
+                raise errors.TaskTimeoutError(
+                    task_id, timeout, last_error=errors.what_happened(exc)
+                ) from None
             failures += 1
             wait = schedule.backoff(failures, draw(-1.0, 1.0))
             retry_after = getattr(exc, "retry_after", None)
@@ -283,10 +285,13 @@ def wait_for_task(
                 return task
             empty_successes += 1
             if empty_successes > EMPTY_SUCCESS_REREADS or final:
-                raise errors.BadResponseError(
+                error = errors.BadResponseError(
                     f"Task {task_id} is reported succeeded but API in One listed no result "
-                    "files: try Grok Load Task with this id later; if it persists, report it."
+                    "files; if it persists, report it.",
+                    advice=errors.Advice.LOAD_LATER,
                 )
+                error.task_id = task_id
+                raise error
         elif task.state is TaskState.FAILED:
             raise failure_error(task)
 

@@ -50,8 +50,7 @@ from urllib3 import exceptions as u3
 from urllib3.util.retry import Retry
 
 from . import errors
-from .config import BASE_URL_ENV, KEY_ENV, Settings
-from .errors import SETTINGS_ENTRY
+from .config import BASE_URL_ENV, Settings
 from .task_reader import body_error
 
 __all__ = [
@@ -351,24 +350,23 @@ def map_api_error(
     if status == 401:
         return errors.AuthError(
             f"API in One did not accept the API key (HTTP 401{quoted}). The key in use comes "
-            f"from {settings.key_source}; check it in your API in One dashboard and set it again "
-            f"({KEY_ENV} or {SETTINGS_ENTRY})."
+            f"from {settings.key_source}."
         )
     if status == 403:
         return errors.AuthError(
             f"API in One refused this key access (HTTP 403{quoted}): check the key's permissions "
-            f"in your API in One dashboard, or set another key ({KEY_ENV} or "
-            f"{SETTINGS_ENTRY})."
+            "in your API in One dashboard, or use another key."
         )
     if status == 402:
         return errors.InsufficientCreditsError(
             f"Not enough API in One credits for this request (HTTP 402{quoted}); text-to-image "
-            "costs 5 credits, upscale 12. Top up in your API in One dashboard, then queue it again."
+            "costs 5 credits, upscale 12."
         )
     if status == 433:
         return errors.InsufficientCreditsError(
             f"This API key has reached its usage limit (HTTP 433, sub-key limit{quoted}): raise "
-            "the key's limit in your API in One dashboard or use another key."
+            "the key's limit in your API in One dashboard or use another key.",
+            advice=errors.Advice.NONE,
         )
     if status == 429:
         return _rate_limited(retry_after, creating=call.kind == "create", said=said)
@@ -381,17 +379,17 @@ def map_api_error(
             "that "
             f"{BASE_URL_ENV} ({settings.base_url}) is the API's address.",
             status=status,
+            advice=errors.Advice.NONE,
         )
     if status == 455:
         return errors.ServerError(
-            f"API in One is under maintenance (HTTP 455{quoted}): try again in a few minutes.",
+            f"API in One is under maintenance (HTTP 455{quoted}).",
             status=status,
         )
     if status in (400, 413, 422) or (400 <= status < 500 and status not in (405, 408)):
         field = _guess_field(lowered) or ("task_id" if call.kind == "status" else None)
-        fix = f"fix the {field} input" if field else "check the node's inputs"
         return errors.InvalidRequestError(
-            f"API in One rejected the request (HTTP {status}{quoted}): {fix} and queue it again.",
+            f"API in One rejected the request (HTTP {status}{quoted}).",
             field=field,
             from_server=True,
         )
@@ -402,27 +400,28 @@ def map_api_error(
             f"The provider has switched this feature off for now (HTTP 505{quoted}): try again "
             "later or ask API in One support.",
             status=status,
+            advice=errors.Advice.NONE,
         )
     if call.kind == "create" and status in (502, 504):
         # A gateway answered for the API: it lost the API's answer (502) or gave up waiting for
         # it (504), so the create may have been taken and charged. Never claim it was not.
         return errors.UncertainCreateError(
-            f"A gateway in front of API in One answered the create request with HTTP {status}"
-            f"{quoted}, so the API's own answer was lost: the task may exist and may have been "
-            "charged. It is not sent again automatically: check your API in One dashboard "
-            "before creating it again."
+            f"A create was sent but its answer was lost: a gateway in front of API in One "
+            f"answered it with HTTP {status}{quoted}, so the task may exist and may have been "
+            "charged. It is not sent again automatically."
         )
     if status == 408 or status >= 500:
         after = " (nothing was created, so nothing was charged)" if call.kind == "create" else ""
         return errors.ServerError(
-            f"API in One had a server error (HTTP {status}{quoted}){after}: try again in a few "
-            "minutes; if it persists, check the API in One status page.",
+            f"API in One had a server error (HTTP {status}{quoted}){after}; if it persists, "
+            "check the API in One status page.",
             status=status,
         )
     return errors.ServerError(
         f"API in One answered HTTP {status} unexpectedly{quoted}: check {BASE_URL_ENV} "
         f"({settings.base_url}) and try again.",
         status=status,
+        advice=errors.Advice.NONE,
     )
 
 
@@ -472,17 +471,19 @@ def network_error(
         if not_sent and not body_started:
             return errors.NetworkError(
                 f"Could not reach API in One at {origin} to create the task ({reason}); nothing "
-                f"was sent, so nothing was charged. {local}: check it and queue it again."
+                f"was sent, so nothing was charged. {local}: check it."
             )
         return errors.UncertainCreateError(
-            f"The create request was sent to API in One but its answer was lost ({reason}), so "
-            "the task may exist and may have been charged. It is not sent again automatically: "
-            "check your API in One dashboard before creating it again."
+            f"A create was sent but its answer was lost ({reason}), so the task may exist and "
+            "may have been charged. It is not sent again automatically."
         )
-    return errors.NetworkError(
-        f"Could not read the task status from API in One at {origin} ({reason}). {local}: "
-        "check it; a task already created keeps running and can be picked up again."
+    error = errors.NetworkError(
+        f"Could not reach API in One at {origin} to read the task status ({reason}). {local}: "
+        "check it; the task keeps running at API in One.",
+        advice=errors.Advice.RESUME,
     )
+    error.task_id = call.task_id
+    return error
 
 
 def _describe_network_failure(

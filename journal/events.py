@@ -176,7 +176,7 @@ def describe(event: RunEvent) -> str:
     if isinstance(event, FilesLost):
         return (
             f"task {event.task_id}: {event.lost} of {event.total} result files could not be "
-            f"kept ({errors.exception_line(event.error)}); returning the other "
+            f"kept ({errors.what_happened(event.error)}); returning the other "
             f"{event.total - event.lost}"
         )
     raise TypeError(f"not a run event: {event!r}")

@@ -90,6 +90,7 @@ class UncertainTaskError(errors.UncertainCreateError):
     def __init__(self, message: str, entry: JournalEntry | None = None) -> None:
         super().__init__(message)
         self.entry = entry
+        self.source_task_id = entry.source_task_id if entry is not None else None
 
 
 class NotUncertainError(errors.InvalidRequestError):
@@ -354,17 +355,17 @@ class TaskRunner:
         try:
             api = client.get()
         except BaseException as exc:  # no key, bad settings: nothing was sent
-            self.journal.mark(entry.id, State.REJECTED, errors.exception_line(exc))
+            self.journal.mark(entry.id, State.REJECTED, errors.what_happened(exc))
             raise
         try:
             _check_cancel(hooks, None)
             _wait_for_create_turn(self.journal, entry, hooks)
             task_id = create(api, hooks.should_cancel)
         except (errors.UncertainCreateError, errors.BadResponseError) as exc:
-            self.journal.mark(entry.id, State.UNCERTAIN, errors.exception_line(exc))
+            self.journal.mark(entry.id, State.UNCERTAIN, errors.what_happened(exc))
             raise _uncertain_error(_reread(self.journal, entry)) from exc
         except errors.GrokError as exc:  # the API refused it: no task, no charge
-            self.journal.mark(entry.id, State.REJECTED, errors.exception_line(exc))
+            self.journal.mark(entry.id, State.REJECTED, errors.what_happened(exc))
             raise
         except BaseException as exc:  # interrupted mid-request: we cannot know
             self.journal.mark(entry.id, State.UNCERTAIN, f"interrupted: {type(exc).__name__}")
@@ -408,7 +409,7 @@ class TaskRunner:
                 task_id, timeout=timeout, on_update=on_update, should_cancel=hooks.should_cancel
             )
         except errors.TaskFailedError as exc:
-            self.journal.record_state(task_id, State.FAILED, error=errors.exception_line(exc))
+            self.journal.record_state(task_id, State.FAILED, error=errors.what_happened(exc))
             raise
         except errors.TaskNotFoundError:
             # Our own create returned this id, so the task exists and was paid for: a "not found"
@@ -651,16 +652,9 @@ def _uncertain_error(entry: JournalEntry) -> UncertainTaskError:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created_at))
     reason = f" ({entry.error})" if entry.error else ""
     return UncertainTaskError(
-        f"The create request for the {_describe(entry)} was sent at {when} but its answer "
-        f"was lost{reason}, so the task may exist and may have been charged {entry.credits} "
-        "credits. It is not sent again automatically. Look for it in your API in One dashboard "
-        "or with `grok-imagine tasks`; if you find its task id, use Grok Load Task with it (free). "
-        + (
-            "To pay for a new upscale on purpose, run `grok-imagine upscale "
-            f"{entry.source_task_id} --seed 1` (Grok Upscale has no seed input)."
-            if entry.source_task_id
-            else "To create a new task on purpose, change the seed."
-        ),
+        f"A create was sent but its answer was lost: the request for the {_describe(entry)} went "
+        f"out at {when}{reason}, so the task may exist and may have been charged "
+        f"{entry.credits} credits. It is not sent again automatically.",
         entry,
     )
 
@@ -668,8 +662,10 @@ def _uncertain_error(entry: JournalEntry) -> UncertainTaskError:
 def _expired_error(
     task_id: str, index: int, count: int, files: FileStore, cause: errors.ResultExpiredError
 ) -> errors.ResultExpiredError:
-    return errors.ResultExpiredError(
-        f"The result URLs of task {task_id} have expired (file {index + 1} of {count}: "
-        f"{errors.exception_line(cause)}) and the kept copy is not in {files.task_dir(task_id)}. "
-        "The images cannot be fetched again; change the seed to create a new task."
+    error = errors.ResultExpiredError(
+        f"The result file is no longer available: the URLs of task {task_id} have expired (file "
+        f"{index + 1} of {count}: {cause.what}) and the kept copy is not in "
+        f"{files.task_dir(task_id)}, so the images cannot be fetched again."
     )
+    error.task_id = task_id
+    return error

@@ -187,7 +187,7 @@ def as_node_error(exc: BaseException, hooks: comfy_hooks.NodeHooks) -> BaseExcep
     if isinstance(exc, errors.GrokError):
         # A plain RuntimeError: ComfyUI's dialog shows the exception's type name, and ours
         # would carry the pack's folder path (ComfyUI names the module after it).
-        return RuntimeError(errors.exception_line(exc))
+        return RuntimeError(errors.exception_line(exc, errors.Surface.NODE))
     if isinstance(exc, Exception):
         # Not ours, so not pre-redacted: mask any remembered key before it reaches the dialog.
         text = errors.redact(errors.exception_line(exc))

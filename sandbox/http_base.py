@@ -13,12 +13,10 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .backend import Backend
 from .wire import ApiError
-
-if TYPE_CHECKING:
-    from .server import Sandbox
 
 log = logging.getLogger("grok_imagine.sandbox")
 
@@ -36,7 +34,7 @@ class Listener(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(
-        self, port: int, handler: type[BaseHTTPRequestHandler], sandbox: Sandbox, role: str
+        self, port: int, handler: type[BaseHTTPRequestHandler], sandbox: Backend, role: str
     ) -> None:
         self.sandbox = sandbox
         self.role = role
@@ -106,7 +104,7 @@ class Handler(BaseHTTPRequestHandler):
             self.server.track(self.connection, False)
 
     @property
-    def sandbox(self) -> Sandbox:
+    def sandbox(self) -> Backend:
         return self.server.sandbox
 
     # -- dispatch ---------------------------------------------------------------------------------

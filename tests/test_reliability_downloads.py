@@ -61,9 +61,9 @@ def test_expired_url_with_the_kept_copy_is_served_from_disk(sandbox, tmp_path, f
 
 @matrix_row(
     AREA, "result URL expired (HTTP 410 / 403 / 404), no copy on disk",
-    "`ResultExpiredError`: \"The result URLs of task <id> have expired (file 1 of 6: ... HTTP "
-    "410 ...) and the kept copy is not in <folder>. The images cannot be fetched again; change "
-    "the seed to create a new task.\"",
+    "`ResultExpiredError`: \"The result file is no longer available: the URLs of task <id> have "
+    "expired (file 1 of 6: ... HTTP 410 ...) and the kept copy is not in <folder>, so the images "
+    "cannot be fetched again. Change the seed to create a new task (5 credits).\"",
     "journal row `succeeded` with the URLs, no files; nothing re-created (1 create, 5 credits)",
 )  # fmt: skip
 @pytest.mark.parametrize("fault", EXPIRY_FAULTS, ids=[f"{s}" for s in EXPIRY_FAULTS.values()])
@@ -74,7 +74,7 @@ def test_expired_url_without_a_copy_says_what_to_do(sandbox, tmp_path, fault):
     (entry,) = rig.history()
     message = str(caught)
     assert entry.task_id in message and f"HTTP {EXPIRY_FAULTS[fault]}" in message
-    assert "expired" in message and "change the seed" in message
+    assert "expired" in message and "change the seed" in message.lower()
     assert str(rig.files_root / entry.task_id) in message
     assert entry.state == "succeeded" and len(entry.result_urls) == 6 and not entry.files
     assert rig.kept() == []
