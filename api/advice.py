@@ -62,6 +62,8 @@ class AdviceFacts:
     source_task_id: str | None = None
     field: str | None = None
     rerun: str | None = None
+    journal_row: int | None = None
+    """The journal row of an uncertain create (the CLI's ``resolve`` takes it)."""
 
 
 _CLI_ARGS = {
@@ -145,6 +147,14 @@ def advice_text(advice: Advice, surface: Surface, facts: AdviceFacts | None = No
             )
         if node:
             return text + "To create a new task on purpose, change the seed."
+        if f.journal_row is not None:
+            row = f.journal_row
+            return (
+                "Look for it in your API in One dashboard; if you find its task id, run "
+                f"`grok-imagine resolve {row} --task-id ID` (free), or `grok-imagine resolve "
+                f"{row} --not-created` if it was never made. To pay for a new task on purpose, "
+                "run the command with --new."
+            )
         return text + "To pay for a new task on purpose, run the command with --new."
     if advice is Advice.NEW_TASK:
         if node:

@@ -200,7 +200,8 @@ def _fetch_once(
         if status in EXPIRED_STATUSES:
             raise errors.ResultExpiredError(
                 f"The result file {shown} is no longer available (HTTP {status}); result URLs "
-                "expire after hours or days, so files must be fetched soon after the task ends."
+                "expire after hours or days, so files must be fetched soon after the task ends.",
+                status=status,
             )
         if status in TRANSIENT_STATUSES:
             raise _Transient(f"the file host answered HTTP {status}")

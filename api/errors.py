@@ -113,6 +113,7 @@ class GrokError(Exception):
     task_id: str | None = None
     source_task_id: str | None = None
     field: str | None = None
+    journal_row: int | None = None
 
     def __init__(self, message: str | None = None, *, advice: Advice | None = None) -> None:
         self.what = _clean(message or self.default_message)
@@ -122,7 +123,7 @@ class GrokError(Exception):
     def line(self, surface: Surface = Surface.NODE, rerun: str | None = None) -> str:
         """What happened and what to do, for ``surface``; ``rerun`` is the exact command that
         repeats this request (the CLI passes it so the advice can name it)."""
-        facts = AdviceFacts(self.task_id, self.source_task_id, self.field, rerun)
+        facts = AdviceFacts(self.task_id, self.source_task_id, self.field, rerun, self.journal_row)
         text = advice_text(self.advice, surface, facts)
         return _clean(f"{self.what} {text}") if text else self.what
 
@@ -205,7 +206,9 @@ class TaskFailedError(GrokError):
         self.reason = one_line(redact(reason), limit=500) if reason else None
         if message is None:
             what = f"Task {task_id}" if task_id else "The task"
-            why = f": {self.reason}" if self.reason else " (the provider gave no reason)"
+            why = (
+                f": {self.reason.rstrip('.')}" if self.reason else " (the provider gave no reason)"
+            )
             message = f"{what} failed{why}. Failed tasks are not charged."
         super().__init__(message)
 
@@ -220,7 +223,7 @@ class ModerationError(TaskFailedError):
     ) -> None:
         if message is None:
             what = f"Task {task_id}" if task_id else "The task"
-            why = f" ({one_line(redact(reason), limit=500)})" if reason else ""
+            why = f" ({one_line(redact(reason), limit=500).rstrip('.')})" if reason else ""
             message = (
                 f"{what} was refused by the provider's content policy{why}. Failed tasks are "
                 "not charged; rephrase the prompt, since the same prompt will be refused again."
@@ -307,13 +310,20 @@ class NetworkError(GrokError):
 
 
 class UncertainCreateError(NetworkError):
-    """A create was sent but its answer was lost: the task may exist and may have been charged."""
+    """A create was sent but its answer was lost: the task may exist and may have been charged.
+
+    ``reason`` says in a few words how the answer was lost ("no answer within 30 s").
+    """
 
     default_message = (
         "A create was sent but its answer was lost, so the task may exist and may have been "
         "charged; it is not sent again automatically."
     )
     default_advice = Advice.CHECK_UNCERTAIN
+
+    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = one_line(redact(reason), limit=200) if reason else None
 
 
 class BadResponseError(GrokError):
@@ -341,7 +351,13 @@ class TooLargeError(DownloadError):
 
 
 class ResultExpiredError(DownloadError):
+    """``status`` is the file host's answer (410, 403, 404) when there was one."""
+
     default_message = (
         "The result file is no longer available (result URLs expire after hours or days)."
     )
     default_advice = Advice.NEW_TASK
+
+    def __init__(self, message: str | None = None, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

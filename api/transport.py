@@ -408,7 +408,8 @@ def map_api_error(
         return errors.UncertainCreateError(
             f"A create was sent but its answer was lost: a gateway in front of API in One "
             f"answered it with HTTP {status}{quoted}, so the task may exist and may have been "
-            "charged. It is not sent again automatically."
+            "charged. It is not sent again automatically.",
+            reason=f"a gateway answered HTTP {status}",
         )
     if status == 408 or status >= 500:
         after = " (nothing was created, so nothing was charged)" if call.kind == "create" else ""
@@ -475,7 +476,8 @@ def network_error(
             )
         return errors.UncertainCreateError(
             f"A create was sent but its answer was lost ({reason}), so the task may exist and "
-            "may have been charged. It is not sent again automatically."
+            "may have been charged. It is not sent again automatically.",
+            reason=reason,
         )
     error = errors.NetworkError(
         f"Could not reach API in One at {origin} to read the task status ({reason}). {local}: "

@@ -167,7 +167,8 @@ def describe(event: RunEvent) -> str:
         return f"task {event.task_id} is still {state_word(event.state)}; waiting for it"
     if isinstance(event, TaskUpdated):
         task = event.task
-        progress = f" {task.progress:.0%}" if task.progress is not None else ""
+        shown = task.progress is not None and not task.done  # a failed task's 0% is no news
+        progress = f" {task.progress:.0%}" if shown else ""
         return f"task {task.id}: {state_word(task.state)}{progress} ({event.elapsed_s:.0f} s)"
     if isinstance(event, Downloading):
         return f"task {event.task_id}: downloading {event.count} of {event.total} files"

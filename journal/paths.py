@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+HOME_ENV = "GROK_IMAGINE_HOME"
+"""Where the CLI (and scripts) keep the journal and the kept files, if set."""
 APP_DIR_NAME = "grok-imagine"
 JOURNAL_FILE_NAME = "journal.sqlite"
 FILES_DIR_NAME = "files"
@@ -17,7 +19,7 @@ FILES_DIR_NAME = "files"
 
 def default_home() -> Path:
     """``$GROK_IMAGINE_HOME``, else the platform's per-user data directory + ``grok-imagine``."""
-    explicit = os.environ.get("GROK_IMAGINE_HOME", "").strip()
+    explicit = os.environ.get(HOME_ENV, "").strip()
     if explicit:
         return Path(explicit).expanduser()
     if sys.platform == "win32":

@@ -91,6 +91,7 @@ class UncertainTaskError(errors.UncertainCreateError):
         super().__init__(message)
         self.entry = entry
         self.source_task_id = entry.source_task_id if entry is not None else None
+        self.journal_row = entry.id if entry is not None else None
 
 
 class NotUncertainError(errors.InvalidRequestError):
@@ -362,7 +363,8 @@ class TaskRunner:
             _wait_for_create_turn(self.journal, entry, hooks)
             task_id = create(api, hooks.should_cancel)
         except (errors.UncertainCreateError, errors.BadResponseError) as exc:
-            self.journal.mark(entry.id, State.UNCERTAIN, errors.what_happened(exc))
+            reason = getattr(exc, "reason", None) or errors.what_happened(exc)
+            self.journal.mark(entry.id, State.UNCERTAIN, reason)
             raise _uncertain_error(_reread(self.journal, entry)) from exc
         except errors.GrokError as exc:  # the API refused it: no task, no charge
             self.journal.mark(entry.id, State.REJECTED, errors.what_happened(exc))
@@ -662,10 +664,12 @@ def _uncertain_error(entry: JournalEntry) -> UncertainTaskError:
 def _expired_error(
     task_id: str, index: int, count: int, files: FileStore, cause: errors.ResultExpiredError
 ) -> errors.ResultExpiredError:
+    answer = f", HTTP {cause.status}" if cause.status else ""
     error = errors.ResultExpiredError(
         f"The result file is no longer available: the URLs of task {task_id} have expired (file "
-        f"{index + 1} of {count}: {cause.what}) and the kept copy is not in "
-        f"{files.task_dir(task_id)}, so the images cannot be fetched again."
+        f"{index + 1} of {count}{answer}) and the kept copy is not in {files.task_dir(task_id)}, "
+        "so the images cannot be fetched again.",
+        status=cause.status,
     )
     error.task_id = task_id
     return error

@@ -10,6 +10,9 @@ from .wire import ApiError, created_body, injected_error
 
 CREATE_PATH = "/api/v1/images/generations"
 TASK_PREFIX = "/api/v1/tasks/"
+LEDGER_PATH = "/sandbox/ledger"
+"""The sandbox's own page (no such route at the real API): what each key was charged, as JSON.
+With ``Authorization: Bearer <key>`` only that key's account, else every account."""
 
 _HTML_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -26,6 +29,12 @@ class ApiHandler(Handler):
         if path == CREATE_PATH:
             self._require(method, "POST")
             self._create()
+        elif path == LEDGER_PATH:
+            self._require(method, "GET")
+            key = self.bearer_key()
+            if key is not None and not self.sandbox.store.knows_key(key):
+                raise ApiError(401, "Invalid API key")
+            self.send_json(200, self.sandbox.store.ledger_report(key))
         elif path.startswith(TASK_PREFIX) and len(path) > len(TASK_PREFIX):
             self._require(method, "GET")
             self._status_read(path[len(TASK_PREFIX) :])

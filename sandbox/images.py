@@ -1,7 +1,9 @@
-"""Real, decodable result images that visibly come from their prompt.
+"""Real, decodable result images that visibly come from their prompt and their task.
 
-Colour and pattern follow the prompt's hash and the prompt text is drawn on, so a workflow run
-against the sandbox shows which prompt made which picture. Pillow is imported inside the functions:
+The colours follow the prompt's hash and the prompt text is drawn on, so a workflow run against
+the sandbox shows which prompt made which picture; the pattern and a caption follow the task id,
+so two tasks of one prompt never return the same bytes. An upscale is its source image at twice
+the size with a banner naming the source task. Pillow is imported inside the functions:
 rendering only happens when a file is first asked for.
 """
 
@@ -16,9 +18,11 @@ import textwrap
 import zlib
 
 
-def _palette(prompt: str, index: int) -> tuple[random.Random, tuple[int, ...], tuple[int, ...]]:
+def _palette(
+    prompt: str, index: int, task_id: str
+) -> tuple[random.Random, tuple[int, ...], tuple[int, ...]]:
     digest = hashlib.sha256(prompt.encode("utf-8")).digest()
-    rng = random.Random(digest + index.to_bytes(4, "big"))
+    rng = random.Random(digest + task_id.encode("utf-8") + index.to_bytes(4, "big"))
     background = tuple(digest[0:3])
     accent = tuple(255 - c for c in digest[3:6])
     return rng, background, accent
@@ -34,12 +38,14 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def render(prompt: str, index: int, size: tuple[int, int], image_format: str) -> bytes:
-    """Image ``index`` of a task for ``prompt``, encoded as ``image_format`` (JPEG or PNG)."""
+def render(
+    prompt: str, index: int, size: tuple[int, int], image_format: str, task_id: str = ""
+) -> bytes:
+    """Image ``index`` of task ``task_id`` for ``prompt``, encoded as ``image_format``."""
     from PIL import Image, ImageDraw
 
     width, height = size
-    rng, background, accent = _palette(prompt, index)
+    rng, background, accent = _palette(prompt, index, task_id)
     image = Image.new("RGB", size, background)
     draw = ImageDraw.Draw(image)
     pattern = rng.randrange(3)
@@ -62,7 +68,7 @@ def render(prompt: str, index: int, size: tuple[int, int], image_format: str) ->
     draw.rectangle(panel, fill=(0, 0, 0))
     font = _font(max(16, width // 36))
     lines = textwrap.wrap(prompt, width=44, max_lines=4, placeholder=" ...") or [""]
-    lines.append(f"sandbox image {index + 1}")
+    lines.append(f"sandbox task {task_id} \u00b7 image {index + 1}" if task_id else "sandbox")
     y = panel_top
     line_height = max(20, width // 28)
     for line in lines:
@@ -80,15 +86,21 @@ def encode(image, image_format: str) -> bytes:
     return buffer.getvalue()
 
 
-def upscale(source: bytes, image_format: str) -> bytes:
-    """The source image at twice its width and height."""
-    from PIL import Image
+def upscale(source: bytes, image_format: str, source_task_id: str = "") -> bytes:
+    """The source image at twice its width and height, under a banner that says so."""
+    from PIL import Image, ImageDraw
 
     with Image.open(io.BytesIO(source)) as original:
         original.load()
         bigger = original.convert("RGB").resize(
             (original.width * 2, original.height * 2), Image.Resampling.BICUBIC
         )
+    draw = ImageDraw.Draw(bigger)
+    font_size = max(16, bigger.width // 56)
+    band = font_size * 2
+    draw.rectangle([0, 0, bigger.width, band], fill=(255, 255, 255))
+    label = f"UPSCALE 2x of task {source_task_id}, image 1" if source_task_id else "UPSCALE 2x"
+    draw.text((font_size, font_size // 2), label, fill=(0, 0, 0), font=_font(font_size))
     return encode(bigger, image_format)
 
 

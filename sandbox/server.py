@@ -286,6 +286,7 @@ class Sandbox:
         image_format = self.config.image_format
         if info.model == UPSCALE:
             source = self.store.info(info.source_task_id or "")
-            return images.upscale(self.image_bytes(source, 0), image_format)
+            source_bytes = self.image_bytes(source, 0)
+            return images.upscale(source_bytes, image_format, source.task_id)
         size = ASPECT_SIZES[info.aspect_ratio or DEFAULT_ASPECT_RATIO]
-        return images.render(info.prompt, index, size, image_format)
+        return images.render(info.prompt, index, size, image_format, info.task_id)

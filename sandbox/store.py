@@ -7,17 +7,26 @@ moment it fails, before any reader can see it failed.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .config import PRICES, TEXT_TO_IMAGE, UPSCALE
 from .shapes import COMPLETED, FAILED, QUEUED, RUNNING
 from .wire import ApiError
 
 QUEUED_FRACTION = 0.2  # the first fifth of a task's generation time is spent queued
+
+log = logging.getLogger("grok_imagine.sandbox")
+
+
+def shown_key(key: str) -> str:
+    """A key as the ledger shows it: the last four characters only."""
+    return f"...{key[-4:]}" if len(key) > 4 else "..."
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,39 @@ class Store:
                 rate_limited=account.rate_limited,
             )
 
+    def ledger_report(self, key: str | None = None) -> dict[str, Any]:
+        """The JSON view served at ``GET /sandbox/ledger``: per key, its totals and its tasks.
+
+        ``key`` limits it to one account; keys are shown by their last four characters.
+        """
+        with self._lock:
+            self._settle(time.monotonic())
+            accounts = []
+            for account_key, account in self._accounts.items():
+                if key is not None and account_key != key:
+                    continue
+                totals = Ledger(
+                    creates=account.creates,
+                    credits_charged=account.charged - account.refunded,
+                    refunds=account.refunded,
+                    balance=account.balance,
+                )
+                tasks = [
+                    {
+                        "task_id": task.task_id,
+                        "model": task.spec.model,
+                        "state": task.state,
+                        "credits": task.price,
+                        "refunded": task.refunded,
+                        "source_task_id": task.spec.source_task_id,
+                        "created_unix": round(task.created_unix, 3),
+                    }
+                    for task in self._tasks.values()
+                    if task.spec.key == account_key
+                ]
+                accounts.append({"key": shown_key(account_key), **asdict(totals), "tasks": tasks})
+        return {"keys": accounts}
+
     # -- tasks ------------------------------------------------------------------------------------
 
     def create(self, spec: NewTask) -> str:
@@ -150,6 +192,15 @@ class Store:
             )
             self._tasks[task.task_id] = task
             self._unsettled.add(task.task_id)
+            log.info(
+                "ledger %s: create %s (%s) charged %d credits, balance %d (%d creates)",
+                shown_key(spec.key),
+                task.task_id,
+                spec.model,
+                price,
+                account.balance,
+                account.creates,
+            )
             return task.task_id
 
     def _check_rate(self, account: _Account, now: float) -> None:
@@ -256,6 +307,13 @@ class Store:
             account = self._accounts[task.spec.key]
             account.balance += task.price
             account.refunded += task.price
+            log.info(
+                "ledger %s: refund %s (failed) %d credits, balance %d",
+                shown_key(task.spec.key),
+                task.task_id,
+                task.price,
+                account.balance,
+            )
 
     @staticmethod
     def _progress(task: _Task, now: float) -> float:

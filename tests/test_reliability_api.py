@@ -302,10 +302,11 @@ def test_connection_reset_on_status_reads_recovers_transparently(proxied):
 
 @matrix_row(
     AREA, "connection reset in the middle of the create's answer (the API took and charged it)",
-    "`UncertainTaskError`: \"The create request ... was sent ... but its answer was lost (... "
-    "(the connection was reset)), so the task may exist and may have been charged 5 credits. It "
-    "is not sent again automatically. Look for it in your API in One dashboard or with "
-    "`grok-imagine tasks` ... To create a new task on purpose, change the seed.\"",
+    "`UncertainTaskError`: \"A create was sent but its answer was lost: the request for the "
+    "prompt ... went out at ... (the connection was reset), so the task may exist and may have "
+    "been charged 5 credits. It is not sent again automatically. Look for it in your API in One "
+    "dashboard or with `grok-imagine tasks` ... To create a new task on purpose, change the "
+    "seed.\"",
     "journal row `uncertain` (5 credits, may be charged); queueing again repeats the message and "
     "sends nothing; 1 create, 5 credits",
 )  # fmt: skip
@@ -329,9 +330,9 @@ def test_connection_reset_on_create_is_uncertain_and_not_resent(proxied):
 @matrix_row(
     AREA, "the API becomes unreachable (connection refused) while a task is being waited for",
     "`TaskTimeoutError` at the node's timeout: \"Stopped waiting for task <id> after 1 s because "
-    "its status could not be read: Could not read the task status ... (the connection was "
-    "refused). This is a local network problem ... queue the same node again to resume it "
-    "without paying again, or use Grok Load Task with the id <id>.\"",
+    "its status could not be read: Could not reach API in One at ... to read the task status "
+    "(the connection was refused). This is a local network problem ... Queue the same node "
+    "again to resume it without paying again, or use Grok Load Task with the id <id>.\"",
     "journal row keeps the task id; queueing again once the network is back resumes the task "
     "(no new create); 1 create, 5 credits",
 )  # fmt: skip
@@ -450,7 +451,8 @@ def test_stuck_task_times_out_with_its_id_and_is_resumed(sandbox, tmp_path):
 @matrix_row(
     AREA, "task failed at the provider",
     "`TaskFailedError`: \"Task <id> failed: Generation failed: the upstream model returned an "
-    "error. Credits were refunded. Failed tasks are not charged; queue it again ...\"",
+    "error. Credits were refunded. Failed tasks are not charged. Queue it again (a new task is "
+    "created) ...\"",
     "journal row `failed` with 0 credits and the reason; no files; the provider refunded "
     "(1 create, 0 credits net); queueing again makes a new task",
 )  # fmt: skip

@@ -102,7 +102,7 @@ def test_images_are_real_and_sized_by_aspect_ratio(sandbox_factory, ratio, size)
     assert image.format == "JPEG" and image.size == size
 
 
-def test_images_come_from_the_prompt_and_differ_per_index(sandbox_factory):
+def test_images_come_from_the_prompt_and_differ_per_index_and_task(sandbox_factory):
     sb = sandbox_factory(images_per_task=2, image_format="PNG", generation_time=0.05)
     first = wait_done(sb, create(sb, {"prompt": "blue whale"}).json()["data"]["task_id"])
     again = wait_done(sb, create(sb, {"prompt": "blue whale"}).json()["data"]["task_id"])
@@ -110,10 +110,28 @@ def test_images_come_from_the_prompt_and_differ_per_index(sandbox_factory):
     blobs = [requests.get(u, timeout=10).content for u in first["output"]["image_urls"]]
     assert all(decode(b).format == "PNG" for b in blobs)
     assert blobs[0] != blobs[1]  # each image of a task is its own
-    same = requests.get(again["output"]["image_urls"][0], timeout=10).content
-    assert same == blobs[0]  # the same prompt draws the same picture
+    refetched = requests.get(first["output"]["image_urls"][0], timeout=10).content
+    assert refetched == blobs[0]  # one task's image is the same on every download
+    same_prompt = requests.get(again["output"]["image_urls"][0], timeout=10).content
+    assert same_prompt != blobs[0]  # another task of the same prompt: its task id is drawn in
     different = requests.get(other["output"]["image_urls"][0], timeout=10).content
     assert decode(different).getpixel((5, 5)) != decode(blobs[0]).getpixel((5, 5))
+
+
+def test_an_upscale_is_its_source_at_twice_the_size_under_a_banner(sandbox_factory):
+    sb = sandbox_factory(images_per_task=1, image_format="PNG", generation_time=0.05)
+    source_id = create(sb, {"prompt": "blue whale"}).json()["data"]["task_id"]
+    (source_url,) = wait_done(sb, source_id)["output"]["image_urls"]
+    body = {"model": "grok-imagine/upscale", "task_id": source_id}
+    upscale_id = create(sb, body).json()["data"]["task_id"]
+    (url,) = wait_done(sb, upscale_id)["output"]["image_urls"]
+    source = decode(requests.get(source_url, timeout=10).content).convert("RGB")
+    upscale = decode(requests.get(url, timeout=10).content).convert("RGB")
+    assert upscale.size == (source.width * 2, source.height * 2)
+    assert upscale.getpixel((upscale.width - 2, 2)) == (255, 255, 255)  # the banner
+    spot = (source.width - 3, source.height // 2)
+    scaled, original = upscale.resize(source.size).getpixel(spot), source.getpixel(spot)
+    assert max(abs(a - b) for a, b in zip(scaled, original, strict=True)) < 40  # same picture
 
 
 def test_files_come_from_another_origin_without_the_key(sandbox):

@@ -1,0 +1,304 @@
+"""The real `grok-imagine` command in a subprocess against the sandbox: Ctrl-C, SIGTERM, kill -9,
+timeouts and reruns, with the exact creates taken from the sandbox's ledger.
+
+The stop latency (signal sent -> process gone) is measured and printed; the promise is 1 s, and the
+assertion leaves generous slack for a loaded machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.keys import TEST_KEY
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("comfyui_grok_imagine") is None,
+    reason="the pack is not pip-installed here (pip install -e .); the CLI runs as a subprocess",
+)
+
+STOP_PROMISE_S = 1.0
+STOP_SLACK_S = 4.0  # the assertion's bound: a busy 2-core machine, not the promise
+WAIT_LIMIT_S = 30.0
+
+
+class Cli:
+    """Runs `python -m comfyui_grok_imagine ...` with the sandbox's key, URL and a home folder."""
+
+    def __init__(self, sandbox: Any, tmp_path: Path) -> None:
+        self.sandbox = sandbox
+        self.cwd = tmp_path
+        self.env = {
+            **os.environ,
+            "APIINONE_API_KEY": TEST_KEY,
+            "APIINONE_BASE_URL": sandbox.base_url,
+            "GROK_IMAGINE_HOME": str(tmp_path / "home"),
+            "GROK_IMAGINE_POLL_SCALE": "0.05",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+
+    def start(self, *argv: str, **popen: Any) -> subprocess.Popen[str]:
+        popen.setdefault("stdout", subprocess.PIPE)
+        popen.setdefault("stderr", subprocess.PIPE)
+        return subprocess.Popen(
+            [sys.executable, "-m", "comfyui_grok_imagine", *argv],
+            cwd=self.cwd,
+            env=self.env,
+            text=True,
+            **popen,
+        )
+
+    def run(self, *argv: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "comfyui_grok_imagine", *argv],
+            cwd=self.cwd,
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+
+    def ledger(self) -> tuple[int, int]:
+        ledger = self.sandbox.ledger(TEST_KEY)
+        return ledger.creates, ledger.credits_charged
+
+
+@pytest.fixture
+def cli(sandbox_factory: Callable[..., Any], tmp_path: Path) -> Iterator[Cli]:
+    yield Cli(sandbox_factory(generation_time=3.0, images_per_task=2), tmp_path)
+
+
+def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_LIMIT_S
+    while not predicate():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
+
+
+def stop_and_time(proc: subprocess.Popen[str], sig: int, what: str) -> tuple[float, str, str]:
+    """Send ``sig``; return (seconds until the process was gone, stdout, stderr)."""
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        out, err = proc.communicate(timeout=WAIT_LIMIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    latency = time.monotonic() - sent
+    print(
+        f"\n{what}: stopped {latency:.3f} s after {signal.Signals(sig).name} "
+        f"(promise {STOP_PROMISE_S:g} s, load average {os.getloadavg()[0]:.2f})"
+    )
+    assert latency < STOP_SLACK_S, f"{what}: {latency:.2f} s to stop\n{err}"
+    assert "Traceback" not in err, err
+    return latency, out, err
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+PROMPT = "a fox in the snow"
+
+
+def test_ctrl_c_during_the_wait_stops_names_the_task_and_the_rerun_resumes_it(cli):
+    proc = cli.start("generate", PROMPT, "-o", "out")
+    wait_until(lambda: cli.sandbox.task_ids(), "the task to be created")
+    time.sleep(0.3)
+    _, _, err = stop_and_time(proc, signal.SIGINT, "Ctrl-C during the wait")
+    assert proc.returncode == 130
+    (task_id,) = cli.sandbox.task_ids()
+    assert task_id in err and "created by this run: 5 credits" in err
+    assert f"Run `grok-imagine generate '{PROMPT}' -o out` to pick it up" in err
+    assert cli.sandbox.task_info(task_id).state in ("queued", "running")
+
+    again = cli.run("generate", PROMPT, "-o", "out")
+    assert again.returncode == 0, again.stderr
+    assert f"resuming task {task_id}" in again.stderr
+    assert last_line(again.stderr) == "Done: 1 resumed (no new charge)."
+    assert len(again.stdout.split()) == 2
+    assert cli.ledger() == (1, 5)
+
+    third = cli.run("generate", PROMPT, "-o", "out")
+    assert last_line(third.stderr) == "Done: 1 reused (free)." and cli.ledger() == (1, 5)
+
+
+def test_sigterm_during_the_wait_stops_like_ctrl_c(cli):
+    proc = cli.start("generate", PROMPT, "--tasks", "2")
+    wait_until(lambda: len(cli.sandbox.task_ids()) == 2, "both tasks to be created")
+    _, _, err = stop_and_time(proc, signal.SIGTERM, "SIGTERM during the wait")
+    assert proc.returncode == 130
+    for task_id in cli.sandbox.task_ids():
+        assert task_id in err
+    again = cli.run("generate", PROMPT, "--tasks", "2")
+    assert last_line(again.stderr) == "Done: 2 resumed (no new charge)."
+    assert cli.ledger() == (2, 10)
+
+
+def test_ctrl_c_during_the_create_stops_and_the_rerun_sends_nothing_again(cli):
+    cli.sandbox.faults.create_response_delay = 20.0  # accepted and charged; the answer is late
+    proc = cli.start("generate", PROMPT)
+    wait_until(lambda: cli.sandbox.create_requests == 1, "the create request")
+    time.sleep(0.2)
+    _, _, err = stop_and_time(proc, signal.SIGINT, "Ctrl-C during the create")
+    assert proc.returncode == 130
+    assert "had no task id yet" in err and f"`grok-imagine generate '{PROMPT}'`" in err
+    cli.sandbox.faults.create_response_delay = 0.0
+
+    again = cli.run("generate", PROMPT)
+    assert again.returncode == 3
+    line = last_line(again.stderr)
+    assert line.startswith("error: A create was sent but its answer was lost")
+    assert "grok-imagine tasks" in line and "--new" in line and "Load Task" not in line
+    assert cli.ledger() == (1, 5)  # the rerun did not pay again
+
+
+def test_ctrl_c_during_a_rate_limit_wait_stops_and_nothing_was_created(cli):
+    cli.sandbox.faults.retry_after = 10
+    cli.sandbox.faults.create_errors = [429] * 3
+    proc = cli.start("generate", PROMPT)
+    wait_until(lambda: cli.sandbox.create_requests == 1, "the rate-limited create")
+    time.sleep(0.3)
+    stop_and_time(proc, signal.SIGINT, "Ctrl-C during a rate-limit wait")
+    assert proc.returncode == 130 and cli.ledger() == (0, 0)
+    assert cli.sandbox.create_requests == 1  # the create was not sent again after Ctrl-C
+    cli.sandbox.faults.create_errors = []
+    again = cli.run("generate", PROMPT)
+    assert last_line(again.stderr) == "Done: 1 new (5 credits charged)."
+    assert cli.ledger() == (1, 5)
+
+
+def test_ctrl_c_during_the_downloads_stops_and_the_rerun_fetches_them_free(cli):
+    cli.sandbox.faults.download = "slow"
+    cli.sandbox.faults.drip_delay = 5.0
+    proc = cli.start("generate", PROMPT)
+    wait_until(lambda: cli.sandbox.file_requests, "a download to start")
+    time.sleep(0.2)
+    _, _, err = stop_and_time(proc, signal.SIGINT, "Ctrl-C during the downloads")
+    assert proc.returncode == 130
+    (task_id,) = cli.sandbox.task_ids()
+    assert task_id in err
+    cli.sandbox.faults.download = None
+    again = cli.run("generate", PROMPT)
+    assert again.returncode == 0, again.stderr
+    assert len(again.stdout.split()) == 2 and cli.ledger() == (1, 5)
+    assert "no new charge" in last_line(again.stderr)
+
+
+def test_kill_9_mid_wait_then_the_same_command_resumes(cli):
+    proc = cli.start("generate", PROMPT)
+    wait_until(lambda: cli.sandbox.task_ids(), "the task to be created")
+    time.sleep(0.3)
+    proc.kill()
+    proc.communicate(timeout=WAIT_LIMIT_S)
+    again = cli.run("generate", PROMPT)
+    assert again.returncode == 0, again.stderr
+    assert last_line(again.stderr) == "Done: 1 resumed (no new charge)."
+    assert cli.ledger() == (1, 5)
+
+
+def test_timeout_names_the_commands_and_the_rerun_resumes(cli):
+    first = cli.run("generate", PROMPT, "--timeout", "0.5")
+    assert first.returncode == 4
+    (task_id,) = cli.sandbox.task_ids()
+    line = last_line(first.stderr)
+    assert line.startswith(f"error: Stopped waiting for task {task_id}")
+    assert f"Run `grok-imagine generate '{PROMPT}' --timeout 0.5`" in line
+    assert f"`grok-imagine task {task_id}`" in line
+    assert "Queue" not in line and "Load Task" not in line
+    again = cli.run("generate", PROMPT)
+    assert last_line(again.stderr) == "Done: 1 resumed (no new charge)."
+    assert cli.ledger() == (1, 5)
+
+
+def test_new_pays_on_purpose_and_its_printed_command_repeats_it(cli):
+    cli.sandbox.config.generation_time = 0.1
+    first = cli.run("generate", PROMPT, "--new")
+    second = cli.run("generate", PROMPT, "--new")
+    assert last_line(first.stderr) == last_line(second.stderr) == "Done: 1 new (5 credits charged)."
+    assert cli.ledger() == (2, 10)
+    seed = next(w for w in first.stderr.split("`")[1].split() if w.isdigit())
+    again = cli.run("generate", PROMPT, "--seed", seed)
+    assert last_line(again.stderr) == "Done: 1 reused (free)." and cli.ledger() == (2, 10)
+
+
+def test_a_closed_pipe_is_one_line_and_exit_141(cli):
+    proc = cli.start("tasks")
+    proc.stdout.close()  # the reader is gone before anything is written (`| head -0`)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=WAIT_LIMIT_S) == 141
+    assert err.strip() == "stopped: the output pipe was closed."
+
+
+def test_a_busy_port_is_one_line(cli):
+    proc = cli.run("sandbox", "--port", cli.sandbox.base_url.rsplit(":", 1)[1])
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "cannot be used" in proc.stderr and "--port 0" in proc.stderr
+
+
+def test_ctrl_c_at_the_key_prompt_is_one_line(cli, tmp_path):
+    cli.env["GROK_IMAGINE_KEY_FILE"] = str(tmp_path / "key")
+    proc = cli.start("key", "set", stdin=subprocess.PIPE)
+    time.sleep(1.5)  # python is up and reading standard input
+    _, _, err = stop_and_time(proc, signal.SIGINT, "Ctrl-C at the key prompt")
+    assert proc.returncode == 130 and err.strip().count("\n") == 0
+    assert not (tmp_path / "key").exists()
+
+
+def test_the_standalone_sandbox_logs_and_serves_its_ledger(tmp_path):
+    import json
+    import urllib.request
+
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "comfyui_grok_imagine",
+            "sandbox",
+            "--port",
+            "0",
+            "--generation-time",
+            "0.1",
+            "--failure-rate",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = ""
+        while "APIINONE_BASE_URL=" not in line:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+        base = line.split("APIINONE_BASE_URL=")[1].split()[0]
+        key = line.split("APIINONE_API_KEY=")[1].split()[0]
+        request = urllib.request.Request(
+            base + "/api/v1/images/generations",
+            data=json.dumps({"model": "grok-imagine/text-to-image", "prompt": "x"}).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        task_id = json.load(urllib.request.urlopen(request, timeout=10))["data"]["task_id"]
+        time.sleep(0.3)  # it fails (failure rate 1) and is refunded
+        with urllib.request.urlopen(base + "/sandbox/ledger", timeout=10) as answer:
+            ledger = json.load(answer)
+        (account,) = ledger["keys"]
+        assert account["key"] == "..." + key[-4:] and key not in json.dumps(ledger)
+        assert (account["creates"], account["credits_charged"], account["refunds"]) == (1, 0, 5)
+        assert account["tasks"][0]["task_id"] == task_id and account["tasks"][0]["refunded"]
+    finally:
+        _, _, err = stop_and_time(proc, signal.SIGINT, "Ctrl-C on the standalone sandbox")
+    assert proc.returncode == 0
+    assert f"create {task_id}" in err and "charged 5 credits" in err
+    assert f"refund {task_id}" in err and "balance" in err
