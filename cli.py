@@ -334,22 +334,11 @@ def _write_outputs(result: TaskResult, out_dir: Path) -> list[Path]:
     return written
 
 
-def how_paid(result: TaskResult) -> str:
-    """new (N credits charged) / resumed / reused (free): the one word a run ends with."""
-    if result.reused:
-        return "reused (free: kept images, no API call)"
-    if result.resumed:
-        return "resumed (paid earlier, no new charge)"
-    if result.credits:
-        return f"new ({result.credits} credits charged)"
-    return "fetched again (free)"
-
-
 def _report(ctx: Context, result: TaskResult, what: str, out_dir: Path) -> None:
     count = len(result.files)
     ctx.progress.say(
         f"{what} task {result.task_id}: {count} image{'s' if count != 1 else ''}, "
-        f"{how_paid(result)}"
+        f"{events.outcome_word(result)}"
     )
     for path in _write_outputs(result, out_dir):
         print(path, flush=True)
@@ -359,20 +348,7 @@ def _summary(results: Sequence[TaskResult], loaded: bool = False) -> str:
     """The last line of every run: what was new, resumed or reused, and what it cost."""
     if loaded:
         return f"Done: {len(results)} task(s) loaded by id (free)."
-    new = [r for r in results if not r.reused and not r.resumed and r.credits]
-    resumed = [r for r in results if r.resumed]
-    reused = [r for r in results if r.reused]
-    refetched = len(results) - len(new) - len(resumed) - len(reused)
-    parts = []
-    if new:
-        parts.append(f"{len(new)} new ({sum(r.credits for r in new)} credits charged)")
-    if resumed:
-        parts.append(f"{len(resumed)} resumed (no new charge)")
-    if reused:
-        parts.append(f"{len(reused)} reused (free)")
-    if refetched:
-        parts.append(f"{refetched} fetched again (free)")
-    return f"Done: {', '.join(parts)}."
+    return f"Done: {events.outcomes_summary(results)}."
 
 
 def _run_all(

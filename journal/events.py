@@ -7,11 +7,16 @@ the runner's words back. ``describe()`` is the one place an event becomes human 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..api import errors
 from ..api.task import Task, TaskState
+
+if TYPE_CHECKING:
+    from .runner import TaskResult
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,46 @@ def describe(event: RunEvent) -> str:
             f"{event.total - event.lost}"
         )
     raise TypeError(f"not a run event: {event!r}")
+
+
+def outcome_kind(result: TaskResult) -> str:
+    """How a finished task was had: "new", "resumed", "reused" or "fetched again"."""
+    if result.reused:
+        return "reused"
+    if result.resumed:
+        return "resumed"
+    return "new" if result.credits else "fetched again"
+
+
+_OUTCOME_DETAIL = {
+    "resumed": "paid earlier, no new charge",
+    "reused": "free: kept images, no charge",
+    "fetched again": "free",
+}
+_OUTCOME_SHORT = {"resumed": "no new charge", "reused": "free", "fetched again": "free"}
+
+
+def outcome_word(result: TaskResult) -> str:
+    """The words a finished task ends with on both surfaces: new (5 credits charged), resumed
+    (paid earlier, no new charge), reused (free: kept images, no charge)."""
+    kind = outcome_kind(result)
+    detail = f"{result.credits} credits charged" if kind == "new" else _OUTCOME_DETAIL[kind]
+    return f"{kind} ({detail})"
+
+
+def outcomes_summary(results: Sequence[TaskResult]) -> str:
+    """Several tasks' outcomes in one phrase: "2 new (10 credits charged), 1 reused (free)"."""
+    counts: dict[str, list[TaskResult]] = {}
+    for result in results:
+        counts.setdefault(outcome_kind(result), []).append(result)
+    parts = []
+    for kind in ("new", "resumed", "reused", "fetched again"):
+        group = counts.get(kind)
+        if group:
+            credits = sum(r.credits for r in group)
+            detail = f"{credits} credits charged" if kind == "new" else _OUTCOME_SHORT[kind]
+            parts.append(f"{len(group)} {kind} ({detail})")
+    return ", ".join(parts) or "nothing to do"
 
 
 def ago(seconds: float) -> str:

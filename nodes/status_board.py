@@ -81,12 +81,7 @@ class StatusBoard:
             line.finished, line.fraction, line.note = True, 1.0, None
             count = len(result.files)
             line.state = f"done, {count} image{'s' if count != 1 else ''}"
-            if result.reused:
-                line.cost = "kept from the journal, no charge"
-            elif result.resumed:
-                line.cost = "paid earlier"
-            else:
-                line.cost = f"{result.credits} credits" if result.credits else "free"
+            line.cost = events.outcome_word(result)
         self.publish()
 
     def failed(self, index: int, exc: BaseException) -> None:
