@@ -157,7 +157,8 @@ def test_ctrl_c_during_the_create_stops_and_the_rerun_sends_nothing_again(cli):
     assert again.returncode == 3
     line = last_line(again.stderr)
     assert line.startswith("error: A create was sent but its answer was lost")
-    assert "grok-imagine tasks" in line and "--new" in line and "Load Task" not in line
+    assert "grok-imagine resolve 1 --task-id ID" in line and "--new" in line
+    assert "Load Task" not in line
     assert cli.ledger() == (1, 5)  # the rerun did not pay again
 
 

@@ -150,11 +150,11 @@ def test_finished_on_one_worker_is_free_on_another(tmp_path, sandbox, pg_url):
     assert "kept images missing, downloading them again" in err  # B's disk had none: URLs
     assert len(_kept(tmp_path, "b")) == 6
     code, _, err = finish(worker(tmp_path, "b", sandbox, pg_url, "--seed", "4"))
-    assert code == 0 and "kept from the journal, no API call" in err  # now B's own files
+    assert code == 0 and "reused (free" in err  # now B's own files
     assert ledger(sandbox) == (1, 5)
     sandbox.faults.download = "expired"
     code, _, err = finish(worker(tmp_path, "c", sandbox, pg_url, "--seed", "4"))
-    assert code == 3 and "have expired" in err and "change the seed" in err
+    assert code == 3 and "have expired" in err and "--new to create a new task" in err
     assert ledger(sandbox) == (1, 5)
 
 
