@@ -19,6 +19,9 @@ from e2e.api_graphs import LOAD_TASK, TEXT_TO_IMAGE, UPSCALE
 from e2e.chromium import CHROMIUM, CHROMIUM_ARGS
 from e2e.comfyui_server import ComfyUIServer
 from e2e.sandbox_view import WAIT_S, unique
+from support import submodule
+from support.api_names import public_api
+from support.keys import TEST_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -284,6 +287,67 @@ def test_the_panel_lists_a_task_right_after_it_ran_and_loads_it_free(
     assert e2e_sandbox.create_requests == creates  # loading it was free
     assert tasks_page(spend_comfyui)["spent_today"] == spent
     assert "no charge" in status_text(page, loaded["id"])
+
+
+def lost_create(server: ComfyUIServer, sandbox: Any) -> tuple[int, str]:
+    """A create whose answer was lost, in this ComfyUI's own journal (written by a runner in
+    the test's process, as a second ComfyUI or the CLI would): the sandbox took the create and
+    made the task, the client gave up reading its answer. -> (journal row, the task's id)."""
+    api, journal = public_api(), submodule("journal")
+    settings = api.Settings(api_key=TEST_KEY, base_url=sandbox.base_url, read_timeout=0.3)
+    runner = journal.TaskRunner(
+        lambda: api.GrokClient(settings),
+        journal=journal.Journal(server.user_dir / "grok_imagine" / "journal.sqlite"),
+        files=journal.FileStore(server.output_dir / "grok_imagine"),
+        api_base=sandbox.base_url,
+    )
+    known = set(sandbox.task_ids())
+    sandbox.faults.create_response_delay = 1.0
+    try:
+        with pytest.raises(api.errors.UncertainCreateError) as caught:
+            runner.text_to_image(unique("A heron in the reeds at dusk"), seed=1)
+        deadline = time.monotonic() + WAIT_S
+        while not set(sandbox.task_ids()) - known:
+            assert time.monotonic() < deadline, "the sandbox never made the task"
+            time.sleep(0.05)
+    finally:
+        sandbox.faults.create_response_delay = 0.0
+        runner.journal.close()
+    (task_id,) = set(sandbox.task_ids()) - known
+    return caught.value.entry.id, task_id
+
+
+def test_an_uncertain_row_is_resolved_in_the_panel_with_the_dashboard_task_id(
+    page: Any, spend_comfyui: ComfyUIServer, e2e_sandbox: Any, artifacts_dir: Path
+) -> None:
+    entry_id, task_id = lost_create(spend_comfyui, e2e_sandbox)
+    build(page, "return null;")  # an empty canvas behind the panel
+    panel = open_panel(page)
+    panel.get_by_test_id("grok-imagine-refresh").click()
+    row = panel.locator(f"[data-testid=grok-imagine-task-row][data-entry='{entry_id}']")
+    row.wait_for()
+    assert row.get_attribute("data-state") == "uncertain"
+    assert "may have been charged" in row.inner_text()
+    creates = e2e_sandbox.create_requests
+    row.get_by_role("textbox", name=f"Task id for the lost create of row {entry_id}").fill(task_id)
+    page.screenshot(path=str(artifacts_dir / "spend-06-resolve-uncertain.png"))
+    page.screenshot(
+        path=str(artifacts_dir / "panel_resolve.png"),
+        clip={"x": 0, "y": 0, "width": 760, "height": 460},
+    )
+    row.get_by_role("button", name="Fetch").click()
+    done = panel.locator(
+        f"[data-testid=grok-imagine-task-row][data-entry='{entry_id}'][data-state=succeeded]"
+    )
+    done.wait_for(timeout=WAIT_S * 1000)
+    assert done.get_attribute("data-task-id") == task_id
+    thumbnail = done.locator("img").first
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0",
+                           arg=thumbnail.element_handle())  # fmt: skip
+    page.screenshot(path=str(artifacts_dir / "spend-07-resolved.png"))
+    assert e2e_sandbox.create_requests == creates  # fetched and kept, free
+    kept = list((spend_comfyui.output_dir / "grok_imagine" / task_id).iterdir())
+    assert kept, "the resolved task's images were not kept"
 
 
 # -- the limit ------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ function resolveBox(row, refresh) {
     placeholder: "task id from the dashboard",
     "aria-label": `Task id for the lost create of row ${row.id}`,
     "data-testid": "grok-imagine-resolve-input",
-    style: "width:11rem;font-size:0.8em;padding:2px 4px;",
+    style: "flex:1 1 8rem;min-width:0;max-width:100%;box-sizing:border-box;font-size:0.8em;padding:2px 4px;",
   });
   const submit = async (payload, done) => {
     try {
