@@ -6,12 +6,18 @@ any crash the journal tells which tasks exist and which were paid for.
 
 One connection per ``Journal``, shared by the node worker threads under a lock (statements take
 microseconds); other processes are kept apart by SQLite's own file locks (WAL mode, a busy
-timeout). A journal file that cannot be read never blocks generation: it is renamed aside with
-one warning and a fresh one is started. Nothing secret is ever stored here: no key, no headers.
+timeout). Nothing secret is ever stored here: no key, no headers.
+
+At the edges it fails closed, never open: a journal that cannot be kept on disk (read-only, full,
+written by a newer pack in a form this one cannot write) refuses paid creates with one line that
+says what to do, and never falls back to memory for them; an older journal is migrated forward
+by the explicit steps in ``MIGRATIONS``; a damaged one is moved aside, never deleted, and every
+row that can still be read is recovered into the fresh one (``salvage``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -20,10 +26,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from . import durability
 from .identity import RequestIdentity
 from .owner import ProcessOwner, current_owner
 
@@ -32,8 +39,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: requests, files. 2: file_failures (a result file that could not be kept, and why)."""
 BUSY_TIMEOUT_S = 30.0
+RESERVE_SUFFIX = ".reserve"
+RESERVE_BYTES = 512 * 1024
 
 T = TypeVar("T")
 
@@ -90,7 +100,26 @@ CREATE TABLE files (
     saved_at REAL NOT NULL,
     PRIMARY KEY (task_id, idx)
 );
+CREATE TABLE file_failures (
+    task_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    url TEXT,
+    failed_at REAL NOT NULL,
+    PRIMARY KEY (task_id, idx)
+);
 """
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # from version 1 to 2
+    1: (
+        "CREATE TABLE file_failures (task_id TEXT NOT NULL, idx INTEGER NOT NULL,"
+        " reason TEXT NOT NULL, url TEXT, failed_at REAL NOT NULL, PRIMARY KEY (task_id, idx))",
+    ),
+}
+"""``MIGRATIONS[v]``: the statements that take a version-``v`` journal to ``v + 1``, in one
+transaction with the version bump. Add a step here with every ``SCHEMA_VERSION`` change, and an
+older journal file under ``tests/data`` that the tests migrate."""
 
 _EXPECTED_COLUMNS = {
     "requests": {
@@ -99,6 +128,7 @@ _EXPECTED_COLUMNS = {
         "task_created_at", "updated_at", "finished_at", "owner_pid", "owner_marker",
     },
     "files": {"task_id", "idx", "path", "sha256", "size", "url", "saved_at"},
+    "file_failures": {"task_id", "idx", "reason", "url", "failed_at"},
 }  # fmt: skip
 
 
@@ -110,6 +140,16 @@ class JournalFile:
     size: int
     url: str | None
     saved_at: float
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    """A result file of a task that was fetched but could not be kept as good, and why."""
+
+    index: int
+    reason: str
+    url: str | None
+    failed_at: float
 
 
 @dataclass(frozen=True)
@@ -135,6 +175,8 @@ class JournalEntry:
     finished_at: float | None
     owner: RowOwner | None  # a ProcessOwner here; a leased fleet worker in pg.py
     files: tuple[JournalFile, ...] = ()
+    failed_files: tuple[FailedFile, ...] = ()
+    """Result files recorded as not keepable (undecodable, empty, ...), with the reason."""
 
     @property
     def finished(self) -> bool:
@@ -142,7 +184,33 @@ class JournalEntry:
 
 
 class _Unusable(Exception):
-    """The journal file is not a journal we can use (not SQLite, damaged, foreign schema)."""
+    """The journal file is not a journal we can use as is (not SQLite, damaged, foreign)."""
+
+
+class _Newer(Exception):
+    """A journal of a newer schema whose tables this version cannot write."""
+
+
+@dataclass(frozen=True)
+class SalvageReport:
+    """What happened to a damaged journal: where it is kept and how much of it came back."""
+
+    reason: str
+    kept_as: Path
+    """The damaged file, moved beside the fresh journal (with its -wal, if it had one)."""
+    rows: int
+    """Request rows recovered into the fresh journal."""
+    tasks: int
+    """Of those, rows that name a task id (each one a paid task that will not be paid again)."""
+    files: int
+    """Kept-file records recovered."""
+
+    def line(self, journal_path: Path) -> str:
+        return (
+            f"The task journal {journal_path} was damaged ({self.reason}); {self.tasks} task(s) "
+            f"were recovered from it into a fresh journal, and the damaged file is kept as "
+            f"{self.kept_as}."
+        )
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
@@ -163,24 +231,56 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _is_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF == 13  # SQLITE_FULL
+        return "disk is full" in str(exc).lower()
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 class Journal:
-    """``Journal(path)``: open (or create) the journal at ``path``; thread-safe."""
+    """``Journal(path)``: open (or create) the journal at ``path``; thread-safe.
+
+    A journal that cannot be kept on disk (read-only folder, disk full, a newer pack's schema
+    this version cannot write) still opens, for free work only: ``check_durable()`` and every
+    ``Claim.start_create()`` then raise ``StorageUnavailableError``, so no create is ever sent
+    that the journal could not remember. Kept results are still read where the file can be read.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._refusal: durability.StorageUnavailableError | None = None
+        self.salvaged: SalvageReport | None = None
+        """Set when the file was found damaged at open (or mid-run) and salvaged."""
         self._conn = self._open()
+        if self._refusal is not None:
+            logger.warning("%s", self._refusal)
 
-    # -- opening, checking, setting aside -------------------------------------------------------
+    # -- opening, checking, salvaging -------------------------------------------------------------
+
+    @property
+    def reserve_path(self) -> Path:
+        """A small file of zeros beside the journal, given back to the disk when it is full so
+        the one write that must not fail (a paid task's id) still fits."""
+        return self.path.with_name(self.path.name + RESERVE_SUFFIX)
 
     def _open(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return self._open_checked_patiently()
         except _Unusable as problem:
-            return self._start_fresh(str(problem))
+            return self._salvage(str(problem))
+        except _Newer as problem:
+            self._refusal = durability.StorageUnavailableError(
+                "task journal", self.path, durability.NEWER_JOURNAL, str(problem)
+            )
+            return self._free_work_only()
         except (OSError, sqlite3.Error) as problem:
-            return self._in_memory(problem)
+            self._refusal = _storage_error(self.path, problem)
+            return self._free_work_only()
 
     def _open_checked_patiently(self) -> sqlite3.Connection:
         # Switching to WAL answers "database is locked" at once, without the busy timeout, while
@@ -194,12 +294,13 @@ class Journal:
                     raise
                 time.sleep(0.02)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, uri: str | None = None) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            str(self.path),
+            uri or str(self.path),
             timeout=BUSY_TIMEOUT_S,
             isolation_level=None,  # autocommit; transactions are explicit (BEGIN IMMEDIATE)
             check_same_thread=False,  # shared by worker threads, serialized by self._lock
+            uri=uri is not None,
         )
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         return conn
@@ -209,31 +310,133 @@ class Journal:
         try:
             verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
             if verdict != "ok":
-                raise _Unusable(f"damaged ({verdict})")
-            # Before any write, so a foreign file is set aside untouched; in one read
+                raise _Unusable(f"damaged ({_first_line(verdict)})")
+            # Before any write, so a foreign or newer file is left untouched; in one read
             # transaction, so a journal another process is creating right now reads whole.
             conn.execute("BEGIN")
             try:
-                _check_schema(conn)
+                version = _check_schema(conn)
             finally:
                 conn.execute("COMMIT")
             conn.execute("PRAGMA journal_mode = WAL").fetchone()
             conn.execute("PRAGMA synchronous = FULL")  # a recorded task id survives power loss
-            _create_schema_if_new(conn)
+            if version == 0:
+                _create_schema_if_new(conn)
+            elif version < SCHEMA_VERSION:
+                _migrate(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
             if _is_corruption(exc):
-                raise _Unusable(str(exc)) from exc
+                raise _Unusable(_first_line(str(exc))) from exc
             raise
         except BaseException:
             conn.close()
             raise
         return conn
 
-    def _start_fresh(self, reason: str) -> sqlite3.Connection:
-        aside = self.path.with_name(
-            f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    def _free_work_only(self) -> sqlite3.Connection:
+        """The file read-only if it can be read (kept results stay free), else a scratch
+        journal in memory that only free work (Load Task) ever writes to."""
+        for uri in (f"{self.path.as_uri()}?mode=ro", f"{self.path.as_uri()}?immutable=1"):
+            if not self.path.is_file():
+                break
+            conn = None
+            try:
+                conn = self._connect(uri)
+                conn.execute("BEGIN")
+                try:
+                    version = _check_schema(conn)
+                finally:
+                    conn.execute("COMMIT")
+                if version >= SCHEMA_VERSION:
+                    return conn
+            except (_Unusable, _Newer, sqlite3.Error, OSError):
+                pass
+            if conn is not None:
+                conn.close()
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        _create_schema(conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return conn
+
+    def check_durable(self) -> None:
+        """Raise ``StorageUnavailableError`` unless a paid request can be recorded on disk now.
+
+        Called before every create (``Claim.start_create`` calls it too). The folder takes a
+        real synced write and has room, the file is our writable journal, and the reserve that
+        lets a paid task id fit on a full disk is in place. A journal refused at open is tried
+        again here, so freeing the disk or fixing the folder takes effect without a restart.
+        """
+        with self._lock:
+            self._retry_refused()
+            if self._refusal is not None:
+                raise self._refusal
+            self._check_disk()
+
+    def _check_disk(self) -> None:
+        with self._lock:
+            durability.require_writable(self.path.parent, "task journal")
+            if self.path.exists() and not os.access(self.path, os.W_OK):
+                raise durability.StorageUnavailableError(
+                    "task journal", self.path.parent, durability.READ_ONLY,
+                    f"{self.path.name} is not writable",
+                )  # fmt: skip
+            self._ensure_reserve()
+
+    def _retry_refused(self) -> None:
+        """A journal refused for a passing reason (read-only, full) is opened again."""
+        refusal = self._refusal
+        if refusal is None or refusal.problem == durability.NEWER_JOURNAL:
+            return
+        try:
+            durability.require_writable(self.path.parent, "task journal")
+        except durability.StorageUnavailableError as still:
+            self._refusal = still
+            return
+        self._refusal = None
+        conn = self._open()
+        if self._refusal is None:
+            self._conn.close()
+            self._conn = conn
+        else:
+            conn.close()
+            self._refusal = refusal if self._refusal.problem == refusal.problem else self._refusal
+
+    def _ensure_reserve(self) -> None:
+        reserve = self.reserve_path
+        try:
+            if reserve.is_file() and reserve.stat().st_size >= RESERVE_BYTES:
+                return
+            with open(reserve, "wb") as handle:
+                handle.write(bytes(RESERVE_BYTES))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            reserve.unlink(missing_ok=True)
+            raise durability.StorageUnavailableError(
+                "task journal", self.path.parent,
+                durability.FULL if _is_full(exc) else durability.READ_ONLY,
+                exc.strerror or type(exc).__name__,
+            ) from exc  # fmt: skip
+
+    def _release_reserve(self) -> bool:
+        try:
+            self.reserve_path.unlink()
+        except OSError:
+            return False
+        logger.warning(
+            "The disk holding the task journal %s is full: its reserve was used to record a "
+            "paid task id. Free some space; new tasks are refused until then.",
+            self.path,
         )
+        return True
+
+    def _salvage(self, reason: str) -> sqlite3.Connection:
+        """Keep the damaged file beside, recover every readable row into a fresh journal."""
+        from . import salvage
+
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
         try:
             self.path.replace(aside)
             for suffix in ("-wal", "-shm"):
@@ -241,42 +444,34 @@ class Journal:
                 if side.exists():
                     side.replace(aside.with_name(aside.name + suffix))
         except FileNotFoundError:
-            pass  # another process set it aside first; its fresh journal is ours too
+            aside = None  # another process set it aside first; its fresh journal is ours too
         except OSError as exc:
-            return self._in_memory(exc)
-        logger.warning(
-            "The Grok Imagine task journal %s could not be read (%s). It was set aside as %s "
-            "and a fresh journal started; generation goes on. Tasks recorded before are still "
-            "in the set-aside file.",
-            self.path,
-            reason,
-            aside.name,
-        )
+            self._refusal = _storage_error(self.path, exc)
+            return self._free_work_only()
         try:
-            return self._open_checked_patiently()
-        except (_Unusable, OSError, sqlite3.Error) as exc:
-            return self._in_memory(exc)
-
-    def _in_memory(self, problem: object) -> sqlite3.Connection:
-        logger.warning(
-            "The Grok Imagine task journal %s cannot be opened (%s). Running with a journal "
-            "in memory: results of this session are kept, but a restart forgets which tasks "
-            "were paid for. Check that the folder is writable.",
-            self.path,
-            problem,
-        )
-        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        _create_schema(conn)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn = self._open_checked_patiently()
+        except (_Unusable, _Newer, OSError, sqlite3.Error) as exc:
+            self._refusal = _storage_error(self.path, exc)
+            return self._free_work_only()
+        if aside is None:
+            return conn
+        recovered = salvage.recover_rows(aside)
+        try:
+            counts = salvage.insert_rows(conn, recovered)
+        except sqlite3.Error as exc:
+            logger.warning("could not copy rows recovered from %s: %s", aside, exc)
+            counts = salvage.Counts(0, 0, 0)
+        self.salvaged = SalvageReport(reason, aside, counts.rows, counts.tasks, counts.files)
+        logger.warning("%s", self.salvaged.line(self.path))
         return conn
 
     def _recover(self, exc: sqlite3.DatabaseError) -> None:
-        """Corruption found mid-run: set the file aside and carry on with a fresh one."""
+        """Corruption found mid-run: salvage the file and carry on with the fresh one."""
         try:
             self._conn.close()
         except sqlite3.Error:
             pass
-        self._conn = self._start_fresh(str(exc))
+        self._conn = self._salvage(_first_line(str(exc)))
 
     def _execute(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
@@ -287,6 +482,18 @@ class Journal:
                     raise
                 self._recover(exc)
                 return work(self._conn)
+
+    def _write(self, work: Callable[[sqlite3.Connection], None]) -> None:
+        """Bookkeeping of free work: on a journal refused for paid work (read-only, newer) a
+        write that cannot be made is skipped, so Load Task and kept results still work."""
+        with self._lock:
+            if self._refusal is None:
+                self._execute(work)
+                return
+            try:
+                self._execute(work)
+            except sqlite3.Error as exc:
+                logger.debug("journal %s not updated (%s): %s", self.path, self._refusal, exc)
 
     def close(self) -> None:
         with self._lock:
@@ -317,9 +524,21 @@ class Journal:
         """Hold the database write lock while the caller reads the latest attempt and decides.
 
         ``BEGIN IMMEDIATE`` takes SQLite's write lock at once, so two processes asking for the
-        same identity see each other's ``creating`` row instead of both sending a create.
+        same identity see each other's ``creating`` row instead of both sending a create. On a
+        journal refused for paid work the claim only reads (kept results stay free) and its
+        ``start_create`` raises the refusal.
         """
         with self._lock:
+            self._retry_refused()
+            refusal = self._refusal
+            if refusal is not None:
+
+                def refuse() -> None:
+                    raise refusal
+
+                latest = self._execute(lambda c: _latest(c, identity.key))
+                yield Claim(self._conn, identity, latest, refuse, writable=False)
+                return
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.DatabaseError as exc:
@@ -329,7 +548,7 @@ class Journal:
                 self._conn.execute("BEGIN IMMEDIATE")
             conn = self._conn
             try:
-                yield Claim(conn, identity, _latest(conn, identity.key))
+                yield Claim(conn, identity, _latest(conn, identity.key), self._check_disk)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -353,6 +572,18 @@ class Journal:
         nothing is written and ``granted`` is False. Reserved rows (state ``reserved``) are
         taken over by whichever claim creates that request first; ``release`` drops the rest.
         """
+        with self._lock:  # setting credits aside is paid work: refused where creates are
+            self._retry_refused()
+            refusal = self._refusal
+        if refusal is not None:
+            needs = [
+                ident
+                for ident in identities
+                if (latest := self.latest(ident)) is None or latest.state in State.UNCHARGED
+            ]
+            if needs:
+                raise refusal
+            return Reservation(self.spent(since), 0, (), granted=True)  # all free: reuse
 
         def work(c: sqlite3.Connection) -> Reservation:
             c.execute("BEGIN IMMEDIATE")
@@ -396,7 +627,8 @@ class Journal:
         """The create answered: from now on this attempt names a (charged) task.
 
         If the row is gone (the file was found damaged and set aside meanwhile), it is written
-        again from ``entry``: a paid task id is the one thing the journal must not drop.
+        again from ``entry``; if the disk is full, the reserve beside the journal is given back
+        and the write tried again: a paid task id is the one thing the journal must not drop.
         """
         now = time.time()
 
@@ -421,13 +653,18 @@ class Journal:
                     ),
                 )  # fmt: skip
 
-        self._execute(work)
+        try:
+            self._execute(work)
+        except sqlite3.Error as exc:
+            if not (_is_full(exc) and self._release_reserve()):
+                raise
+            self._execute(work)
 
     def mark(self, entry_id: int, state: str, error: str | None = None) -> None:
         """Set the state of one attempt (``uncertain`` / ``rejected`` before a task id exists)."""
         now = time.time()
         refunded = state in (State.REJECTED, State.FAILED)
-        self._execute(
+        self._write(
             lambda c: c.execute(
                 "UPDATE requests SET state = ?, error = COALESCE(?, error), updated_at = ?,"
                 " credits = CASE WHEN ? THEN 0 ELSE credits END WHERE id = ?",
@@ -447,7 +684,7 @@ class Journal:
         now = time.time()
         urls = None if result_urls is None else json.dumps(list(result_urls))
         finished = now if state in State.FINISHED else None
-        self._execute(
+        self._write(
             lambda c: c.execute(
                 "UPDATE requests SET state = ?, result_urls = COALESCE(?, result_urls),"
                 " error = ?, updated_at = ?, finished_at = COALESCE(?, finished_at),"
@@ -470,9 +707,16 @@ class Journal:
                 (task_id, State.QUEUED, now, now),
             )
 
-        self._execute(work)
+        self._write(work)
         entry = self.get(task_id)
-        assert entry is not None
+        if entry is None:  # a journal refused for paid work that could not take the row
+            now = time.time()
+            entry = JournalEntry(
+                id=0, identity=None, model=None, prompt=None, aspect_ratio=None, seed=None,
+                index=None, source_task_id=None, task_id=task_id, state=State.QUEUED, credits=0,
+                result_urls=(), error=None, created_at=now, task_created_at=None,
+                updated_at=now, finished_at=None, owner=None,
+            )  # fmt: skip
         return entry
 
     def record_file(
@@ -480,11 +724,29 @@ class Journal:
         url: str | None,
     ) -> None:  # fmt: skip
         now = time.time()
-        self._execute(
-            lambda c: c.execute(
+
+        def work(c: sqlite3.Connection) -> None:
+            c.execute(
                 "INSERT OR REPLACE INTO files (task_id, idx, path, sha256, size, url, saved_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (task_id, index, str(path), sha256, size, url, now),
+            )
+            c.execute("DELETE FROM file_failures WHERE task_id = ? AND idx = ?", (task_id, index))
+
+        self._write(work)
+
+    def record_file_failure(self, task_id: str, index: int, reason: str, url: str | None) -> None:
+        """Result file ``index`` of the task was fetched but is not a good image: not kept.
+
+        A later good copy (``record_file``) clears it. The reason is shown to the user when the
+        task's images are returned without this one.
+        """
+        now = time.time()
+        self._write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO file_failures (task_id, idx, reason, url, failed_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (task_id, int(index), reason, url, now),
             )
         )
 
@@ -592,26 +854,44 @@ class Claim:
     """What a caller may do while holding the claim on one identity."""
 
     def __init__(
-        self, conn: sqlite3.Connection, identity: RequestIdentity, latest: JournalEntry | None
+        self,
+        conn: sqlite3.Connection,
+        identity: RequestIdentity,
+        latest: JournalEntry | None,
+        check_durable: Callable[[], None] | None = None,
+        *,
+        writable: bool = True,
     ) -> None:
         self._conn = conn
         self.identity = identity
         self.latest = latest
+        self._check_durable = check_durable
+        self._writable = writable
 
     def start_create(self) -> JournalEntry:
-        """Write the identity row (state ``creating``) before the create request is sent."""
+        """Write the identity row (state ``creating``) before the create request is sent.
+
+        Raises ``StorageUnavailableError`` first if the journal could not remember the task
+        (read-only, full, a newer pack's journal): then no create may be sent at all.
+        """
+        if self._check_durable is not None:
+            self._check_durable()
         entry = _insert(self._conn, self.identity, State.CREATING)
         self.latest = entry
         return entry
 
     def spent(self, since: float) -> int:
         """The ledger inside this claim's transaction (so check and create are one step)."""
-        _drop_dead_reservations(self._conn)
+        if self._writable:  # a refused journal's claim only reads
+            _drop_dead_reservations(self._conn)
         return _spent(self._conn, since, None)
 
     def take_reservation(self, reserved: JournalEntry) -> JournalEntry:
         """A run's reserved row becomes this create's ``creating`` row (already paid for in the
-        ledger, so no limit check); whichever claim gets there first sends it."""
+        ledger, so no limit check); whichever claim gets there first sends it. Fails closed
+        like ``start_create``."""
+        if self._check_durable is not None:
+            self._check_durable()
         owner = current_owner()
         now = time.time()
         self._conn.execute(
@@ -625,10 +905,17 @@ class Claim:
         return entry
 
     def mark_uncertain(self, entry_id: int, error: str) -> None:
-        self._conn.execute(
-            "UPDATE requests SET state = ?, error = ?, updated_at = ? WHERE id = ?",
-            (State.UNCERTAIN, error, time.time(), entry_id),
-        )
+        try:
+            self._conn.execute(
+                "UPDATE requests SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+                (State.UNCERTAIN, error, time.time(), entry_id),
+            )
+        except sqlite3.Error:
+            if self._writable:
+                raise
+            if self.latest is not None and self.latest.id == entry_id:  # a read-only journal
+                self.latest = replace(self.latest, state=State.UNCERTAIN, error=error)
+            return
         self.latest = _latest(self._conn, self.identity.key)
 
 
@@ -689,20 +976,66 @@ _COLUMNS = (
 )
 
 
-def _check_schema(conn: sqlite3.Connection) -> None:
-    """Raise ``_Unusable`` unless this is our journal (or an empty database to make one)."""
+def _check_schema(conn: sqlite3.Connection) -> int:
+    """The journal's schema version, if we can use it; else ``_Unusable`` / ``_Newer``.
+
+    0 is an empty database (to make a journal in); below ``SCHEMA_VERSION`` it is migrated; above,
+    it is used as is when every table and column we write is there and nothing it added needs a
+    value we would not give, and refused (never moved aside, never changed) when not.
+    """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     tables = _user_tables(conn)
     if version == 0:
         if tables:
             raise _Unusable("it holds tables that are not a Grok Imagine journal")
-        return
-    if version != SCHEMA_VERSION:
-        raise _Unusable(f"schema version {version}, this pack reads version {SCHEMA_VERSION}")
-    for table, wanted in _EXPECTED_COLUMNS.items():
-        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        return 0
+    if version < 0 or (version not in MIGRATIONS and version < SCHEMA_VERSION):
+        raise _Unusable(f"schema version {version} is not one this pack ever wrote")
+    newer = version > SCHEMA_VERSION
+    for table, wanted in _expected_columns(version).items():
+        info = list(conn.execute(f"PRAGMA table_info({table})"))
+        have = {row[1] for row in info}
         if table not in tables or not wanted <= have:
+            if newer:
+                raise _Newer(f"schema {version}, without the {table!r} table this version writes")
             raise _Unusable(f"table {table!r} is missing or has other columns")
+        if newer:
+            # (cid, name, type, notnull, default, pk): a column we would leave empty but may not
+            required = [
+                r[1] for r in info if r[3] and r[4] is None and not r[5] and r[1] not in wanted
+            ]
+            if required:
+                raise _Newer(f"schema {version}, whose {table!r} rows need {required[0]!r}")
+    return version
+
+
+def _expected_columns(version: int) -> dict[str, set[str]]:
+    """The tables and columns a journal of ``version`` has (``file_failures`` from 2 on)."""
+    if version >= 2:
+        return _EXPECTED_COLUMNS
+    return {t: c for t, c in _EXPECTED_COLUMNS.items() if t != "file_failures"}
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Take an older journal forward to ``SCHEMA_VERSION``, one explicit step at a time.
+
+    Under ``BEGIN IMMEDIATE`` and re-reading the version, so two processes opening the same old
+    file migrate it once; each step and its version bump commit together.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        while version < SCHEMA_VERSION:
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            version += 1
+            conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    logger.info("task journal migrated to schema version %d", SCHEMA_VERSION)
 
 
 def _create_schema_if_new(conn: sqlite3.Connection) -> None:
@@ -761,6 +1094,16 @@ def _entry(conn: sqlite3.Connection, row: tuple) -> JournalEntry:
                 (task_id,),
             )
         )
+    failed: tuple[FailedFile, ...] = ()
+    if task_id is not None:
+        failed = tuple(
+            FailedFile(*failure_row)
+            for failure_row in conn.execute(
+                "SELECT idx, reason, url, failed_at FROM file_failures WHERE task_id = ?"
+                " ORDER BY idx",
+                (task_id,),
+            )
+        )
     try:
         urls = tuple(str(u) for u in json.loads(result_urls or "[]"))
     except (ValueError, TypeError):
@@ -771,5 +1114,27 @@ def _entry(conn: sqlite3.Connection, row: tuple) -> JournalEntry:
         seed=seed, index=index, source_task_id=source_task_id, task_id=task_id, state=state,
         credits=credits, result_urls=urls, error=error, created_at=created_at,
         task_created_at=task_created_at, updated_at=updated_at, finished_at=finished_at,
-        owner=owner, files=files,
+        owner=owner, files=files, failed_files=failed,
     )  # fmt: skip
+
+
+def _storage_error(path: Path, problem: object) -> durability.StorageUnavailableError:
+    """Why the journal file cannot be kept on disk, as the typed error paid work is refused
+    with."""
+    if isinstance(problem, durability.StorageUnavailableError):
+        return problem
+    detail = _first_line(str(problem)) or type(problem).__name__
+    if _is_full(problem):  # type: ignore[arg-type]
+        kind = durability.FULL
+    elif isinstance(problem, OSError) and problem.errno in (errno.ENOTDIR, errno.EEXIST):
+        kind = durability.NOT_A_FOLDER
+    elif isinstance(problem, (_Unusable, _Newer)):
+        kind = durability.UNREADABLE
+    else:
+        kind = durability.READ_ONLY
+    folder = path if kind == durability.UNREADABLE else path.parent
+    return durability.StorageUnavailableError("task journal", folder, kind, detail)
+
+
+def _first_line(text: str) -> str:
+    return " ".join(str(text).split())[:200]

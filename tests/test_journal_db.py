@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from support import submodule
+from support import mounts, submodule
 
 db = submodule("journal.db")
+durability = submodule("journal.durability")
+salvage_mod = submodule("journal.salvage")
 identity_mod = submodule("journal.identity")
 owner_mod = submodule("journal.owner")
 
@@ -181,13 +183,23 @@ def test_nothing_secret_in_the_schema(journal, tmp_path):
     assert not {c for c in columns if any(w in c for w in ("key", "auth", "header", "token"))}
 
 
-# -- a damaged journal never blocks generation ------------------------------------------------
+# -- the edges: damaged, older, newer, unwritable journals -------------------------------------
+
+DATA = Path(__file__).resolve().parent / "data"
 
 
-def _write_rows(path):
+def _write_rows(path, count=40):
     with Journal(path) as j:
-        for seed in range(40):
+        for seed in range(count):
             _create(j, RequestIdentity.text_to_image("p" * 500, seed=seed), task_id=f"t{seed}")
+
+
+def _fold_wal(path):
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw.close()
+    for suffix in ("-wal", "-shm"):
+        (path.parent / (path.name + suffix)).unlink(missing_ok=True)
 
 
 def _not_a_database(path):
@@ -196,27 +208,29 @@ def _not_a_database(path):
 
 def _truncated(path):
     _write_rows(path)
-    with sqlite3.connect(path) as raw:  # fold the WAL into the main file, then cut it short
-        raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    raw.close()
+    _fold_wal(path)
     data = path.read_bytes()
     assert len(data) > 3 * 4096
     path.write_bytes(data[: len(data) // 2 + 100])
-    for suffix in ("-wal", "-shm"):
-        (path.parent / (path.name + suffix)).unlink(missing_ok=True)
+
+
+def _overwritten_pages(path):
+    """Pages in the middle of the file overwritten with noise, as a bad sector or a stray write
+    would leave them; the first pages (the schema) and the last ones survive."""
+    _write_rows(path)
+    _fold_wal(path)
+    data = bytearray(path.read_bytes())
+    page = 4096
+    pages = len(data) // page
+    assert pages > 6
+    for number in range(pages // 3, pages // 3 + 2):
+        data[number * page : (number + 1) * page] = bytes((i * 37 + 11) % 256 for i in range(page))
+    path.write_bytes(bytes(data))
 
 
 def _foreign_tables(path):
     raw = sqlite3.connect(path)
     raw.execute("CREATE TABLE photos (id INTEGER, name TEXT)")
-    raw.commit()
-    raw.close()
-
-
-def _future_schema(path):
-    raw = sqlite3.connect(path)
-    raw.execute("CREATE TABLE requests (id INTEGER)")
-    raw.execute("PRAGMA user_version = 99")
     raw.commit()
     raw.close()
 
@@ -230,34 +244,96 @@ def _wrong_columns(path):
     raw.close()
 
 
+def _command_line_recover_problem(probe):
+    """Why SQLite's command line cannot ``.recover`` here (None when it can)."""
+    cli = salvage_mod.shutil.which("sqlite3")
+    if cli is None:
+        return "the sqlite3 command line is not installed"
+    raw = sqlite3.connect(probe)
+    raw.execute("CREATE TABLE t (x)")
+    raw.execute("INSERT INTO t VALUES (1)")
+    raw.commit()
+    raw.close()
+    done = subprocess.run([cli, str(probe), ".recover"], capture_output=True, text=True)
+    probe.unlink()
+    if "INSERT" not in done.stdout:
+        return f"this sqlite3 command line cannot .recover ({done.stderr.strip()[:80]})"
+    return None
+
+
+def _warnings(caplog):
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 @pytest.mark.parametrize(
-    "damage", [_not_a_database, _truncated, _foreign_tables, _future_schema, _wrong_columns]
+    "damage, some_rows_back",
+    [
+        (_not_a_database, False),
+        (_truncated, True),
+        (_overwritten_pages, True),
+        (_foreign_tables, False),
+        (_wrong_columns, False),
+    ],
 )
-def test_unreadable_journal_is_set_aside_with_one_warning(tmp_path, caplog, damage):
+@pytest.mark.parametrize("recovery", ["sqlite3 .recover", "row-by-row read"])
+def test_damaged_journal_is_salvaged_and_kept_beside(tmp_path, caplog, monkeypatch, damage,
+                                                     some_rows_back, recovery):  # fmt: skip
+    if recovery == "row-by-row read":
+        monkeypatch.setattr(salvage_mod.shutil, "which", lambda name: None)
+    else:
+        problem = _command_line_recover_problem(tmp_path / "probe.sqlite")
+        if problem:
+            pytest.skip(problem)
     path = tmp_path / "journal.sqlite"
     damage(path)
     original = path.read_bytes()
     caplog.set_level(logging.DEBUG)
 
     with Journal(path) as journal:
-        _create(journal)  # generation goes on
-        assert journal.get("task-1").state == State.QUEUED
+        report = journal.salvaged
+        assert report is not None
+        assert report.kept_as.read_bytes() == original  # kept for the user, never deleted
+        assert report.kept_as.parent == tmp_path and report.kept_as.name.startswith(
+            "journal.sqlite.damaged-"
+        )
+        recovered = [journal.get(f"t{seed}") for seed in range(40)]
+        back = [entry for entry in recovered if entry is not None]
+        assert report.tasks == len(back) == report.rows
+        if some_rows_back:
+            assert back, f"no row recovered by {recovery}"
+            for entry in back:  # each names its task and the request it was paid for
+                seed = int(entry.task_id[1:])
+                assert entry.identity == RequestIdentity.text_to_image("p" * 500, seed=seed).key
+                assert entry.state == State.QUEUED  # a re-queue resumes it (free)
+                assert entry.prompt in ("p" * 500, None)  # None: only the indexes had it
+        else:
+            assert back == []
+        _create(journal, task_id="task-new")  # paid work goes on, in the fresh journal
+        assert journal.get("task-new").state == State.QUEUED
 
-    aside = [p for p in tmp_path.iterdir() if p.name.startswith("journal.sqlite.corrupt-")]
-    main_aside = [p for p in aside if not p.name.endswith(("-wal", "-shm"))]
-    assert len(main_aside) == 1
-    assert main_aside[0].read_bytes() == original  # kept for the user, not deleted
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1
-    message = warnings[0].getMessage()
-    assert "set aside" in message and main_aside[0].name in message
+    (warning,) = _warnings(caplog)
+    message = warning.getMessage()
+    assert f"{report.tasks} task(s) were recovered" in message
+    assert str(report.kept_as) in message and str(path) in message and "\n" not in message
 
     with Journal(path) as again:  # the fresh journal is a good one: no second warning
-        assert again.get("task-1").state == State.QUEUED
-    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+        assert again.salvaged is None and again.get("task-new").state == State.QUEUED
+    assert len(_warnings(caplog)) == 1
 
 
-def test_corruption_found_mid_run_starts_fresh(tmp_path, caplog):
+def test_salvaged_rows_keep_what_a_requeue_needs(tmp_path):
+    """The recovered row of an identity is its latest: a re-queue resumes, never re-creates."""
+    path = tmp_path / "journal.sqlite"
+    _truncated(path)
+    with Journal(path) as journal:
+        back = [seed for seed in range(40) if journal.get(f"t{seed}") is not None]
+        assert back
+        seed = back[0]
+        with journal.claim(RequestIdentity.text_to_image("p" * 500, seed=seed)) as claim:
+            assert claim.latest is not None and claim.latest.task_id == f"t{seed}"
+
+
+def test_corruption_found_mid_run_is_salvaged(tmp_path, caplog):
     path = tmp_path / "journal.sqlite"
     journal = Journal(path)
     try:
@@ -268,16 +344,17 @@ def test_corruption_found_mid_run_starts_fresh(tmp_path, caplog):
             (tmp_path / (path.name + suffix)).unlink(missing_ok=True)
         journal._conn = journal._connect()  # a connection to the now-damaged file
         caplog.set_level(logging.WARNING)
-        assert journal.get("task-1") is None  # recovered: a fresh, empty journal
+        assert journal.get("task-1") is None  # salvaged: nothing readable was left in it
+        assert journal.salvaged is not None and journal.salvaged.tasks == 0
         _create(journal, task_id="task-2")
         assert journal.get("task-2").state == State.QUEUED
     finally:
         journal.close()
-    assert len(caplog.records) == 1
-    assert any(p.name.startswith("journal.sqlite.corrupt-") for p in tmp_path.iterdir())
+    assert len(caplog.records) == 1 and "damaged" in caplog.records[0].getMessage()
+    assert any(p.name.startswith("journal.sqlite.damaged-") for p in tmp_path.iterdir())
 
 
-def test_a_task_id_arriving_after_the_journal_was_set_aside_is_kept(tmp_path, caplog):
+def test_a_task_id_arriving_after_the_journal_was_salvaged_is_kept(tmp_path, caplog):
     path = tmp_path / "journal.sqlite"
     journal = Journal(path)
     try:
@@ -296,29 +373,181 @@ def test_a_task_id_arriving_after_the_journal_was_set_aside_is_kept(tmp_path, ca
     finally:
         journal.close()
     assert len(caplog.records) == 1
-    assert any(p.name.startswith("journal.sqlite.corrupt-") for p in tmp_path.iterdir())
+    assert any(p.name.startswith("journal.sqlite.damaged-") for p in tmp_path.iterdir())
 
 
-def test_unusable_location_falls_back_to_memory(tmp_path, caplog):
+def test_older_journal_is_migrated_forward_keeping_every_row(tmp_path, caplog):
+    """``tests/data/journal-v1.sqlite`` was written by the schema-1 code (see make_journal_v1)."""
+    path = tmp_path / "journal.sqlite"
+    path.write_bytes((DATA / "journal-v1.sqlite").read_bytes())
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    raw.close()
+    caplog.set_level(logging.WARNING)
+
+    with Journal(path) as journal:
+        done = journal.get("v1-task-done")
+        assert done.state == State.SUCCEEDED and done.credits == 5 and len(done.result_urls) == 2
+        assert [(f.index, f.size) for f in done.files] == [(0, 1234), (1, 2345)]
+        assert done.failed_files == ()
+        assert journal.get("v1-task-running").state == State.RUNNING
+        assert journal.get("v1-task-failed").credits == 0
+        identity = RequestIdentity.text_to_image("a lighthouse in a storm, oil painting")
+        assert journal.latest(identity).task_id == "v1-task-done"  # identities unchanged
+        upscale = journal.latest(RequestIdentity.upscale("v1-task-done"))
+        assert upscale.state == State.UNCERTAIN and upscale.credits == 12
+        journal.record_file_failure("v1-task-done", 1, "not an image", None)  # the new table
+        assert [f.reason for f in journal.get("v1-task-done").failed_files] == ["not an image"]
+        assert len(journal.recent(10)) == 5
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
+    raw.close()
+    assert not _warnings(caplog) and sorted(p.name for p in tmp_path.iterdir())[0] == (
+        "journal.sqlite"
+    )
+    assert not [p for p in tmp_path.iterdir() if ".damaged-" in p.name]
+
+
+def _newer_journal(path, *, readable):
+    """A journal as a later pack version could leave it: same file, higher ``user_version``."""
+    _write_rows(path, count=3)
+    raw = sqlite3.connect(path)
+    if readable:  # it added things, with defaults: our rows still fit
+        raw.execute("ALTER TABLE requests ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+        raw.execute("CREATE TABLE tags (task_id TEXT, tag TEXT)")
+    else:  # it reshaped what we write
+        raw.execute("ALTER TABLE requests RENAME COLUMN prompt TO prompt_text")
+    raw.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 7}")
+    raw.commit()
+    raw.close()
+    _fold_wal(path)
+
+
+def test_newer_readable_journal_is_used_as_it_is(tmp_path, caplog):
+    path = tmp_path / "journal.sqlite"
+    _newer_journal(path, readable=True)
+    caplog.set_level(logging.WARNING)
+    with Journal(path) as journal:
+        assert journal.get("t1").state == State.QUEUED  # its rows are ours
+        journal.check_durable()
+        _create(journal, task_id="task-new")  # and paid work is recorded in it
+        journal.record_file("task-new", 0, "/k/0.jpg", "c" * 64, 3, None)
+        assert journal.get("task-new").files[0].size == 3
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION + 7
+    assert raw.execute("SELECT count(*) FROM tags").fetchone()[0] == 0  # its table untouched
+    raw.close()
+    assert not [p for p in tmp_path.iterdir() if ".damaged-" in p.name]
+    assert not _warnings(caplog)
+
+
+def test_newer_unreadable_journal_refuses_paid_work_and_is_never_moved(tmp_path, caplog):
+    path = tmp_path / "journal.sqlite"
+    _newer_journal(path, readable=False)
+    original = path.read_bytes()
+    caplog.set_level(logging.WARNING)
+    with Journal(path) as journal:
+        with pytest.raises(durability.StorageUnavailableError) as refused:
+            journal.check_durable()
+        assert refused.value.problem == durability.NEWER_JOURNAL
+        message = str(refused.value)
+        assert "newer version of this pack" in message and "Update the pack" in message
+        assert str(path) in message and "nothing was charged" in message and "\n" not in message
+        with pytest.raises(durability.StorageUnavailableError), journal.claim(T2I) as claim:
+            claim.start_create()
+        loaded = journal.record_loaded("someone-elses-task")  # free work still goes on
+        assert loaded.task_id == "someone-elses-task" and loaded.credits == 0
+    assert path.read_bytes() == original
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names <= {"journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm",
+                     "journal.sqlite.reserve"}, names  # fmt: skip
+    assert len(_warnings(caplog)) == 1 and "newer version" in _warnings(caplog)[0].getMessage()
+
+
+def test_unusable_location_refuses_paid_work_never_memory(tmp_path, caplog):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the folder should be")
     caplog.set_level(logging.WARNING)
     with Journal(blocker / "journal.sqlite") as journal:
-        _create(journal)
-        assert journal.get("task-1").state == State.QUEUED
-    assert len(caplog.records) == 1 and "in memory" in caplog.records[0].getMessage()
+        with pytest.raises(durability.StorageUnavailableError) as refused:
+            _create(journal)
+        assert refused.value.problem == durability.NOT_A_FOLDER
+        assert str(blocker) in str(refused.value) and "GROK_IMAGINE_HOME" in str(refused.value)
+        assert journal.latest(T2I) is None  # nothing was written anywhere
+        assert journal.record_loaded("free-task").task_id == "free-task"  # free work is fine
+    assert len(caplog.records) == 1 and "nothing was charged" in caplog.records[0].getMessage()
+
+
+def test_full_disk_refuses_paid_work_until_space_is_freed(tmp_path):
+    with mounts.tmpfs(tmp_path / "disk", "16m") as disk:
+        path = disk.path / "home" / "journal.sqlite"
+        with Journal(path) as journal:
+            _create(journal, task_id="task-1")
+            disk.fill()
+            with pytest.raises(durability.StorageUnavailableError) as refused:
+                _create(journal, identity=RequestIdentity.text_to_image("p", seed=1))
+            assert refused.value.problem == durability.FULL
+            assert str(path.parent) in str(refused.value) and "Free some space" in str(
+                refused.value
+            )
+            assert journal.latest(RequestIdentity.text_to_image("p", seed=1)) is None
+            assert journal.get("task-1").state == State.QUEUED  # reads go on
+            disk.free_up()
+            _create(journal, identity=RequestIdentity.text_to_image("p", seed=1), task_id="t2")
+            assert journal.get("t2").state == State.QUEUED
+
+
+def test_a_paid_task_id_fits_on_a_disk_that_filled_during_the_create(tmp_path, caplog):
+    with mounts.tmpfs(tmp_path / "disk", "16m") as disk:
+        path = disk.path / "journal.sqlite"
+        caplog.set_level(logging.WARNING)
+        with Journal(path) as journal:
+            for seed in range(3):  # a journal in use, its WAL checkpointed now and then
+                _create(journal, RequestIdentity.text_to_image("q", seed=seed), f"old-{seed}")
+            with journal.claim(T2I) as claim:
+                entry = claim.start_create()  # the create is on the wire...
+            disk.fill()  # ...when the disk fills up
+            journal.record_task_id(entry, "task-paid")
+            assert journal.get("task-paid").identity == T2I.key
+        assert not journal.reserve_path.exists()  # given back to record the id
+        assert any("reserve" in r.getMessage() for r in _warnings(caplog))
+        disk.free_up()
+        with Journal(path) as journal:
+            assert journal.latest(T2I).task_id == "task-paid"  # survived close and reopen
+
+
+def test_read_only_journal_still_serves_reads_and_refuses_paid_work(tmp_path, caplog):
+    with mounts.tmpfs(tmp_path / "disk", "16m") as disk:
+        path = disk.path / "journal.sqlite"
+        _write_rows(path, count=2)
+        disk.read_only()
+        try:
+            caplog.set_level(logging.WARNING)
+            with Journal(path) as journal:
+                assert journal.get("t1").state == State.QUEUED  # kept results stay readable
+                with pytest.raises(durability.StorageUnavailableError) as refused:
+                    _create(journal, RequestIdentity.text_to_image("new"))
+                assert refused.value.problem == durability.READ_ONLY
+                assert str(disk.path) in str(refused.value)
+                assert journal.record_loaded("free").task_id == "free"
+        finally:
+            disk.writable()
+        with Journal(path) as journal:  # writable again: paid work goes on
+            _create(journal, RequestIdentity.text_to_image("new"), task_id="t-new")
 
 
 OPEN_AT_ONCE = """
 import logging, os, sys, time
 sys.path.insert(0, {tests_dir!r})
-from support import submodule
+from support import mounts, submodule
 warnings = []
 class Catch(logging.Handler):
     def emit(self, record):
         warnings.append(record.getMessage())
 logging.getLogger().addHandler(Catch(level=logging.WARNING))
 db = submodule("journal.db")
+durability = submodule("journal.durability")
+salvage_mod = submodule("journal.salvage")
 open({go!r} + "." + str(os.getpid()), "w").close()
 while not os.path.exists({go!r}):
     time.sleep(0.001)
@@ -349,7 +578,7 @@ def test_processes_opening_a_new_journal_at_once_all_use_it(tmp_path):
             c.kill()
             c.wait(timeout=60)
     assert outputs == ["0"] * 4
-    assert not list(tmp_path.glob("j.sqlite.corrupt-*"))
+    assert not list(tmp_path.glob("j.sqlite.damaged-*"))
     with Journal(tmp_path / "j.sqlite") as journal:
         assert len(journal.recent(10)) == 4
 

@@ -1,0 +1,151 @@
+"""Can a paid request be remembered? The checks made before any create is sent.
+
+A create costs money; the journal row and the kept files are what stop it being paid twice. So
+before a create the folders that hold them are tried for real (a small file written, synced and
+removed) and their free space read: a read-only mount, a missing permission or a full disk is
+found *before* the money moves, and reported as one typed error that names the folder and what
+to do. Free work (kept results, Load Task) does not ask.
+
+Shared by every journal backend (SQLite here, others beside it) and by the kept-files store.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from pathlib import Path
+
+from ..api import errors
+
+MIN_FREE_BYTES = 8 * 1024 * 1024
+"""Room a folder must have before a create: a journal row is tiny, a task's ~6 images are a few
+MB; below this the next write is likely to fail."""
+PROBE_BYTES = 4096
+
+HOME_HINT = (
+    "set GROK_IMAGINE_HOME (command line) or start ComfyUI with a --user-directory / "
+    "--output-directory"
+)
+
+READ_ONLY, FULL, NOT_A_FOLDER, NEWER_JOURNAL, UNREADABLE = (
+    "read-only", "full", "not-a-folder", "newer-journal", "unreadable",
+)  # fmt: skip
+
+
+class StorageUnavailableError(errors.GrokError):
+    """The journal or the kept-files folder cannot keep a paid result: nothing was sent.
+
+    ``folder`` is the path concerned, ``problem`` one of ``read-only``, ``full``,
+    ``not-a-folder``, ``newer-journal``, ``unreadable``; ``what`` says whose folder it is.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        folder: str | os.PathLike[str],
+        problem: str,
+        detail: str = "",
+        message: str | None = None,
+    ) -> None:
+        self.what = what
+        self.folder = str(folder)
+        self.problem = problem
+        if message is None:
+            message = _message(what, self.folder, problem, detail)
+        super().__init__(message)
+
+
+def _message(what: str, folder: str, problem: str, detail: str) -> str:
+    why = f" ({detail})" if detail else ""
+    start = "Nothing was sent, so nothing was charged:"
+    if problem == FULL:
+        return (
+            f"{start} the disk holding the {what} folder {folder} is full{why}. Free some space "
+            f"there, or {HOME_HINT} on a disk with room; then queue it again."
+        )
+    if problem == NOT_A_FOLDER:
+        return (
+            f"{start} the {what} folder {folder} cannot be made{why}. Remove what is in the way "
+            f"or {HOME_HINT} elsewhere; then queue it again."
+        )
+    if problem == NEWER_JOURNAL:
+        return (
+            f"{start} the task journal {folder} was written by a newer version of this pack"
+            f"{why}, in a form this version cannot write. Update the pack (kept results still "
+            f"load meanwhile), or {HOME_HINT} elsewhere to keep a separate journal."
+        )
+    if problem == UNREADABLE:
+        return (
+            f"{start} the task journal {folder} cannot be opened{why}. Fix the file's "
+            f"permissions, or {HOME_HINT} elsewhere; then queue it again."
+        )
+    return (
+        f"{start} the {what} folder {folder} cannot be written{why}. Fix its permissions (or "
+        f"the read-only mount), or {HOME_HINT} that is writable; then queue it again."
+    )
+
+
+def require_writable(
+    folder: str | os.PathLike[str], what: str, min_free: int = MIN_FREE_BYTES
+) -> None:
+    """Raise ``StorageUnavailableError`` unless ``folder`` takes a synced write and has room.
+
+    The folder is made if missing. The probe is real (open, write, fsync, unlink): permission
+    bits, ACLs, read-only mounts and quota are all answered by the kernel, not guessed.
+    """
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise StorageUnavailableError(what, path, NOT_A_FOLDER, "a file is in the way") from exc
+    except OSError as exc:
+        raise _from_os_error(what, path, exc) from exc
+    probe = path / f".grok-imagine-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(bytes(PROBE_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise _from_os_error(what, path, exc) from exc
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+    free = free_bytes(path)
+    if free is not None and free < min_free:
+        raise StorageUnavailableError(
+            what, path, FULL, f"{free / 2**20:.1f} MiB free, {min_free / 2**20:.0f} MiB needed"
+        )
+
+
+def free_bytes(folder: str | os.PathLike[str]) -> int | None:
+    """Bytes an unprivileged writer may still use on ``folder``'s disk (None if unknown)."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # Windows has no statvfs
+        try:
+            import shutil
+
+            return shutil.disk_usage(folder).free
+        except OSError:
+            return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def is_disk_trouble(exc: BaseException) -> bool:
+    """An error that means "this disk cannot take the write now" (full, read-only, no access)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+    return False
+
+
+def _from_os_error(what: str, path: Path, exc: OSError) -> StorageUnavailableError:
+    detail = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageUnavailableError(what, path, FULL, detail)
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return StorageUnavailableError(what, path, NOT_A_FOLDER, detail)
+    return StorageUnavailableError(what, path, READ_ONLY, detail)
