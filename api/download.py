@@ -10,9 +10,13 @@ streaming (memory stays bounded whatever Content-Length says or omits). The byte
 image by their magic numbers (JPEG, PNG, WEBP, GIF), whatever the Content-Type claims; a video
 (the upscale model has been described as a video upscaler) is named as such.
 
-Transient failures (connection errors, timeouts, a body cut short, 408/429/5xx) are retried a few
-times within the deadline; 403/404/410 mean the URL has expired (they last hours to days) and are
-not retried. Redirects are followed only to http(s) addresses, at most five.
+Transient failures (connection errors, timeouts, a body shorter than its Content-Length,
+408/429/5xx) are retried a few times within the deadline; 403/404/410 mean the URL has expired
+(they last hours to days) and are not retried. A body that is still empty after the retries is a
+permanent failure of that file (``NotAnImageError``): the host has nothing to give. A host that
+takes the connection and never answers is named as such ("did not answer within N s"). Redirects
+are followed only to http(s) addresses, at most five. A URL is never shown or logged with its
+query, its userinfo, or a key the server echoed into it.
 """
 
 from __future__ import annotations
@@ -140,6 +144,12 @@ def download(
         except _Transient as exc:
             left = deadline - time.monotonic()
             wait = min(4.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+            if (attempt >= attempts or left <= wait) and exc.empty:
+                raise errors.NotAnImageError(
+                    f"The result file {shown} was empty each of the {attempt} time(s) it was "
+                    "fetched: the file host has nothing for this URL. The task is paid; report "
+                    "it, or use Grok Load Task later in case the file appears."
+                ) from None
             if attempt >= attempts or left <= wait:
                 raise errors.DownloadError(
                     f"Downloading {shown} failed {attempt} time(s), last: {exc.reason}. This is "
@@ -151,9 +161,11 @@ def download(
 
 
 class _Transient(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, empty: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.empty = empty
+        """The host answered 200 with no body at all (permanent once the retries agree)."""
 
 
 def _fetch_once(
@@ -236,7 +248,11 @@ def _fetch_once(
 
     data = bytes(buffer)
     if not data:
-        raise _Transient("the file host sent an empty file")
+        raise _Transient("the file host sent an empty file", empty=True)
+    if announced is not None and len(data) < announced:  # urllib3 1.x does not check this
+        raise _Transient(
+            f"only {len(data)} of the {announced} bytes its Content-Length announced arrived"
+        )
     image_format = _require_image(data, shown)
     logger.debug("downloaded %s: %d bytes, %s", shown, len(data), image_format)
     return Downloaded(
@@ -312,17 +328,27 @@ def _content_length(response: requests.Response) -> int | None:
 
 
 def _network_reason(exc: BaseException, timeouts: tuple[float, float]) -> str:
+    import socket
+
     import requests
     from urllib3 import exceptions as u3
 
-    if isinstance(exc, (u3.ReadTimeoutError, TimeoutError)):
-        return f"no data for {timeouts[1]:g} s"
+    from .transport import exception_chain
+
+    # requests wraps a timeout that urllib3 retried in a ConnectionError: look down the chain.
+    chain = list(exception_chain(exc))
+
+    def has(*types: type) -> bool:
+        return any(isinstance(e, types) for e in chain)
+
+    if has(requests.ConnectTimeout, u3.ConnectTimeoutError) and not has(
+        requests.ReadTimeout, u3.ReadTimeoutError
+    ):
+        return f"the file host did not accept the connection within {timeouts[0]:g} s"
+    if has(requests.ReadTimeout, u3.ReadTimeoutError, TimeoutError, socket.timeout):
+        return f"the file host did not answer within {timeouts[1]:g} s"
     if isinstance(exc, (u3.ProtocolError, u3.IncompleteRead)):
         return "the connection closed before the whole file arrived"
-    if isinstance(exc, requests.ConnectTimeout):
-        return f"no connection within {timeouts[0]:g} s"
-    if isinstance(exc, requests.ReadTimeout):
-        return f"no data for {timeouts[1]:g} s"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return "the connection closed before the whole file arrived"
     if isinstance(exc, requests.exceptions.SSLError):
@@ -335,7 +361,7 @@ def _network_reason(exc: BaseException, timeouts: tuple[float, float]) -> str:
 
 
 def _shown(url: str) -> str:
-    """The URL without its query (signed URLs carry tokens) and without credentials."""
+    """The URL without its query (signed URLs carry tokens), credentials or an echoed key."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
@@ -343,4 +369,5 @@ def _shown(url: str) -> str:
             host = f"{host}:{parts.port}"
     except ValueError:
         pass
-    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else parts.path[:200]
+    shown = f"{parts.scheme}://{host}{parts.path}" if parts.scheme else parts.path[:200]
+    return errors.redact(shown)

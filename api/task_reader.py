@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import BadResponseError, one_line
+from .errors import BadResponseError, one_line, redact
 from .task import Task, TaskState
 
 __all__ = ["body_error", "classify_status", "parse_task", "read_created_task_id"]
@@ -238,7 +238,7 @@ def _parse(payload: Any, task_id: str | None) -> Task:
         result_urls=tuple(urls) if state is not TaskState.FAILED else (),
         error=error if state in (TaskState.FAILED, TaskState.UNKNOWN) else None,
         progress=_progress(containers, state),
-        raw_status=raw_status,
+        raw_status=redact(raw_status) if raw_status is not None else None,
         raw=payload,
     )
 

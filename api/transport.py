@@ -49,7 +49,7 @@ from requests.adapters import HTTPAdapter
 from urllib3 import exceptions as u3
 from urllib3.util.retry import Retry
 
-from . import errors
+from . import errors, redaction
 from .config import BASE_URL_ENV, Settings
 from .task_reader import body_error
 
@@ -112,6 +112,7 @@ def make_session(
     ``trust_env`` stays on: ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` and
     ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` apply as for any ``requests`` user.
     """
+    redaction.install()  # before the first request line is logged
     retry_class = _CappedRetry
     retry = retry_class(
         total=total,
@@ -479,6 +480,15 @@ def network_error(
             "may have been charged. It is not sent again automatically.",
             reason=reason,
         )
+    if reason.startswith(TIMEOUT_REASON_START):
+        # It was reached: the connection was taken and the request sent. Not a local problem.
+        error = errors.NetworkError(
+            f"API in One at {origin} took the task status request but {reason}: it is slow or "
+            "stalled right now; the task keeps running at API in One.",
+            advice=errors.Advice.RESUME,
+        )
+        error.task_id = call.task_id
+        return error
     error = errors.NetworkError(
         f"Could not reach API in One at {origin} to read the task status ({reason}). {local}: "
         "check it; the task keeps running at API in One.",
@@ -492,7 +502,7 @@ def _describe_network_failure(
     exc: BaseException, timeouts: tuple[float, float]
 ) -> tuple[str, bool]:
     """(plain-words reason, True when the request provably never left this machine)."""
-    chain = list(_exception_chain(exc))
+    chain = list(exception_chain(exc))
 
     def has(*types: type) -> bool:
         return any(isinstance(e, types) for e in chain)
@@ -518,7 +528,7 @@ def _describe_network_failure(
             return "the connection could not be opened", True
         return f"no connection within {timeouts[0]:g} s", True
     if has(requests.exceptions.ReadTimeout, u3.ReadTimeoutError, TimeoutError, socket.timeout):
-        return f"no answer within {timeouts[1]:g} s", False
+        return f"{TIMEOUT_REASON_START} {timeouts[1]:g} s", False
     cut_off = (requests.exceptions.ChunkedEncodingError, u3.IncompleteRead, u3.ProtocolError)
     if has(*cut_off) and not has(ConnectionResetError):
         return "the connection closed before the answer was complete", False
@@ -533,7 +543,12 @@ def _describe_network_failure(
     return f"network error {type(exc).__name__}", False
 
 
-def _exception_chain(exc: BaseException):  # type: ignore[no-untyped-def]
+TIMEOUT_REASON_START = "it did not answer within"
+"""How a read timeout is named: the server took the connection and never answered (never "could
+not be reached", which would send the user hunting for a local network fault)."""
+
+
+def exception_chain(exc: BaseException):  # type: ignore[no-untyped-def]
     """The exception, its causes/contexts, urllib3's ``reason``s and wrapped args, each once."""
     seen: set[int] = set()
     stack = [exc]

@@ -30,6 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from ..api import errors
+from ..api.redaction import safe_url
 from . import durability
 from .identity import RequestIdentity
 from .owner import ProcessOwner, current_owner
@@ -680,9 +682,12 @@ class Journal:
         result_urls: Sequence[str] | None = None,
         error: str | None = None,
     ) -> None:
-        """A state change of a task, on the latest row that names it."""
+        """A state change of a task, on the latest row that names it.
+
+        URLs are stored as ``redaction.safe_url`` makes them: no userinfo, no echoed key.
+        """
         now = time.time()
-        urls = None if result_urls is None else json.dumps(list(result_urls))
+        urls = None if result_urls is None else json.dumps([safe_url(u) for u in result_urls])
         finished = now if state in State.FINISHED else None
         self._write(
             lambda c: c.execute(
@@ -729,7 +734,7 @@ class Journal:
             c.execute(
                 "INSERT OR REPLACE INTO files (task_id, idx, path, sha256, size, url, saved_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (task_id, index, str(path), sha256, size, url, now),
+                (task_id, index, str(path), sha256, size, _safe(url), now),
             )
             c.execute("DELETE FROM file_failures WHERE task_id = ? AND idx = ?", (task_id, index))
 
@@ -746,7 +751,7 @@ class Journal:
             lambda c: c.execute(
                 "INSERT OR REPLACE INTO file_failures (task_id, idx, reason, url, failed_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (task_id, int(index), reason, url, now),
+                (task_id, int(index), errors.redact(reason), _safe(url), now),
             )
         )
 
@@ -1134,6 +1139,10 @@ def _storage_error(path: Path, problem: object) -> durability.StorageUnavailable
         kind = durability.READ_ONLY
     folder = path if kind == durability.UNREADABLE else path.parent
     return durability.StorageUnavailableError("task journal", folder, kind, detail)
+
+
+def _safe(url: str | None) -> str | None:
+    return None if url is None else safe_url(url)
 
 
 def _first_line(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import file_host
 from .http_base import Handler
-from .shapes import not_found_payload, status_payload
+from .shapes import echo_key, not_found_payload, status_payload
 from .validation import parse_create
 from .wire import ApiError, created_body, injected_error
 
@@ -89,7 +89,10 @@ class ApiHandler(Handler):
                 raise
             self.send_json(*alternative)
             return
-        self.send_json(200, status_payload(shape, sandbox.view(info)))
+        view = sandbox.view(info)
+        if sandbox.faults.echo_key:
+            view = echo_key(view, key)
+        self.send_json(200, status_payload(shape, view))
 
     def _answer_fault(self, fault: int | str) -> None:
         if isinstance(fault, int):

@@ -19,6 +19,15 @@ DOWNLOAD_FAULTS: tuple[str, ...] = (
     "oversized",  # a huge body, its size announced in Content-Length
     "oversized_unannounced",  # a huge body with no Content-Length (read until close)
     "bomb",  # a small, valid PNG that decodes to hundreds of megapixels
+    "huge_header",  # a valid PNG whose header declares 9000 x 9000 (81 megapixels)
+    "truncated_image",  # a JPEG/PNG cut at 60 %, served whole (Content-Length matches)
+    "garbage_png",  # PNG magic bytes, then noise
+    "garbage_gif",  # GIF magic bytes, then noise
+    "garbage_webp",  # RIFF....WEBP, then noise
+    "garbage_jpeg",  # JPEG magic bytes, then noise
+    "short_length",  # Content-Length announces 60 % of the file; the whole file is sent
+    "empty",  # HTTP 200 with a 0-byte body
+    "silent",  # the connection is accepted and the request read; no answer ever comes
     "redirect_scheme",  # 302 to file:///etc/passwd
     "expired",  # 410
     "forbidden",  # 403
@@ -40,6 +49,8 @@ class Faults:
     create_response_delay: float = 0.0  # accept the create, then wait this long before answering
     response_shape: str = "default"  # one of SHAPES
     download: str | None = None  # one of DOWNLOAD_FAULTS
+    download_only_index: int | None = None  # the download fault hits only this file index
+    echo_key: bool = False  # status reads echo the caller's key in result URLs and the status
     drip_delay: float = 0.2  # seconds between chunks for download="slow"
     drip_chunk: int = 4096  # bytes per chunk for download="slow"
     oversized_bytes: int = 256 * 1024 * 1024  # body size for the oversized download faults

@@ -7,7 +7,7 @@ to another origin.
 
 from __future__ import annotations
 
-from . import images
+from . import bad_files, images
 from .http_base import Handler
 from .shapes import COMPLETED
 from .wire import ApiError
@@ -38,6 +38,12 @@ def serve_file(handler: Handler, method: str) -> None:
     if method != "GET":
         raise ApiError(405, f"Method {method} not allowed here; use GET")
     fault = sandbox.faults.download
+    only = sandbox.faults.download_only_index
+    if fault is not None and only is not None and _index_of(path) != only:
+        fault = None  # the fault hits one file of the task; the others are served whole
+    if fault == "silent":
+        _stay_silent(handler)
+        return
     if fault in _STATUS_FAULTS:
         raise _STATUS_FAULTS[fault]
     if fault == "redirect_scheme":
@@ -62,9 +68,23 @@ def serve_file(handler: Handler, method: str) -> None:
     if fault in ("oversized", "oversized_unannounced"):
         _send_endless(handler, CONTENT_TYPES[extension], announce=fault == "oversized")
         return
+    if fault == "huge_header":
+        handler.send_bytes(200, bad_files.huge_header_png(), "image/png")
+        return
+    if fault is not None and fault.startswith("garbage_"):
+        kind = fault.removeprefix("garbage_")
+        handler.send_bytes(200, bad_files.garbage_after_magic(kind), CONTENT_TYPES[extension])
+        return
+    if fault == "empty":
+        handler.send_bytes(200, b"", CONTENT_TYPES[extension])
+        return
 
     body = sandbox.image_bytes(info, index)
-    if fault == "slow":
+    if fault == "truncated_image":
+        handler.send_bytes(200, bad_files.truncated(body), CONTENT_TYPES[extension])
+    elif fault == "short_length":
+        _send_short_length(handler, body, CONTENT_TYPES[extension])
+    elif fault == "slow":
         _send_dripping(handler, body, CONTENT_TYPES[extension])
     elif fault == "truncate":
         _send_truncated(handler, body, CONTENT_TYPES[extension])
@@ -79,6 +99,41 @@ def _parse(path: str) -> tuple[str, int, str]:
     if not task_id or not stem.isdigit() or extension not in CONTENT_TYPES:
         raise ApiError(404, "Not found")
     return task_id, int(stem), extension
+
+
+def _index_of(path: str) -> int | None:
+    stem = path.rsplit("/", 1)[-1].partition(".")[0]
+    return int(stem) if stem.isdigit() else None
+
+
+def _stay_silent(handler: Handler) -> None:
+    """Accept, read the request, answer nothing until the client gives up or the sandbox stops."""
+    import select
+    import socket
+
+    handler.close_connection = True
+    connection = handler.connection
+    while not handler.sandbox.stopping:
+        try:
+            readable, _, _ = select.select([connection], [], [], 0.05)
+            if readable and not connection.recv(1, socket.MSG_PEEK):
+                return  # the client hung up
+        except (OSError, ValueError):
+            return
+
+
+def _send_short_length(handler: Handler, body: bytes, content_type: str) -> None:
+    """A Content-Length smaller than the body: a client trusting it reads a cut-short image."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body) * 3 // 5))
+    handler.end_headers()
+    try:
+        handler.wfile.write(body)
+        handler.wfile.flush()
+    except OSError:
+        pass  # the client stopped reading where the length said the body ends
+    handler.close_connection = True
 
 
 def _send_dripping(handler: Handler, body: bytes, content_type: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
@@ -29,6 +29,7 @@ class TaskView:
     error: str | None  # the failure reason when failed
     fail_code: str | None = None  # a short machine code when failed
     created_unix: float = 0.0
+    status_echo: str | None = None  # text a careless server appends to an in-progress status
 
 
 Payload = dict[str, Any]
@@ -52,7 +53,10 @@ def _envelope(data: Payload) -> Payload:
 
 
 def _status_data(view: TaskView, words: dict[str, str], progress: bool = True) -> Payload:
-    data: Payload = {"task_id": view.task_id, "status": words[view.phase]}
+    status = words[view.phase]
+    if view.status_echo and view.phase in (QUEUED, RUNNING):
+        status = f"{status} {view.status_echo}"
+    data: Payload = {"task_id": view.task_id, "status": status}
     if progress:
         data["progress"] = round(view.progress * 100)
     return data
@@ -203,6 +207,19 @@ SHAPES: tuple[str, ...] = tuple(BUILDERS)
 # Shapes that put the URLs somewhere a reader could miss: every one lists all images except
 # ``data_image_url``, which (like the gateway it copies) names only the first.
 SINGLE_URL_SHAPES = frozenset({"data_image_url"})
+
+
+ECHO_USERINFO = "cdn-user:cdn-password"
+
+
+def echo_key(view: TaskView, key: str) -> TaskView:
+    """The view a server that echoes the caller's key would answer: the key in every result
+    URL's query and after the in-progress status; the first URL also carries userinfo."""
+    urls = tuple(
+        (url.replace("://", f"://{ECHO_USERINFO}@", 1) if index == 0 else url) + f"?token={key}"
+        for index, url in enumerate(view.urls)
+    )
+    return replace(view, urls=urls, status_echo=f"(key {key})")
 
 
 def status_payload(shape: str, view: TaskView) -> Payload:

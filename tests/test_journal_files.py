@@ -14,11 +14,25 @@ import pytest
 from support import PACK_DIR, submodule
 
 files_mod = submodule("journal.files")
+durability = submodule("journal.durability")
+errors = submodule("api.errors")
 paths_mod = submodule("journal.paths")
 FileStore = files_mod.FileStore
 
-JPEG = b"\xff\xd8\xff\xe0" + b"jpeg body" * 50
-PNG = b"\x89PNG\r\n\x1a\n" + b"png body" * 50
+
+def _encoded(image_format: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buffer, image_format)
+    return buffer.getvalue()
+
+
+JPEG = _encoded("JPEG")
+PNG = _encoded("PNG")
+WEBP = _encoded("WEBP")
 
 
 def test_save_keeps_the_bytes_as_received(tmp_path):
@@ -28,12 +42,35 @@ def test_save_keeps_the_bytes_as_received(tmp_path):
     assert stored.path.read_bytes() == JPEG
     assert stored.sha256 == hashlib.sha256(JPEG).hexdigest() and stored.size == len(JPEG)
     assert store.save("task-1", 1, PNG).path.name == "1.png"  # format sniffed when not given
-    assert store.save("task-1", 2, b"RIFF\0\0\0\0WEBPVP8 ").path.name == "2.webp"
-    assert store.save("task-1", 3, b"???").path.name == "3.bin"
-    # no temporary files left behind
+    assert store.save("task-1", 2, WEBP).path.name == "2.webp"
+    with pytest.raises(errors.NotAnImageError):  # a kept file is a decodable file
+        store.save("task-1", 3, b"\xff\xd8\xff\xe0 a JPEG's magic, then nothing of one")
+    # no temporary files left behind, nothing written for the bad one
     assert sorted(p.name for p in (tmp_path / "task-1").iterdir()) == [
-        "0.jpg", "1.png", "2.webp", "3.bin",
+        "0.jpg", "1.png", "2.webp",
     ]  # fmt: skip
+
+
+def test_request_notes_name_their_task(tmp_path):
+    store = FileStore(tmp_path)
+    store.note_task("task-1", {"identity": "abc", "prompt": "a fox", "credits": 5})
+    store.save("task-2", 0, JPEG)  # a folder without a note
+    (tmp_path / "task-3").mkdir()
+    (tmp_path / "task-3" / files_mod.NOTE_NAME).write_text("{not json")
+    assert list(store.noted_tasks()) == [
+        {"task_id": "task-1", "identity": "abc", "prompt": "a fox", "credits": 5}
+    ]
+    assert [p.name for p in store.paths("task-1")] == []  # a note is not a result file
+
+
+def test_check_writable_names_the_folder(tmp_path):
+    blocker = tmp_path / "in-the-way"
+    blocker.write_text("a file")
+    with pytest.raises(durability.StorageUnavailableError) as refused:
+        FileStore(blocker / "files").check_writable()
+    assert refused.value.what == "kept-files" and str(blocker) in str(refused.value)
+    FileStore(tmp_path / "files").check_writable()  # made when missing
+    assert (tmp_path / "files").is_dir() and not list((tmp_path / "files").iterdir())
 
 
 def test_paths_and_has_all_in_result_order(tmp_path):

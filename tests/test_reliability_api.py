@@ -22,6 +22,7 @@ from test_reliability_harness import (
     PROMPT,
     RESET,
     REWRITE,
+    SILENT,
     FaultProxy,
     bounded,
     closed_port,
@@ -366,6 +367,34 @@ def test_network_lost_during_the_wait_times_out_resumably_and_says_why(sandbox_f
 
 
 @matrix_row(
+    AREA, "the API accepts the connection and never answers the status reads",
+    "`TaskTimeoutError` at the node's timeout: \"Stopped waiting for task <id> after 1.5 s "
+    "because its status could not be read: API in One at <url> took the task status request "
+    "but it did not answer within 0.3 s: it is slow or stalled right now ...\" (named as a "
+    "timeout, not \"could not reach\" or a local network problem)",
+    "journal row keeps the task id; queueing again once it answers resumes the task (no new "
+    "create); 1 create, 5 credits",
+)  # fmt: skip
+def test_a_silent_api_is_named_as_a_timeout(sandbox_factory, tmp_path):
+    sb = sandbox_factory(generation_time=(0.3, 0.3))
+    with FaultProxy(sb.base_url) as proxy:
+        rig = make_rig(tmp_path, sb, base_url=proxy.base_url, read_timeout=0.3)
+        proxy.add("GET", "/api/v1/tasks/", SILENT, times=None)
+        caught = rig.expect(
+            errors.TaskTimeoutError, lambda: rig.runner.text_to_image(PROMPT, timeout=1.5)
+        )
+        message = str(caught)
+        assert "did not answer within 0.3 s" in message, message
+        assert "could not reach" not in message.lower() and "local network" not in message
+        (entry,) = rig.history()
+        assert entry.task_id and entry.task_id in message
+        proxy.clear()
+        result = rig.runner.text_to_image(PROMPT)
+        assert result.resumed and result.task_id == entry.task_id and len(result.files) == 6
+        assert rig.ledger() == (1, 5)
+
+
+@matrix_row(
     AREA, "a stalled gateway dripping each status answer (a byte every 0.1 s: never silent long "
     "enough for the 30 s read timeout), through the node with `timeout` = 1 s",
     "the node's `TaskTimeoutError` line a few seconds after its timeout (the task id, how to "
@@ -397,8 +426,8 @@ def test_dripping_status_answers_cannot_outlast_the_node_timeout(
 
 @matrix_row(
     AREA, "read timeout on create (the API took it, the answer came too late)",
-    "`UncertainTaskError`: \"... its answer was lost (no answer within 0.3 s), so the task may "
-    "exist and may have been charged 5 credits. It is not sent again automatically ...\"",
+    "`UncertainTaskError`: \"... its answer was lost (it did not answer within 0.3 s), so the "
+    "task may exist and may have been charged 5 credits. It is not sent again automatically ...\"",
     "journal row `uncertain` with 5 credits; queueing again sends nothing; 1 create, 5 credits; "
     "no files",
 )  # fmt: skip
@@ -406,7 +435,7 @@ def test_read_timeout_on_create_is_uncertain_and_not_resent(sandbox, tmp_path):
     rig = make_rig(tmp_path, sandbox, read_timeout=0.3)
     sandbox.faults.create_response_delay = 1.5
     caught = rig.expect(errors.UncertainCreateError, lambda: rig.runner.text_to_image(PROMPT))
-    assert "no answer within 0.3 s" in str(caught) and "may have been charged" in str(caught)
+    assert "did not answer within 0.3 s" in str(caught) and "may have been charged" in str(caught)
     wait_until(lambda: rig.ledger() == (1, 5), "the sandbox to take the create")
     sandbox.faults.create_response_delay = 0
     rig.expect(errors.UncertainCreateError, lambda: rig.runner.text_to_image(PROMPT))

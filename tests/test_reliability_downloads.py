@@ -166,9 +166,10 @@ def test_oversized_body_is_capped_with_bounded_memory(sandbox, tmp_path, fault):
 
 @matrix_row(
     AREA, "decompression bomb (a 100 KB PNG of 24000 x 24000 pixels), through the node",
-    "the node fails with one line: \"... is too large to decode safely (...)\"; no pixel is "
-    "decoded, memory does not grow; queueing again gives the same line without a new create",
-    "the files are kept as delivered (they are what was paid for); 1 create, 5 credits",
+    "the node fails with one line: \"Result file 1 of task <id> was not kept: it is too large to "
+    "decode safely (...)\"; no pixel is decoded, memory does not grow; queueing again gives the "
+    "same line without a new create",
+    "nothing kept as good (a kept file is a decodable file); 1 create, 5 credits",
 )  # fmt: skip
 def test_decompression_bomb_is_refused_by_the_pixel_cap(sandbox_factory, tmp_path, monkeypatch):
     sb = sandbox_factory(images_per_task=2)
@@ -181,17 +182,112 @@ def test_decompression_bomb_is_refused_by_the_pixel_cap(sandbox_factory, tmp_pat
             caught = bounded(lambda: raised(lambda: asyncio.run(node.generate(PROMPT, 0))))
             assert isinstance(caught, RuntimeError), repr(caught)
             message = str(caught)
-            assert "too large to decode safely" in message and "\n" not in message
-            assert KEY not in message
+            assert "too large to decode safely" in message and "was not kept" in message
+            assert "\n" not in message and KEY not in message
         grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     finally:
         execution.close_journals()
     assert grown_mib < 256, f"peak memory grew {grown_mib:.0f} MiB decoding a bomb"
     (task_id,) = sb.task_ids()
-    kept = sorted((tmp_path / "home" / "files" / task_id).iterdir())
-    assert [p.name for p in kept] == ["0.png", "1.png"]
-    assert all(p.read_bytes() == images.decompression_bomb() for p in kept)
+    folder = tmp_path / "home" / "files" / task_id
+    assert not [p for p in folder.iterdir() if p.name[0].isdigit()] if folder.exists() else True
     assert (sb.ledger(KEY).creates, sb.ledger(KEY).credits_charged) == (1, 5)
+
+
+BAD_IMAGE_FAULTS = {
+    "huge_header": (errors.TooLargeError, "9000x9000"),
+    "truncated_image": (errors.NotAnImageError, "cut short"),
+    "short_length": (errors.NotAnImageError, "cut short"),
+    "garbage_png": (errors.NotAnImageError, "not one Pillow can read"),
+    "garbage_gif": (errors.NotAnImageError, "not one Pillow can read"),
+    "garbage_webp": (errors.NotAnImageError, "not one Pillow can read"),
+    "garbage_jpeg": (errors.NotAnImageError, "not an image this pack can read"),
+}
+
+
+@matrix_row(
+    AREA, "a result file that passes the magic-byte sniff but does not decode: a header declaring "
+    "9000 x 9000, a JPEG cut short (served whole), a Content-Length shorter than the body, PNG / "
+    "GIF / WebP / JPEG magic followed by garbage",
+    "`TooLargeError` / `NotAnImageError`: \"Result file 1 of task <id> was not kept: it is "
+    "9000x9000 (81 megapixels), over the 67 megapixel limit ...\" / \"... it cannot be decoded, "
+    "the image data is damaged or cut short ...\"",
+    "nothing kept as good (each file is decoded before it is kept); 1 create, 5 credits",
+)  # fmt: skip
+@pytest.mark.parametrize("fault", BAD_IMAGE_FAULTS)
+def test_undecodable_result_files_are_never_kept_as_good(sandbox_factory, tmp_path, fault):
+    sb = sandbox_factory(images_per_task=2)
+    rig = make_rig(tmp_path, sb)
+    sb.faults.download = fault
+    kind, words = BAD_IMAGE_FAULTS[fault]
+    caught = rig.expect(kind, lambda: rig.runner.text_to_image(PROMPT))
+    assert "was not kept" in str(caught) and words in str(caught), str(caught)
+    assert rig.kept() == [] and rig.ledger() == (1, 5)
+    (entry,) = rig.history()
+    assert entry.state == "succeeded" and not entry.files
+
+
+@matrix_row(
+    AREA, "one result file of six does not decode (9000 x 9000 header / garbage after the magic "
+    "bytes / a JPEG cut short), through the node",
+    "the node returns the other five images; the status line says \"1 of 6 result files could "
+    "not be kept (Result file 3 of task <id> was not kept: ...)\"",
+    "the five good files; the bad one is not kept; 1 create, 5 credits; queueing again sends no "
+    "create",
+)  # fmt: skip
+@pytest.mark.parametrize("fault", ["huge_header", "garbage_png", "truncated_image"])
+def test_one_undecodable_file_never_withholds_the_rest(sandbox, tmp_path, monkeypatch, fault):
+    sandbox.faults.download = fault
+    sandbox.faults.download_only_index = 2
+    point_nodes_at(monkeypatch, tmp_path / "home", sandbox.base_url)
+    node = pack.NODE_CLASS_MAPPINGS["GrokImagineTextToImage"]()
+    try:
+        for _ in range(2):
+            images, task_ids, _urls = bounded(lambda: asyncio.run(node.generate(PROMPT, 0)))
+            assert tuple(images.shape[:1]) == (5,)
+    finally:
+        run_task.close_journals()
+    (task_id,) = sandbox.task_ids()
+    kept = sorted(p.name for p in (tmp_path / "home" / "files" / task_id).iterdir()
+                  if p.name[0].isdigit())  # fmt: skip
+    assert kept == ["0.jpg", "1.jpg", "3.jpg", "4.jpg", "5.jpg"]
+    assert task_ids.strip() == task_id
+    assert (sandbox.ledger(KEY).creates, sandbox.ledger(KEY).credits_charged) == (1, 5)
+
+
+@matrix_row(
+    AREA, "a result file whose body is empty (HTTP 200, 0 bytes), every time",
+    "`NotAnImageError` after the retries: \"The result file <url> was empty each of the 3 "
+    "time(s) it was fetched: the file host has nothing for this URL. The task is paid; report "
+    "it ...\" (a permanent failure of that file, not \"usually passing\")",
+    "nothing kept; journal row `succeeded`; 1 create, 5 credits",
+)  # fmt: skip
+def test_empty_body_is_a_permanent_failure_after_the_retries(sandbox, tmp_path):
+    rig = make_rig(tmp_path, sandbox)
+    sandbox.faults.download = "empty"
+    caught = rig.expect(errors.NotAnImageError, lambda: rig.runner.text_to_image(PROMPT))
+    assert "was empty each of the 3 time(s)" in str(caught)
+    assert "usually passing" not in str(caught)
+    assert rig.kept() == [] and rig.ledger() == (1, 5)
+
+
+@matrix_row(
+    AREA, "a file host that accepts the connection and never answers",
+    "`DownloadError`: \"Downloading <url> failed 3 time(s), last: the file host did not answer "
+    "within 0.3 s ...\" (a timeout, named as one: not \"could not be reached\")",
+    "nothing kept; journal row `succeeded`; queueing again once it answers fetches the files; "
+    "1 create, 5 credits",
+)  # fmt: skip
+def test_a_silent_file_host_is_named_as_a_timeout(sandbox_factory, tmp_path):
+    sb = sandbox_factory(images_per_task=1)
+    rig = make_rig(tmp_path, sb, read_timeout=0.3)
+    sb.faults.download = "silent"
+    caught = rig.expect(errors.DownloadError, lambda: rig.runner.text_to_image(PROMPT))
+    assert "did not answer within 0.3 s" in str(caught), str(caught)
+    assert "could not be reached" not in str(caught)
+    sb.faults.download = None
+    result = rig.runner.text_to_image(PROMPT)
+    assert len(result.files) == 1 and rig.ledger() == (1, 5)
 
 
 @matrix_row(

@@ -241,6 +241,7 @@ REWRITE = "rewrite"  # forward it and pass the JSON answer through ``transform``
 RESPOND = "respond"  # answer with ``transform(request)`` -> (status, headers, body) instead
 FORWARD_THEN_RESPOND = "forward_then_respond"  # forward it, drop the answer, answer as RESPOND
 DRIP = "drip"  # forward it; send the headers, then the body one byte every ``delay`` seconds
+SILENT = "silent"  # read the request, then answer nothing until the client hangs up
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
                "proxy-connection", "te", "trailer", "upgrade"}  # fmt: skip
@@ -388,6 +389,15 @@ class FaultProxy:
                 self._seen.append(Seen(method, path, action, "authorization" in headers))
             if action == RESET:
                 _reset(conn)
+                return
+            if action == SILENT:
+                conn.settimeout(0.05)
+                while not self._stop.is_set():
+                    try:
+                        if not conn.recv(1):
+                            return  # the client gave up waiting
+                    except TimeoutError:
+                        continue
                 return
             if action == RESPOND:
                 assert rule is not None and rule.transform is not None
