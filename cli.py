@@ -317,16 +317,27 @@ def _output_dir(text: str) -> Path:
 
 
 def _write_outputs(result: TaskResult, out_dir: Path) -> list[Path]:
-    """Copy the kept files out as received (JPEG stays JPEG), named by task id and index."""
+    """Copy the images out as received (JPEG stays JPEG), named by task id and index: the kept
+    files, and those that arrived but could not be kept (written from memory)."""
+    from .api.download import sniff_image_format
+
     written = []
-    for index, src in enumerate(result.files):
-        dest = out_dir / f"{result.task_id}_{index}{src.suffix}"
+    for index, src in enumerate(result.images):
+        if isinstance(src, Path):
+            dest = out_dir / f"{result.task_id}_{index}{src.suffix}"
+        else:
+            kind = (sniff_image_format(src) or "bin").lower().replace("jpeg", "jpg")
+            dest = out_dir / f"{result.task_id}_{index}.{kind}"
         try:
-            shutil.copyfile(src, dest)
+            if isinstance(src, Path):
+                shutil.copyfile(src, dest)
+            else:
+                dest.write_bytes(src)
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
+            kept = f"the image is kept at {src}" if isinstance(src, Path) else "it was not kept"
             raise errors.DownloadError(
-                f"Could not write {dest} ({reason}); the image is kept at {src} and "
+                f"Could not write {dest} ({reason}); {kept}, and "
                 f"`{PROG} task {result.task_id} -o DIR` writes it again (free).",
                 advice=errors.Advice.NONE,
             ) from None
@@ -335,7 +346,7 @@ def _write_outputs(result: TaskResult, out_dir: Path) -> list[Path]:
 
 
 def _report(ctx: Context, result: TaskResult, what: str, out_dir: Path) -> None:
-    count = len(result.files)
+    count = len(result.images)
     ctx.progress.say(
         f"{what} task {result.task_id}: {count} image{'s' if count != 1 else ''}, "
         f"{events.outcome_word(result)}"

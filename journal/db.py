@@ -24,11 +24,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..api import errors
 from ..api.redaction import safe_url
@@ -257,6 +257,7 @@ class Journal:
         self._refusal: durability.StorageUnavailableError | None = None
         self.salvaged: SalvageReport | None = None
         """Set when the file was found damaged at open (or mid-run) and salvaged."""
+        self._adopted = False
         self._conn = self._open()
         if self._refusal is not None:
             logger.warning("%s", self._refusal)
@@ -755,6 +756,38 @@ class Journal:
             )
         )
 
+    def adopt_noted(self, notes: Callable[[], Iterable[Mapping[str, Any]]]) -> int:
+        """After a salvage: rows for paid tasks the damaged file lost but ``notes()`` still names.
+
+        ``notes`` yields the kept-files folder's ``.request.json`` records (``FileStore.
+        noted_tasks``); it is only called when this journal was salvaged and not yet adopted, so
+        an ordinary run never reads the folder. Each task id unknown here gets a ``queued`` row
+        with its request's identity: a re-queue resumes it (free) instead of creating it again.
+        Returns how many rows were added.
+        """
+        with self._lock:
+            if self.salvaged is None or self._adopted:
+                return 0
+            self._adopted = True
+            added = 0
+            for note in notes():
+                task_id = note.get("task_id")
+                if not isinstance(task_id, str) or self.get(task_id) is not None:
+                    continue
+                try:
+                    self._execute(lambda c, n=note: _insert_noted(c, n))
+                except sqlite3.Error as exc:
+                    logger.info("could not adopt noted task %s: %s", task_id, exc)
+                    continue
+                added += 1
+        if added:
+            logger.warning(
+                "%d more task(s) the damaged journal had lost were found in their kept-files "
+                "folders and recorded again; they will not be paid for again.",
+                added,
+            )
+        return added
+
     # -- reading ----------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> JournalEntry | None:
@@ -1139,6 +1172,30 @@ def _storage_error(path: Path, problem: object) -> durability.StorageUnavailable
         kind = durability.READ_ONLY
     folder = path if kind == durability.UNREADABLE else path.parent
     return durability.StorageUnavailableError("task journal", folder, kind, detail)
+
+
+def _insert_noted(conn: sqlite3.Connection, note: Mapping[str, Any]) -> None:
+    def text(name: str) -> str | None:
+        value = note.get(name)
+        return value if isinstance(value, str) else None
+
+    def number(name: str) -> int | None:
+        value = note.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    created = note.get("created_at")
+    created_at = float(created) if isinstance(created, (int, float)) else time.time()
+    now = time.time()
+    conn.execute(
+        "INSERT INTO requests (identity, model, prompt, aspect_ratio, seed, batch_index,"
+        " source_task_id, task_id, state, credits, created_at, task_created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            text("identity"), text("model"), text("prompt"), text("aspect_ratio"),
+            number("seed"), number("index"), text("source_task_id"), note["task_id"],
+            State.QUEUED, number("credits") or 0, created_at, created_at, now,
+        ),
+    )  # fmt: skip
 
 
 def _safe(url: str | None) -> str | None:

@@ -118,6 +118,19 @@ class FilesLost:
     error: BaseException
 
 
+@dataclass(frozen=True)
+class FilesNotKept:
+    """``count`` of the task's ``total`` images arrived but could not be written to ``folder``
+    (disk full, read-only): they are returned from memory, not kept; the next run fetches them
+    again (free)."""
+
+    task_id: str
+    count: int
+    total: int
+    folder: Path
+    error: BaseException
+
+
 RunEvent = (
     TaskCreated
     | TaskResumed
@@ -131,6 +144,7 @@ RunEvent = (
     | Downloading
     | FileKept
     | FilesLost
+    | FilesNotKept
 )
 
 
@@ -184,6 +198,12 @@ def describe(event: RunEvent) -> str:
             f"task {event.task_id}: {event.lost} of {event.total} result files could not be "
             f"kept ({errors.what_happened(event.error)}); returning the other "
             f"{event.total - event.lost}"
+        )
+    if isinstance(event, FilesNotKept):
+        return (
+            f"task {event.task_id}: {event.count} of {event.total} images could not be written "
+            f"to {event.folder} ({errors.exception_line(event.error)}); they are shown but NOT "
+            "kept: free some space (or fix the folder) and queue it again to keep them (free)"
         )
     raise TypeError(f"not a run event: {event!r}")
 

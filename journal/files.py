@@ -7,10 +7,11 @@ atomic (a temporary file, fsync, rename), so a crash never leaves a half image u
 reads are checked against the sha256 the journal recorded, so a damaged copy is fetched again
 instead of served.
 
-Each task folder also holds ``request.json``, written when the task id arrives: the request it
-was created for (no secret: the identity is a hash, the rest is what the user typed). It is a
-second record of every paid task, outside the journal, that ``noted_tasks`` reads back when a
-damaged journal is salvaged, so a task whose row could not be recovered is still not paid again.
+Each task folder also holds ``.request.json`` (hidden: the folder shows only images), written
+when the task id arrives: the request it was created for (no secret: the identity is a hash, the
+rest is what the user typed). It is a second record of every paid task, outside the journal, that
+``noted_tasks`` reads back when a damaged journal is salvaged, so a task whose row could not be
+recovered is still not paid again.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ _MAGIC_EXTENSIONS = (
 _FORMAT_EXTENSIONS = {"jpeg": "jpg", "jpg": "jpg", "png": "png", "webp": "webp", "gif": "gif"}
 _NAME = re.compile(r"^(\d+)\.([a-z0-9]{1,8})$")
 _UNSAFE_TASK_ID = re.compile(r"[/\\:\x00-\x1f\x7f]")
-NOTE_NAME = "request.json"
+NOTE_NAME = ".request.json"
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,14 @@ class FileStore:
         return StoredFile(int(index), final, hashlib.sha256(data).hexdigest(), len(data))
 
     def note_task(self, task_id: str, request: Mapping[str, Any]) -> None:
-        """Write the task's ``request.json`` (the request it was created for), atomically."""
+        """Write the task's ``.request.json`` (the request it was created for), atomically."""
         folder = self.task_dir(task_id)
         folder.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"task_id": task_id, **request}, sort_keys=True, ensure_ascii=False)
         _write_atomically(folder / NOTE_NAME, text.encode("utf-8"))
 
     def noted_tasks(self) -> Iterator[dict[str, Any]]:
-        """Every task folder's ``request.json`` that reads back as one (others are skipped)."""
+        """Every task folder's ``.request.json`` that reads back as one (others are skipped)."""
         try:
             folders = sorted(entry for entry in self.root.iterdir() if entry.is_dir())
         except OSError:

@@ -29,7 +29,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -610,6 +610,15 @@ class PgJournal:
         )
 
     # -- reading -----------------------------------------------------------------------------------
+
+    def record_file_failure(self, task_id: str, index: int, reason: str, url: str | None) -> None:
+        """Not kept in the shared journal yet: a bad file is refused (never kept) each time it
+        is fetched, and the runner reports it each time."""
+        logger.info("task %s: result file %d not kept: %s", task_id, index + 1, reason)
+
+    def adopt_noted(self, notes: Callable[[], Iterable[Mapping[str, Any]]]) -> int:
+        """A shared journal is never salvaged from a damaged file: nothing to adopt."""
+        return 0
 
     def get(self, task_id: str) -> JournalEntry | None:
         return self._one(

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import cast
 
 from ..api import errors, validation
+from ..api.redaction import safe_url
 from ..api.task import DEFAULT_TASK_TIMEOUT_S, Task, TaskState
 from . import events
 from .client import ApiClient, ClientFactory
@@ -42,6 +43,7 @@ from .files import FileStore
 from .identity import RequestIdentity
 from .spend_limit import NO_LIMIT, DailyLimit, SpendLimitConfigError, SpendLimitError, day_start
 from .store import Claim, JournalStore, JournalUnavailableError, LedgerClaim, SpendLedger
+from .verify import verify_image
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,14 @@ class TaskResult:
     """An earlier, unfinished task was polled again instead of creating a new one."""
     credits: int = 0
     """What this run charged: the task's price for a new task, else 0."""
+    sources: tuple[Path | bytes, ...] = ()
+    """Every image of this run in result order: its kept file, or its bytes when it arrived but
+    could not be written to disk (returned from memory, not kept). Empty means ``files``."""
+
+    @property
+    def images(self) -> tuple[Path | bytes, ...]:
+        """What the node converts: ``sources`` when set, else the kept ``files``."""
+        return self.sources or tuple(self.files)
 
 
 class UncertainTaskError(errors.UncertainCreateError):
@@ -125,6 +135,9 @@ class TaskRunner:
         """The API's base URL, part of every request identity (sandbox tasks stay apart)."""
         self.journal = journal
         self.files = files
+        # A journal salvaged from a damaged file: tasks its rows lost but whose folders name
+        # them (.request.json) come back too, so they are resumed, not paid again.
+        journal.adopt_noted(files.noted_tasks)
         self.daily_limit = daily_limit or (lambda: NO_LIMIT)
         """Read at every decision to spend, so a changed setting applies to the next run."""
         self.clock = clock
@@ -232,6 +245,7 @@ class TaskRunner:
                 kept = self._kept_files(task_id, entry)
                 if kept is not None:
                     _emit(hooks, events.ResultReused(task_id))
+                    _report_recorded_failures(entry, hooks)
                     return TaskResult(task_id, kept, entry.result_urls, reused=True)
                 return self._download(client, task_id, entry.result_urls, hooks, resumed=False)
             task = client.get().get_task(task_id)  # an unknown id stops here, leaving no row
@@ -302,6 +316,7 @@ class TaskRunner:
                 kept = self._kept_files(entry.task_id, entry)
                 if kept is not None:
                     _emit(hooks, events.ResultReused(entry.task_id))
+                    _report_recorded_failures(entry, hooks)
                     return TaskResult(entry.task_id, kept, entry.result_urls, reused=True)
                 _emit(hooks, events.RefetchingKeptFiles(entry.task_id))
                 return self._download(client, entry.task_id, entry.result_urls, hooks, True)
@@ -313,9 +328,13 @@ class TaskRunner:
         with self.journal.claim(identity) as claim:
             latest = claim.latest
             if latest is None or latest.state in (State.FAILED, State.REJECTED):
+                # Fail closed: a create is sent only if its result can be remembered (the
+                # journal checks itself in start_create) and its files kept.
+                self.files.check_writable()
                 self._check_limit(claim, identity.credits)
                 return "create", claim.start_create()
             if latest.state == State.RESERVED:  # only a SpendLedger store writes these
+                self.files.check_writable()
                 return "create", cast(LedgerClaim, claim).take_reservation(latest)
             if latest.task_id is not None:
                 return ("done" if latest.state == State.SUCCEEDED else "resume"), latest
@@ -380,6 +399,10 @@ class TaskRunner:
                 task_id,
                 exc_info=True,
             )
+        try:  # a second record of the paid task, outside the journal
+            self.files.note_task(task_id, _request_note(entry))
+        except Exception as exc:
+            logger.info("could not note task %s in its folder: %s", task_id, exc)
         _emit(hooks, events.TaskCreated(task_id, entry.credits))
         result = self._finish(client, task_id, timeout, hooks, resumed=False)
         return dataclasses.replace(result, credits=entry.credits)
@@ -419,7 +442,10 @@ class TaskRunner:
             # failed row that the next queue would create again. It stays resumable.
             raise
         urls = tuple(task.result_urls)
-        self.journal.record_state(task_id, State.SUCCEEDED, result_urls=urls)
+        try:
+            self.journal.record_state(task_id, State.SUCCEEDED, result_urls=urls)
+        except Exception:  # a full disk: the images are still fetched and returned
+            logger.warning("could not record that task %s finished", task_id, exc_info=True)
         return self._download(client, task_id, urls, hooks, resumed)
 
     def _download(
@@ -435,25 +461,52 @@ class TaskRunner:
         except JournalUnavailableError:  # a shared journal away mid-task: the paid files still
             entry = None  # come; their rows wait in the journal's memory until it is back
         recorded = {f.index: f for f in entry.files} if entry is not None else {}
-        paths: list[Path | None] = []
+        known_bad = {f.index: f for f in entry.failed_files} if entry is not None else {}
+        paths: list[Path | bytes | None] = []
         for index in range(len(urls)):
             known = recorded.get(index)
             paths.append(self.files.verified(task_id, index, known.sha256) if known else None)
-        missing = [index for index, path in enumerate(paths) if path is None]
+        # A file recorded as undecodable is not fetched again: the same bytes would come back.
+        lost: dict[int, errors.GrokError] = {
+            index: errors.NotAnImageError(bad.reason)
+            for index, bad in known_bad.items()
+            if index < len(paths) and paths[index] is None
+        }
+        missing = [i for i, path in enumerate(paths) if path is None and i not in lost]
+        unkept: dict[int, OSError] = {}
         if missing:
             _check_cancel(hooks, task_id)
             api = client.get()  # made once, before the pool: the client is shared by its threads
 
-            def fetch(index: int) -> Path:
+            def fetch(index: int) -> Path | bytes:
                 _check_cancel(hooks, task_id)
                 try:
                     blob = api.download(urls[index])
                 except errors.ResultExpiredError as exc:
                     raise _expired_error(task_id, index, len(urls), self.files, exc) from exc
-                stored = self.files.save(task_id, index, blob.data, blob.image_format)
-                self.journal.record_file(
-                    task_id, index, stored.path, stored.sha256, stored.size, urls[index]
-                )
+                try:
+                    verified = verify_image(blob.data)  # a kept file is a decodable file
+                except (errors.NotAnImageError, errors.TooLargeError) as exc:
+                    failure = type(exc)(
+                        f"Result file {index + 1} of {len(urls)} of task {task_id} was not kept: "
+                        f"{exc}"
+                    )
+                    self.journal.record_file_failure(task_id, index, str(failure), urls[index])
+                    raise failure from exc
+                try:
+                    stored = self.files.save(
+                        task_id, index, blob.data, blob.image_format, verified=verified
+                    )
+                except OSError as exc:  # disk full or read-only: shown from memory, not kept
+                    unkept[index] = OSError(exc.errno, exc.strerror)
+                    _emit(hooks, events.FileKept(task_id, index, len(urls), None, blob.data))
+                    return blob.data
+                try:
+                    self.journal.record_file(
+                        task_id, index, stored.path, stored.sha256, stored.size, urls[index]
+                    )
+                except Exception:  # kept on disk; the next run fetches it again (free)
+                    logger.warning("could not record kept file %s", stored.path, exc_info=True)
                 _emit(hooks, events.FileKept(task_id, index, len(urls), stored.path, blob.data))
                 return stored.path
 
@@ -462,7 +515,6 @@ class TaskRunner:
             # A task's files download side by side (most of the node's overhead after the task is
             # done); each is kept the moment it arrives, so one bad file loses none of the others.
             workers = min(DOWNLOAD_WORKERS, len(missing))
-            lost: dict[int, errors.DownloadError] = {}
             pool = ThreadPoolExecutor(workers, thread_name_prefix="grok-download")
             try:
                 fetched = {index: pool.submit(fetch, index) for index in missing}
@@ -477,27 +529,64 @@ class TaskRunner:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             pool.shutdown()
-            if lost and all(path is None for path in paths):
-                raise next(iter(lost.values()))
-            if lost:
-                # Paid images that did arrive are never withheld because a sibling cannot be had.
-                event = events.FilesLost(task_id, len(lost), len(urls), next(iter(lost.values())))
-                logger.warning("%s", events.describe(event))
-                _emit(hooks, event)
-        kept = [path for path in paths if path is not None]
-        return TaskResult(task_id, kept, tuple(urls), reused=False, resumed=resumed)
+        if lost and all(path is None for path in paths):
+            raise lost[min(lost)]
+        if lost:
+            # Paid images that did arrive are never withheld because a sibling cannot be had.
+            event = events.FilesLost(task_id, len(lost), len(urls), lost[min(lost)])
+            logger.warning("%s", events.describe(event))
+            _emit(hooks, event)
+        if unkept:
+            not_kept = events.FilesNotKept(
+                task_id, len(unkept), len(urls), self.files.task_dir(task_id), unkept[min(unkept)]
+            )
+            logger.warning("%s", events.describe(not_kept))
+            _emit(hooks, not_kept)
+        kept = [path for path in paths if isinstance(path, Path)]
+        sources = tuple(path for path in paths if path is not None) if unkept else ()
+        shown = tuple(safe_url(url) for url in urls)
+        return TaskResult(task_id, kept, shown, reused=False, resumed=resumed, sources=sources)
 
     def _kept_files(self, task_id: str, entry: JournalEntry) -> list[Path] | None:
-        """Every result file, verified on disk, or None if any is missing or damaged."""
+        """Every result file, verified on disk, or None if any is missing or damaged.
+
+        A file recorded as undecodable counts as settled (it is reported, not fetched again).
+        """
         recorded = {f.index: f for f in entry.files}
+        failed = {f.index for f in entry.failed_files}
         paths = []
         for index in range(len(entry.result_urls)):
+            if index in failed:
+                continue
             known = recorded.get(index)
             path = self.files.verified(task_id, index, known.sha256) if known else None
             if path is None:
                 return None
             paths.append(path)
         return paths or None
+
+
+def _report_recorded_failures(entry: JournalEntry, hooks: RunHooks) -> None:
+    """Kept results served without the files recorded as bad: say which and why, every time."""
+    if entry.failed_files and entry.task_id is not None:
+        first = entry.failed_files[0]
+        event = events.FilesLost(
+            entry.task_id,
+            len(entry.failed_files),
+            len(entry.result_urls),
+            errors.NotAnImageError(first.reason),
+        )
+        _emit(hooks, event)
+
+
+def _request_note(entry: JournalEntry) -> dict[str, object]:
+    """What ``.request.json`` in the task's folder says about the request (nothing secret)."""
+    return {
+        "identity": entry.identity, "model": entry.model, "prompt": entry.prompt,
+        "aspect_ratio": entry.aspect_ratio, "seed": entry.seed, "index": entry.index,
+        "source_task_id": entry.source_task_id, "credits": entry.credits,
+        "created_at": entry.created_at,
+    }  # fmt: skip
 
 
 _Create = Callable[[ApiClient, Callable[[], bool] | None], str]

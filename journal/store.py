@@ -9,9 +9,9 @@ every guarantee the runner makes (never pay twice, never lose a paid image) hold
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..api import errors
 
@@ -40,7 +40,11 @@ class Claim(Protocol):
     latest: JournalEntry | None
 
     def start_create(self) -> JournalEntry:
-        """Write the identity row (state ``creating``) before the create request is sent."""
+        """Write the identity row (state ``creating``) before the create request is sent.
+
+        Fails closed: raises a ``GrokError`` (``StorageUnavailableError`` for SQLite,
+        ``JournalUnavailableError`` for a shared journal) if the journal could not remember the
+        task, so no create is sent."""
         ...
 
     def mark_uncertain(self, entry_id: int, error: str) -> None: ...
@@ -93,6 +97,16 @@ class JournalStore(Protocol):
         self, task_id: str, index: int, path: str | os.PathLike[str], sha256: str, size: int,
         url: str | None,
     ) -> None: ...  # fmt: skip
+
+    def record_file_failure(self, task_id: str, index: int, reason: str, url: str | None) -> None:
+        """Result file ``index`` was fetched but is not a usable image: not kept, and why.
+        Shown with the task's other images; a later good copy (``record_file``) clears it."""
+        ...
+
+    def adopt_noted(self, notes: Callable[[], Iterable[Mapping[str, Any]]]) -> int:
+        """After a damaged journal was salvaged: rows for the paid tasks ``notes()`` (the kept
+        files' ``.request.json`` records) name and the journal lost. 0 when nothing to do."""
+        ...
 
     def get(self, task_id: str) -> JournalEntry | None: ...
 

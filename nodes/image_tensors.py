@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from ..api import errors
+from ..journal.verify import MAX_PIXELS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,8 +52,8 @@ if TYPE_CHECKING:
 ImageSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
 """Encoded image bytes, or the path of an image file."""
 
-DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
-"""Per image: 64 megapixels (8192 x 8192), a 768 MB IMAGE tensor. Grok returns ~1 MP."""
+DEFAULT_MAX_PIXELS = MAX_PIXELS
+"""Per image: the limit a file is verified against before it is kept (``journal.verify``)."""
 
 DEFAULT_MAX_BATCH_PIXELS = 256 * 1024 * 1024
 """Per batch (after the mixed-size fit): a 3 GB tensor."""

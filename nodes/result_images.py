@@ -44,8 +44,9 @@ class ResultImages:
         self._batch: image_tensors.ImageBatch | None = None
         self._stride = 0
         """Slots per task: the first task's file count (Grok returns the same count each time)."""
-        self._seen: dict[int, dict[Path, tuple[int, int]]] = {}
-        """task -> kept path -> key, for files decoded on arrival."""
+        self._seen: dict[int, dict[Path | int, tuple[int, int]]] = {}
+        """task -> kept path (or ``id`` of the bytes of a file that could not be kept) -> key,
+        for files decoded on arrival."""
         self._order: dict[int, list[object]] = {}
 
     def on_event(self, task: int, event: events.RunEvent) -> None:
@@ -58,9 +59,9 @@ class ResultImages:
         key = (task, event.index)
         try:
             batch = self._batch_for(event.total)
-            if event.path is not None:
-                with self._lock:
-                    self._seen.setdefault(task, {})[event.path] = key
+            with self._lock:  # an unkept file is found again by its bytes (the same object)
+                seen_as = event.path if event.path is not None else id(event.data)
+                self._seen.setdefault(task, {})[seen_as] = key
             self._submit(
                 batch,
                 key,
@@ -74,7 +75,7 @@ class ResultImages:
 
     def task_done(self, task: int, result: TaskResult) -> None:
         """Settle the task's place in the order; decode any file that came without an event."""
-        files = list(result.files)
+        files = list(result.images)  # kept files, and the bytes of any that could not be kept
         if not files:
             self._order[task] = []
             return
@@ -84,7 +85,7 @@ class ResultImages:
         keys: list[object] = []
         late = []
         for rank, path in enumerate(files):
-            key = seen.get(path)
+            key = seen.get(path if isinstance(path, Path) else id(path))
             if key is None:
                 key = (task, "kept", rank)
                 late.append((key, path, rank))

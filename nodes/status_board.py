@@ -37,6 +37,8 @@ class _TaskLine:
     cost: str | None = None
     fraction: float = 0.0
     finished: bool = False
+    lasting_note: str | None = None
+    """Images lost or not kept: shown until the end, where ``note`` would be cleared."""
 
 
 @dataclass
@@ -78,8 +80,9 @@ class StatusBoard:
         with self._lock:
             line = self._lines[index]
             line.task_id = result.task_id
-            line.finished, line.fraction, line.note = True, 1.0, None
-            count = len(result.files)
+            line.finished, line.fraction = True, 1.0
+            line.note = line.lasting_note  # a missing or unkept image is still said at the end
+            count = len(result.images)
             line.state = f"done, {count} image{'s' if count != 1 else ''}"
             line.cost = events.outcome_word(result)
         self.publish()
@@ -152,5 +155,9 @@ def _apply(line: _TaskLine, event: events.RunEvent) -> None:
     elif isinstance(event, events.FileKept):
         share = (1.0 - _WAITING_CAP) / max(1, event.total)
         line.fraction = min(1.0, max(line.fraction, _WAITING_CAP) + share)
+    elif isinstance(event, (events.FilesLost, events.FilesNotKept)):
+        text = events.describe(event)
+        line.lasting_note = text if line.lasting_note is None else f"{line.lasting_note}; {text}"
+        line.note = line.lasting_note
     else:
         line.note = events.describe(event)

@@ -195,7 +195,7 @@ def test_a_run_inside_comfyui_uses_its_folders(comfy, grok):
     _, task_id, _ = asyncio.run(T2I().generate("a lighthouse", 3, unique_id="5"))
     assert (comfy.user_dir / "grok_imagine" / "journal.sqlite").is_file()
     kept = sorted(p.name for p in (comfy.output_dir / "grok_imagine" / task_id).iterdir())
-    assert kept == ["0.jpg", "1.jpg"]
+    assert kept == [".request.json", "0.jpg", "1.jpg"]  # the images and the task's own record
 
 
 def test_key_file_in_comfyui_user_dir_is_used(comfy, sandbox_factory, monkeypatch):

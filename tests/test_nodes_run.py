@@ -131,8 +131,9 @@ def test_parallel_tasks_each_pay_and_return_their_images(grok):
 def test_kept_files_live_under_the_home_folder(grok, home):
     grok()
     _, task_id, _ = generate()
-    kept = sorted((home / "files" / task_id).iterdir())
+    kept = sorted(p for p in (home / "files" / task_id).iterdir() if not p.name.startswith("."))
     assert [p.suffix for p in kept] == [".jpg", ".jpg"]
+    assert (home / "files" / task_id / ".request.json").is_file()  # the task's second record
 
 
 def test_some_parallel_tasks_failing_still_returns_the_others(grok):

@@ -246,7 +246,7 @@ def test_one_undecodable_file_never_withholds_the_rest(sandbox, tmp_path, monkey
             images, task_ids, _urls = bounded(lambda: asyncio.run(node.generate(PROMPT, 0)))
             assert tuple(images.shape[:1]) == (5,)
     finally:
-        run_task.close_journals()
+        execution.close_journals()
     (task_id,) = sandbox.task_ids()
     kept = sorted(p.name for p in (tmp_path / "home" / "files" / task_id).iterdir()
                   if p.name[0].isdigit())  # fmt: skip
