@@ -485,6 +485,7 @@ def _reset(conn: socket.socket) -> None:
 MATRIX_MODULES = (
     "test_reliability_api", "test_reliability_downloads", "test_reliability_input",
     "test_reliability_key_leaks", "test_reliability_reader_properties", "test_reliability_soak",
+    "test_reliability_storage",
 )  # fmt: skip
 
 
