@@ -74,7 +74,8 @@ def _wait_until(predicate, what, limit=WAIT_LIMIT_S):
 
 
 def _kept(tmp_path, name):
-    return sorted((tmp_path / name / "files").glob("*/*"))
+    """The kept result files (not the hidden ``.request.json`` each task folder holds)."""
+    return sorted(p for p in (tmp_path / name / "files").glob("*/*") if not p.name.startswith("."))
 
 
 @pytest.fixture
