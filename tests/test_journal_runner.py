@@ -125,10 +125,12 @@ def test_kept_files_missing_are_downloaded_again_without_a_create(tmp_path, sb):
 
 
 def test_expired_urls_do_not_matter_while_the_files_are_kept(tmp_path, sandbox_factory):
-    sb = sandbox_factory(file_expiry=0.3)
+    # Long enough for the six downloads (each decoded before it is kept) on a busy machine.
+    sb = sandbox_factory(file_expiry=1.5)
     runner, factory = make_runner(tmp_path, sb)
     first = runner.text_to_image(PROMPT, seed=1)
-    time.sleep(0.5)  # now every result URL answers 410
+    assert len(first.files) == 6
+    time.sleep(1.7)  # now every result URL answers 410
     again = runner.text_to_image(PROMPT, seed=1)
     assert again.reused and again.files == first.files and factory.calls == 1
 
