@@ -196,18 +196,19 @@ def test_disk_full_after_the_create_through_the_node(sandbox_factory, tmp_path, 
     sb = sandbox_factory(images_per_task=2)
     with mounts.tmpfs(tmp_path / "disk", "16m") as disk:
         point_nodes_at(monkeypatch, disk.path / "home", sb.base_url)
-        sb.faults.create_response_delay = 0.3
+        sb.faults.create_response_delay = 1.0  # the disk is full before the answer comes
         texts: list[str] = []
         monkeypatch.setattr(
             submodule("nodes.comfy_hooks").NodeHooks, "text", lambda self, t: texts.append(t)
         )
 
+        # A reserve big enough for the task id's write, too small for an image: what it gives
+        # back on the full disk records the id, and the images still find no room.
+        monkeypatch.setattr(journal_db, "RESERVE_BYTES", 16 * 1024)
+
         def fill_once_created():
             wait_until(lambda: sb.create_requests >= 1, "the create request")
             disk.fill()
-            journal = disk.path / "home" / "journal.sqlite"
-            wait_until(lambda: not journal.with_name(journal.name + ".reserve").exists(), "reserve")
-            disk.fill()  # what the reserve gave back to record the task id is taken too
 
         filler = threading.Thread(target=fill_once_created)
         filler.start()
