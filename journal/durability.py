@@ -37,7 +37,7 @@ class StorageUnavailableError(errors.GrokError):
     """The journal or the kept-files folder cannot keep a paid result: nothing was sent.
 
     ``folder`` is the path concerned, ``problem`` one of ``read-only``, ``full``,
-    ``not-a-folder``, ``newer-journal``, ``unreadable``; ``what`` says whose folder it is.
+    ``not-a-folder``, ``newer-journal``, ``unreadable``; ``role`` says whose folder it is.
     """
 
     def __init__(
@@ -48,7 +48,7 @@ class StorageUnavailableError(errors.GrokError):
         detail: str = "",
         message: str | None = None,
     ) -> None:
-        self.what = what
+        self.role = what
         self.folder = str(folder)
         self.problem = problem
         if message is None:

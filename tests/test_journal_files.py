@@ -68,7 +68,7 @@ def test_check_writable_names_the_folder(tmp_path):
     blocker.write_text("a file")
     with pytest.raises(durability.StorageUnavailableError) as refused:
         FileStore(blocker / "files").check_writable()
-    assert refused.value.what == "kept-files" and str(blocker) in str(refused.value)
+    assert refused.value.role == "kept-files" and str(blocker) in str(refused.value)
     FileStore(tmp_path / "files").check_writable()  # made when missing
     assert (tmp_path / "files").is_dir() and not list((tmp_path / "files").iterdir())
 

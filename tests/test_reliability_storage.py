@@ -125,7 +125,7 @@ def test_read_only_files_folder_sends_no_create(sandbox, tmp_path):
             caught = factory_rig.expect(
                 durability.StorageUnavailableError, lambda: runner.text_to_image(PROMPT)
             )
-            assert caught.what == "kept-files" and str(disk.path / "files") in str(caught)
+            assert caught.role == "kept-files" and str(disk.path / "files") in str(caught)
             assert factory_rig.ledger() == (0, 0) and factory_rig.history() == []
             runner.journal.close()
         finally:
