@@ -379,7 +379,7 @@ def _run_all(
         except BaseException as exc:
             outcomes[index] = exc
         finally:
-            tracks[index].done = True
+            tracks[index].done = not isinstance(outcomes[index], BaseException)
 
     threads = [
         threading.Thread(target=run, args=(i,), name=f"grok-cli-task-{i}", daemon=True)
@@ -955,7 +955,7 @@ def interrupt_lines(ctx: Context) -> list[str]:
             if track.created_credits is not None
             else ""
         )
-        state = "is kept" if track.done else "keeps running at API in One"
+        state = "is done and kept" if track.done else "keeps running at API in One"
         lines.append(f"  [{track.label}] task {track.task_id} {state}{paid}")
     unanswered = [t for t in ctx.progress.tracks if not t.task_id and not t.done]
     if unanswered and ctx.args.command != "task":
@@ -963,8 +963,13 @@ def interrupt_lines(ctx: Context) -> list[str]:
             f"  {len(unanswered)} request(s) had no task id yet (a create may have been in "
             "flight; if so, the same command says so and sends nothing again)"
         )
-    if _repeatable(ctx):
-        lines.append(f"Run `{ctx.rerun()}` to pick it up without paying again.")
+    if getattr(ctx.args, "sandbox", False):
+        lines.append(
+            "The in-process sandbox stops with this command, so its tasks end here; running the "
+            "command again starts afresh (free)."
+        )
+    elif _repeatable(ctx):
+        lines.append(f"Run `{ctx.rerun()}` to pick the work up without paying again.")
     return lines
 
 

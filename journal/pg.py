@@ -314,8 +314,9 @@ class PgJournal:
         return JournalUnavailableError(
             f"The shared task journal ({self.url.describe()}) {what} while trying to {doing}: "
             f"{reason.rstrip('.?')}. No new task was created, so nothing was charged. {fix} "
-            f"{JOURNAL_URL_ENV}; unset it to use this machine's own journal), then queue it again.",
+            f"{JOURNAL_URL_ENV}; unset it to use this machine's own journal).",
             where=self.where,
+            advice=errors.Advice.RETRY,
         )
 
     def _read(self, doing: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -152,8 +152,14 @@ class JournalUnavailableError(errors.GrokError):
 
     default_message = "The task journal cannot be reached; no request was sent."
 
-    def __init__(self, message: str | None = None, where: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str | None = None,
+        where: str | None = None,
+        *,
+        advice: errors.Advice | None = None,
+    ) -> None:
+        super().__init__(message, advice=advice)
         self.where = where
 
 

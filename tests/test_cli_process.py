@@ -116,8 +116,8 @@ def test_ctrl_c_during_the_wait_stops_names_the_task_and_the_rerun_resumes_it(cl
     _, _, err = stop_and_time(proc, signal.SIGINT, "Ctrl-C during the wait")
     assert proc.returncode == 130
     (task_id,) = cli.sandbox.task_ids()
-    assert task_id in err and "created by this run: 5 credits" in err
-    assert f"Run `grok-imagine generate '{PROMPT}' -o out` to pick it up" in err
+    assert f"task {task_id} keeps running at API in One, created by this run: 5 credits" in err
+    assert f"Run `grok-imagine generate '{PROMPT}' -o out` to pick the work up" in err
     assert cli.sandbox.task_info(task_id).state in ("queued", "running")
 
     again = cli.run("generate", PROMPT, "-o", "out")
