@@ -62,7 +62,6 @@ class State:
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # the task failed server-side (refunded) or is unknown to the API
 
-    IN_FLIGHT = frozenset({QUEUED, RUNNING})
     FINISHED = frozenset({SUCCEEDED, FAILED})
     UNCHARGED = frozenset({REJECTED, FAILED})
     """Rows that cost nothing: the spend ledger skips them (their credits are zeroed too)."""
@@ -813,18 +812,6 @@ class Journal:
 
     def latest(self, identity: RequestIdentity) -> JournalEntry | None:
         return self._execute(lambda c: _latest(c, identity.key))
-
-    def history(self, identity: RequestIdentity) -> list[JournalEntry]:
-        """Every attempt at one request, oldest first (failed ones stay on record)."""
-        return self._execute(
-            lambda c: [
-                _entry(c, row)
-                for row in c.execute(
-                    f"SELECT {_COLUMNS} FROM requests WHERE identity = ? ORDER BY id",
-                    (identity.key,),
-                ).fetchall()
-            ]
-        )
 
     def recent(self, limit: int = 20) -> list[JournalEntry]:
         """The newest ``limit`` rows, newest first (the CLI's ``tasks`` view)."""

@@ -134,24 +134,6 @@ class FileStore:
         except OSError:
             return None
 
-    def read(self, task_id: str, index: int, sha256: str | None = None) -> bytes:
-        """The kept bytes; with ``sha256``, raises ``ValueError`` if the copy is damaged."""
-        path = self.find(task_id, index)
-        if path is None:
-            raise FileNotFoundError(f"no kept file {index} for task {task_id}")
-        data = path.read_bytes()
-        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-            raise ValueError(f"kept file {path} is damaged (checksum mismatch)")
-        return data
-
-    def has_all(self, task_id: str, n: int) -> bool:
-        present = self._files_of(task_id)
-        return n > 0 and all(i in present for i in range(n))
-
-    def paths(self, task_id: str) -> list[Path]:
-        """The kept files of a task, in result order."""
-        return [found[0] for _, found in sorted(self._files_of(task_id).items())]
-
     def _files_of(self, task_id: str) -> dict[int, list[Path]]:
         folder = self.task_dir(task_id)
         found: dict[int, list[Path]] = {}

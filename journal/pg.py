@@ -644,13 +644,6 @@ class PgJournal:
             (identity.key,),
         )
 
-    def history(self, identity: RequestIdentity) -> list[JournalEntry]:
-        return self._many(
-            "read a request's history",
-            f"SELECT {_COLUMNS} FROM grok_imagine_requests WHERE identity = %s ORDER BY id",
-            (identity.key,),
-        )
-
     def recent(self, limit: int = 20) -> list[JournalEntry]:
         """The newest ``limit`` rows, newest first (the CLI's ``tasks`` view)."""
         return self.page(limit)

@@ -115,13 +115,6 @@ def images_to_tensor(
     return images
 
 
-def image_size(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """(width, height) as the tensor will have it (orientation applied), from the header only."""
-    header = _open_header(source, _label(source, 0, 1), max_pixels)
-    header.image.close()
-    return header.size
-
-
 # -- a batch filled as its images arrive -----------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from support import mounts, submodule
+from support.journal_views import history as journal_history
 
 db = submodule("journal.db")
 durability = submodule("journal.durability")
@@ -105,7 +106,7 @@ def test_failed_attempts_stay_on_record_and_are_not_charged(journal):
     with journal.claim(T2I) as claim:
         assert claim.latest.state == State.FAILED
         claim.start_create()
-    history = journal.history(T2I)
+    history = journal_history(journal, T2I)
     assert [e.state for e in history] == [State.FAILED, State.CREATING]
     assert [e.credits for e in history] == [0, 5]
     assert history[0].error == "content policy"

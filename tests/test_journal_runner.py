@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from support import submodule
 from support.api_names import public_api
+from support.journal_views import history as journal_history
 from support.keys import TEST_KEY
 
 api = public_api()
@@ -481,7 +482,9 @@ def test_failed_task_is_created_again_and_history_kept(tmp_path, sb):
     result = runner.text_to_image(PROMPT, seed=12)
     assert not result.reused and not result.resumed and result.files
     assert ledger(sb) == (2, 5)
-    history = runner.journal.history(journal_mod.RequestIdentity.text_to_image(PROMPT, seed=12))
+    history = journal_history(
+        runner.journal, journal_mod.RequestIdentity.text_to_image(PROMPT, seed=12)
+    )
     assert [e.state for e in history] == ["failed", "succeeded"]
     assert [e.credits for e in history] == [0, 5]
 
@@ -492,7 +495,9 @@ def test_refused_create_is_not_uncertain(tmp_path, sandbox_factory):
     for _ in range(2):
         with pytest.raises(errors.InsufficientCreditsError):
             runner.text_to_image(PROMPT, seed=13)
-    history = runner.journal.history(journal_mod.RequestIdentity.text_to_image(PROMPT, seed=13))
+    history = journal_history(
+        runner.journal, journal_mod.RequestIdentity.text_to_image(PROMPT, seed=13)
+    )
     assert [e.state for e in history] == ["rejected", "rejected"]
     assert ledger(sb) == (0, 0)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from support import submodule
 from support.api_names import public_api
+from support.journal_views import kept_paths
 from support.keys import TEST_KEY
 
 aiohttp = pytest.importorskip("aiohttp")
@@ -271,7 +272,7 @@ def test_resolve_with_the_dashboard_task_id_keeps_its_images_free(panel, sandbox
     assert status == 200, body
     row = body["row"]
     assert (row["state"], row["task_id"], row["credits"]) == ("succeeded", task_id, 5)
-    assert len(row["files"]) == len(runner.files.paths(task_id)) > 0
+    assert len(row["files"]) == len(kept_paths(runner.files, task_id)) > 0
     assert creates(sandbox) == paid  # fetching the found task was free
     assert again[0] == 409 and "only an uncertain create" in again[1]["error"]
     assert listed[1]["rows"][0]["task_id"] == task_id

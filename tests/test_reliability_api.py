@@ -14,7 +14,7 @@ import asyncio
 import pytest
 from support import pack, submodule
 from support.api_names import public_api
-from test_reliability_harness import (
+from support.reliability import (
     DRIP,
     FORWARD_THEN_RESET,
     FORWARD_THEN_RESPOND,

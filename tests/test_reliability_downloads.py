@@ -13,7 +13,7 @@ import tracemalloc
 
 import pytest
 from support import pack, submodule
-from test_reliability_harness import (
+from support.reliability import (
     KEY,
     PROMPT,
     RESPOND,

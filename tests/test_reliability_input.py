@@ -13,7 +13,7 @@ import os
 import pytest
 from support import submodule
 from support.api_names import public_api
-from test_reliability_harness import (
+from support.reliability import (
     KEY,
     POLL,
     PROMPT,

@@ -26,7 +26,7 @@ from e2e.workflow_api import to_api_prompt
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from support import PACK_DIR, pack, submodule
-from test_reliability_harness import (
+from support.reliability import (
     KEY,
     PROMPT,
     RESPOND,

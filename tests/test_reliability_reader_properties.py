@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from support import submodule
 from support.api_names import public_api
-from test_reliability_harness import matrix_row
+from support.reliability import matrix_row
 
 reader = submodule("api.task_reader")
 errors = submodule("api.errors")

@@ -24,7 +24,7 @@ import time
 
 import pytest
 from support import pack, submodule
-from test_reliability_harness import (
+from support.reliability import (
     KEY,
     WAIT_LIMIT_S,
     matrix_row,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from support import mounts, pack, submodule
-from test_reliability_harness import (
+from support.reliability import (
     KEY,
     PROMPT,
     bounded,

@@ -1,4 +1,4 @@
-"""Shared machinery of the reliability matrix (issue 7); this module holds no tests itself.
+"""Shared machinery of the reliability matrix: the matrix modules import it; it holds no tests.
 
 * ``Rig``: a journal-backed ``TaskRunner`` (what the nodes use) against a sandbox, with the
   sandbox's ledger, the journal's rows and the kept files one call away, so every row can assert
@@ -8,8 +8,8 @@
   refusal mid-run (it stops listening, then listens again on the same port), rewritten answers
   (unknown status words, a success with zero URLs) and canned answers (a redirect).
 * ``matrix_row``: the fault / what the user sees / what is kept of each row, read by
-  ``python tests/test_reliability_harness.py``, which runs the matrix and writes
-  ``docs/reliability.md`` from the results.
+  ``python tests/reliability_doc.py``, which runs the matrix and writes ``docs/reliability.md``
+  from the results.
 * ``no_key_leaks``: an autouse fixture the matrix modules import: DEBUG logging on every logger
   for every scenario, and at the end no record and no file under the test's folder holds the key.
 """
@@ -21,7 +21,6 @@ import json
 import logging
 import socket
 import struct
-import sys
 import threading
 import time
 import traceback
@@ -32,8 +31,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
 from support import submodule
 from support.api_names import public_api
+from support.journal_views import history
 from support.keys import TEST_KEY
 
 api = public_api()
@@ -116,7 +117,7 @@ class Rig:
 
     def history(self, prompt: str = PROMPT, seed: int = 0) -> list[Any]:
         identity = journal_mod.RequestIdentity.text_to_image(prompt, seed=seed)
-        return self.runner.journal.history(identity)
+        return history(self.runner.journal, identity)
 
     def expect(self, exc_type: type[BaseException], call: Callable[[], Any]) -> BaseException:
         """Run ``call``, which must raise ``exc_type``; the error is one line and keyless."""
@@ -493,95 +494,7 @@ def matrix_rows() -> list[dict[str, str]]:
     """Every row the matrix modules declare (importing them fills ``MATRIX``)."""
     import importlib
 
-    harness = importlib.import_module("test_reliability_harness")  # the module the rows fill
+    harness = importlib.import_module("support.reliability")  # the module the rows fill
     for name in MATRIX_MODULES:
         importlib.import_module(name)
     return harness.MATRIX
-
-
-def write_reliability_doc(junit_xml: Path, doc: Path) -> None:  # pragma: no cover - a tool
-    """``docs/reliability.md``: every row, with the outcome of its test in ``junit_xml``."""
-    import xml.etree.ElementTree as ET
-
-    rows = matrix_rows()
-    outcomes: dict[tuple[str, str], list[str]] = {}
-    open_bugs: dict[str, str] = {}
-    for case in ET.parse(junit_xml).getroot().iter("testcase"):
-        module = case.get("classname", "").rsplit(".", 1)[-1]
-        name = case.get("name", "").split("[", 1)[0]
-        outcome = "passed"
-        for child in case:
-            if child.tag == "skipped":
-                message = child.get("message", "")
-                if "xfail" in child.get("type", "") + message:
-                    outcome = "xfail (open bug)"
-                    open_bugs[f"{module}.py::{name}"] = message.split("bug: ", 1)[-1]
-                else:
-                    outcome = "skipped: " + message.split("Skipped: ", 1)[-1]
-            elif child.tag in ("failure", "error"):
-                outcome = "FAILED"
-        outcomes.setdefault((module, name), []).append(outcome)
-
-    def result(row: dict[str, str]) -> str:
-        found = outcomes.get((row["module"], row["test"]))
-        if not found:
-            return "not run"
-        if len(set(found)) == 1:
-            return found[0] + (f" ({len(found)} cases)" if len(found) > 1 else "")
-        return ", ".join(f"{found.count(o)} {o}" for o in sorted(set(found)))
-
-    counts: dict[str, int] = {}
-    for found in outcomes.values():
-        for outcome in found:
-            counts[outcome.split(":")[0]] = counts.get(outcome.split(":")[0], 0) + 1
-    lines = [
-        "# Reliability and security: the fault matrix",
-        "",
-        "Users run these nodes unattended over hundreds of prompts. Each row below is one fault,",
-        "tested against the sandbox (a real HTTP server on 127.0.0.1) or, for network faults, a",
-        "fault proxy, a closed port or an `.invalid` host, all on the loopback. Rows run through",
-        "the journal-backed `TaskRunner` (what the nodes call; a node shows the same line in",
-        "ComfyUI's error dialog) or through the node functions themselves, and each asserts the",
-        "exact creates and credits the sandbox's ledger recorded and what the journal and the",
-        "kept-files folder hold. Every row runs with the recognisable `TEST_KEY` and DEBUG",
-        "logging on every logger, and ends by checking that no log record and no file under its",
-        "folder contains the key.",
-        "",
-        "Generated by `python tests/test_reliability_harness.py`, which runs",
-        "`tests/test_reliability_*.py` (and the tests the pointer rows name) and writes this file",
-        "from the results. Last run: "
-        + ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
-        + ".",
-        "",
-    ]
-    for area in dict.fromkeys(row["area"] for row in rows):
-        lines += [f"## {area}", "",
-                  "| fault | what the user sees | what is kept | test | result |",
-                  "|---|---|---|---|---|"]  # fmt: skip
-        for row in (r for r in rows if r["area"] == area):
-            test = f"`{row['module']}.py::{row['test']}`"
-            lines.append(f"| {row['fault']} | {row['sees']} | {row['kept']} | {test} | "
-                         f"{result(row)} |")  # fmt: skip
-        lines.append("")
-    if open_bugs:
-        lines += ["## Open bugs (rows marked `xfail(strict=True)` until fixed)", ""]
-        lines += [f"- `{test}`: {reason}" for test, reason in sorted(open_bugs.items())]
-        lines.append("")
-    doc.write_text("\n".join(lines), encoding="utf-8")
-
-
-if __name__ == "__main__":  # pragma: no cover - a tool
-    import subprocess
-    import tempfile
-
-    tests_dir = Path(__file__).resolve().parent
-    pointed = sorted({f"tests/{r['module']}.py::{r['test']}" for r in matrix_rows()
-                      if not r["module"].startswith("test_reliability_")})  # fmt: skip
-    with tempfile.TemporaryDirectory() as scratch:
-        junit = Path(scratch) / "matrix.xml"
-        files = sorted(f"tests/{p.name}" for p in tests_dir.glob("test_reliability_*.py"))
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        f"--junitxml={junit}", *files, *pointed],
-                       cwd=tests_dir.parent, check=False)  # fmt: skip
-        write_reliability_doc(junit, tests_dir.parent / "docs" / "reliability.md")
-    print("wrote docs/reliability.md")
