@@ -23,16 +23,19 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from . import errors
+import requests
+from urllib3 import exceptions as u3
+from urllib3.exceptions import HTTPError as Urllib3Error
 
-if TYPE_CHECKING:
-    import requests
+from . import errors
+from .transport import exception_chain, make_session
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -106,7 +109,6 @@ def describe_non_image(data: bytes) -> str:
 
 def make_download_session() -> requests.Session:
     """A session for file hosts: urllib3 retries for GET, no credentials of ours, ever."""
-    from .transport import make_session
 
     session = make_session(
         statuses=frozenset(TRANSIENT_STATUSES), total=3, backoff_factor=0.25, backoff_max=2.0
@@ -178,7 +180,6 @@ def _fetch_once(
     max_bytes: int,
     headers: Mapping[str, str] | None,
 ) -> Downloaded:
-    import requests
 
     started = time.perf_counter()
     try:
@@ -271,7 +272,6 @@ def _body_chunks(response: requests.Response, timeouts: tuple[float, float]) -> 
     if read1 is None:  # urllib3 < 2: no read1; small chunks keep the deadline check frequent
         yield from response.iter_content(1024)
         return
-    from urllib3.exceptions import HTTPError as Urllib3Error
 
     while True:
         try:
@@ -328,12 +328,6 @@ def _content_length(response: requests.Response) -> int | None:
 
 
 def _network_reason(exc: BaseException, timeouts: tuple[float, float]) -> str:
-    import socket
-
-    import requests
-    from urllib3 import exceptions as u3
-
-    from .transport import exception_chain
 
     # requests wraps a timeout that urllib3 retried in a ConnectionError: look down the chain.
     chain = list(exception_chain(exc))
