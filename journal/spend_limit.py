@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,9 +116,13 @@ def write_daily_limit(path: Path, credits: int | None) -> None:
     else:
         settings[DAILY_LIMIT_KEY] = int(credits)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # concurrent saves apart
+    try:
+        partial.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def read_daily_limit(
