@@ -297,6 +297,17 @@ class PgJournal:
             self._flush(self._conn, doing)
         return self._conn
 
+    def _connection_retried(self, doing: str) -> psycopg.Connection[Any]:
+        """``_connection``, once more on a fresh connection if the one we held had been dropped
+        (a database restart is not an outage)."""
+        held = self._conn is not None and not self._conn.closed
+        try:
+            return self._connection(doing)
+        except JournalUnavailableError:
+            if not held:
+                raise
+            return self._connection(doing)
+
     def _broken(self) -> None:
         if self._conn is not None:
             try:
@@ -344,7 +355,7 @@ class PgJournal:
             if len(self._pending) > 1 and time.monotonic() < self._quiet_until:
                 return  # the database was just found away: queue without waiting on it again
             try:
-                self._connection("save a task's progress")
+                self._connection_retried("save a task's progress")
             except JournalUnavailableError:
                 self._quiet_until = time.monotonic() + HEARTBEAT_S
                 if not self._warned_outage:

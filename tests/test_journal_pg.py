@@ -622,3 +622,20 @@ def test_the_panel_lists_the_fleets_journal_and_resolves_its_uncertain_rows(
     assert routes.page(0, 20)["spent_today"] == 10 and ledger(sandbox) == (2, 10)
     for runner in (a, b):
         runner.journal.close()
+
+
+def test_a_database_restart_between_writes_is_not_an_outage(
+    tmp_path, sandbox, pg_own_cluster, caplog
+):
+    import pg_cluster as pg
+
+    runner = make_runner(tmp_path, sandbox, pg.new_database(pg_own_cluster.server_url))
+    first = runner.text_to_image(PROMPT, seed=50)
+    pg_own_cluster.stop()
+    pg_own_cluster.start()  # the journal's connection is now a dead one
+    with caplog.at_level("WARNING"):
+        runner.journal.record_state(first.task_id, "succeeded", error="after the restart")
+    assert not runner.journal._pending  # written at once, on a new connection
+    assert not [r for r in caplog.records if "cannot be reached" in r.getMessage()]
+    assert runner.journal.get(first.task_id).error == "after the restart"
+    runner.journal.close()
