@@ -37,7 +37,8 @@ from typing import Any
 import psycopg
 
 from ..api import errors
-from .db import JournalEntry, JournalFile, Reservation, State
+from ..api.redaction import safe_url
+from .db import FailedFile, JournalEntry, JournalFile, Reservation, State
 from .identity import RequestIdentity
 from .owner import current_owner
 from .pacing import CreateRate
@@ -46,7 +47,7 @@ from .url import JOURNAL_URL_ENV, DatabaseUrl
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this pack writes (the highest migration below)."""
 OLDEST_COMPATIBLE = 1
 """The oldest schema version a pack may have and still share a journal of ``SCHEMA_VERSION``:
@@ -128,6 +129,18 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (host, pid)
         )""",
     ),
+    3: (
+        # A result file that was fetched but is not a usable image, and why (as db.py's
+        # schema 2): reused results say which image is missing instead of fetching it again.
+        """CREATE TABLE grok_imagine_file_failures (
+            task_id TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            url TEXT,
+            failed_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (task_id, idx)
+        )""",
+    ),
 }
 """Version -> the statements that bring the schema from version - 1 to it. Never edit a
 released entry; add the next version."""
@@ -145,7 +158,9 @@ _COLUMNS = (
     f" owner_host, owner_pid, owner_marker, COALESCE(lease_until > {_NOW}, FALSE),"
     # The kept files ride along in the same round trip.
     " (SELECT json_agg(json_build_array(f.idx, f.path, f.sha256, f.size, f.url, f.saved_at)"
-    " ORDER BY f.idx) FROM grok_imagine_files f WHERE f.task_id = grok_imagine_requests.task_id)"
+    " ORDER BY f.idx) FROM grok_imagine_files f WHERE f.task_id = grok_imagine_requests.task_id),"
+    " (SELECT json_agg(json_build_array(x.idx, x.reason, x.url, x.failed_at) ORDER BY x.idx)"
+    " FROM grok_imagine_file_failures x WHERE x.task_id = grok_imagine_requests.task_id)"
 )
 
 _TAKE_TURN = f"""
@@ -582,7 +597,7 @@ class PgJournal:
         result_urls: Sequence[str] | None = None,
         error: str | None = None,
     ) -> None:
-        urls = None if result_urls is None else json.dumps(list(result_urls))
+        urls = None if result_urls is None else json.dumps([safe_url(u) for u in result_urls])
         finished = state in State.FINISHED
         self._write(
             "UPDATE grok_imagine_requests SET state = %s, result_urls = COALESCE(%s, result_urls),"
@@ -617,16 +632,27 @@ class PgJournal:
             f" VALUES (%s, %s, %s, %s, %s, %s, {_NOW}) ON CONFLICT (task_id, idx) DO UPDATE SET"
             " path = EXCLUDED.path, sha256 = EXCLUDED.sha256, size = EXCLUDED.size,"
             " url = EXCLUDED.url, saved_at = EXCLUDED.saved_at",
-            (task_id, index, str(path), sha256, size, url),
+            (task_id, index, str(path), sha256, size, _safe(url)),
+            task_id,
+        )
+        self._write(
+            "DELETE FROM grok_imagine_file_failures WHERE task_id = %s AND idx = %s",
+            (task_id, index),
             task_id,
         )
 
     # -- reading -----------------------------------------------------------------------------------
 
     def record_file_failure(self, task_id: str, index: int, reason: str, url: str | None) -> None:
-        """Not kept in the shared journal yet: a bad file is refused (never kept) each time it
-        is fetched, and the runner reports it each time."""
-        logger.info("task %s: result file %d not kept: %s", task_id, index + 1, reason)
+        """Result file ``index`` was fetched but is not a good image: not kept, and why (shared,
+        so every worker says which image is missing); a later good copy clears it."""
+        self._write(
+            "INSERT INTO grok_imagine_file_failures (task_id, idx, reason, url, failed_at)"
+            f" VALUES (%s, %s, %s, %s, {_NOW}) ON CONFLICT (task_id, idx) DO UPDATE SET"
+            " reason = EXCLUDED.reason, url = EXCLUDED.url, failed_at = EXCLUDED.failed_at",
+            (task_id, int(index), errors.redact(reason), _safe(url)),
+            task_id,
+        )
 
     def adopt_noted(self, notes: Callable[[], Iterable[Mapping[str, Any]]]) -> int:
         """A shared journal is never salvaged from a damaged file: nothing to adopt."""
@@ -987,6 +1013,11 @@ _DROP_DEAD_RESERVATIONS = (
 """Reservations whose worker stopped renewing them hold no money (its run is gone)."""
 
 
+def _safe(url: str | None) -> str | None:
+    """URLs are stored as ``redaction.safe_url`` makes them: no userinfo, no echoed key."""
+    return None if url is None else safe_url(url)
+
+
 def _spent_params(since: float, until: float | None) -> tuple[Any, ...]:
     end = float("inf") if until is None else until
     return (since, end, State.REJECTED, State.FAILED, State.RESERVED)
@@ -1005,7 +1036,7 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
     (
         id_, identity, model, prompt, aspect_ratio, seed, index, source_task_id, task_id, state,
         credits, result_urls, error, created_at, task_created_at, updated_at, finished_at,
-        owner_host, owner_pid, owner_marker, lease_live, files,
+        owner_host, owner_pid, owner_marker, lease_live, files, failed,
     ) = row  # fmt: skip
     try:
         urls = tuple(str(u) for u in json.loads(result_urls or "[]"))
@@ -1023,4 +1054,5 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
         task_created_at=task_created_at, updated_at=updated_at, finished_at=finished_at,
         owner=owner,
         files=tuple(JournalFile(*f) for f in files or ()),
+        failed_files=tuple(FailedFile(*f) for f in failed or ()),
     )  # fmt: skip

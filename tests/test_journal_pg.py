@@ -299,13 +299,14 @@ def test_a_schema_1_journal_is_migrated_and_keeps_every_row(pg_url, pg_mod, capl
     identity = _schema_1_database(pg_url, pg_mod)
     with caplog.at_level("WARNING"):
         journal = open_mod.open_journal(pg_url, rate=None)
-    assert any("upgraded from schema 1 to 2" in r.getMessage() for r in caplog.records)
+    latest = pg_mod.SCHEMA_VERSION
+    assert any(f"upgraded from schema 1 to {latest}" in r.getMessage() for r in caplog.records)
     kept = journal.latest(identity)
     assert kept.task_id == "sbxfromschema1_grok" and kept.state == "succeeded"
     assert len(kept.files) == 1 and kept.credits == 5
     with journal._lock:
         conn = journal._connection("test")
-        assert conn.execute("SELECT version FROM grok_imagine_schema").fetchone()[0] == 2
+        assert conn.execute("SELECT version FROM grok_imagine_schema").fetchone()[0] == latest
         workers = conn.execute("SELECT pid, schema_version FROM grok_imagine_workers").fetchall()
     assert workers == [(os.getpid(), pg_mod.SCHEMA_VERSION)]  # and it says who uses it
     journal.close()
@@ -314,17 +315,19 @@ def test_a_schema_1_journal_is_migrated_and_keeps_every_row(pg_url, pg_mod, capl
 def test_an_upgrade_older_packs_cannot_follow_names_the_workers_to_update(
     pg_url, pg_mod, monkeypatch, caplog
 ):
+    now, later = pg_mod.SCHEMA_VERSION, pg_mod.SCHEMA_VERSION + 1
     journal = open_mod.open_journal(pg_url, rate=None)
-    _sql(journal, "INSERT INTO grok_imagine_workers VALUES ('gpu-box-7', 4242, 2, 1e12)")
+    _sql(journal, "INSERT INTO grok_imagine_workers VALUES ('gpu-box-7', 4242, %s, 1e12)", (now,))
     journal.close()
-    # A later pack whose migration 3 older packs cannot follow:
-    monkeypatch.setattr(pg_mod, "SCHEMA_VERSION", 3)
-    monkeypatch.setattr(pg_mod, "OLDEST_COMPATIBLE", 3)
-    monkeypatch.setitem(pg_mod.MIGRATIONS, 3, ("ALTER TABLE grok_imagine_files ADD COLUMN w TEXT",))
+    # A later pack whose next migration older packs cannot follow:
+    monkeypatch.setattr(pg_mod, "SCHEMA_VERSION", later)
+    monkeypatch.setattr(pg_mod, "OLDEST_COMPATIBLE", later)
+    monkeypatch.setitem(pg_mod.MIGRATIONS, later, ("ALTER TABLE grok_imagine_files ADD w TEXT",))
     with caplog.at_level("WARNING"):
         open_mod.open_journal(pg_url, rate=None).close()
     said = " ".join(r.getMessage() for r in caplog.records)
-    assert "upgraded from schema 2 to 3" in said and "gpu-box-7 (pid 4242, schema 2)" in said
+    assert f"upgraded from schema {now} to {later}" in said
+    assert f"gpu-box-7 (pid 4242, schema {now})" in said
     assert "until their Grok Imagine pack is updated" in said
     monkeypatch.undo()  # and the older pack, on its next start, refuses with its own message
     with pytest.raises(store_mod.JournalVersionError):
@@ -639,3 +642,23 @@ def test_a_database_restart_between_writes_is_not_an_outage(
     assert not [r for r in caplog.records if "cannot be reached" in r.getMessage()]
     assert runner.journal.get(first.task_id).error == "after the restart"
     runner.journal.close()
+
+
+def test_a_bad_result_file_is_recorded_for_the_fleet_and_not_fetched_again(
+    tmp_path, sandbox, pg_url
+):
+    events_seen = []
+    a = make_runner(tmp_path, sandbox, pg_url, "a")
+    sandbox.faults.download = "truncated_image"  # passes the magic-byte sniff, fails a decode
+    sandbox.faults.download_only_index = 2
+    first = a.text_to_image(PROMPT, seed=60)
+    entry = a.journal.get(first.task_id)
+    assert [f.index for f in entry.failed_files] == [2] and len(first.files) == 5
+    b = make_runner(tmp_path, sandbox, pg_url, "b")
+    again = b.text_to_image(
+        PROMPT, seed=60, hooks=journal_mod.RunHooks(on_event=events_seen.append)
+    )
+    assert len(again.files) == 5 and ledger(sandbox) == (1, 5)
+    assert any(isinstance(e, events.FilesLost) for e in events_seen)  # B says which is missing
+    a.journal.close()
+    b.journal.close()
