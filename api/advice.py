@@ -52,6 +52,8 @@ class Advice(enum.Enum):
     """A create may have been charged without us learning its task id."""
     NEW_TASK = "new_task"
     """The result cannot be had any more: only a new (paid) task gives images."""
+    MOVE_STORAGE = "move_storage"
+    """The journal's or kept files' folder cannot be used: fix it, or keep them elsewhere."""
 
 
 @dataclass(frozen=True)
@@ -160,4 +162,14 @@ def advice_text(advice: Advice, surface: Surface, facts: AdviceFacts | None = No
         if node:
             return "Change the seed to create a new task (5 credits)."
         return "Run the command with --new to create a new task."
+    if advice is Advice.MOVE_STORAGE:
+        if node:
+            return (
+                "Or start ComfyUI with a --user-directory / --output-directory on a disk that "
+                "works; then queue it again."
+            )
+        return (
+            "Or point --home (or GROK_IMAGINE_HOME) at a folder on a disk that works; then run "
+            "the command again."
+        )
     raise ValueError(f"unknown advice {advice!r}")

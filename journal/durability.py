@@ -23,10 +23,6 @@ MIN_FREE_BYTES = 8 * 1024 * 1024
 MB; below this the next write is likely to fail."""
 PROBE_BYTES = 4096
 
-HOME_HINT = (
-    "set GROK_IMAGINE_HOME (command line) or start ComfyUI with a --user-directory / "
-    "--output-directory"
-)
 
 READ_ONLY, FULL, NOT_A_FOLDER, NEWER_JOURNAL, UNREADABLE = (
     "read-only", "full", "not-a-folder", "newer-journal", "unreadable",
@@ -53,7 +49,7 @@ class StorageUnavailableError(errors.GrokError):
         self.problem = problem
         if message is None:
             message = _message(what, self.folder, problem, detail)
-        super().__init__(message)
+        super().__init__(message, advice=errors.Advice.MOVE_STORAGE)
 
 
 def _message(what: str, folder: str, problem: str, detail: str) -> str:
@@ -62,27 +58,23 @@ def _message(what: str, folder: str, problem: str, detail: str) -> str:
     if problem == FULL:
         return (
             f"{start} the disk holding the {what} folder {folder} is full{why}. Free some space "
-            f"there, or {HOME_HINT} on a disk with room; then queue it again."
+            "there."
         )
     if problem == NOT_A_FOLDER:
-        return (
-            f"{start} the {what} folder {folder} cannot be made{why}. Remove what is in the way "
-            f"or {HOME_HINT} elsewhere; then queue it again."
-        )
+        return f"{start} the {what} folder {folder} cannot be made{why}. Remove what is in the way."
     if problem == NEWER_JOURNAL:
         return (
             f"{start} the task journal {folder} was written by a newer version of this pack"
             f"{why}, in a form this version cannot write. Update the pack (kept results still "
-            f"load meanwhile), or {HOME_HINT} elsewhere to keep a separate journal."
+            "load meanwhile)."
         )
     if problem == UNREADABLE:
         return (
-            f"{start} the task journal {folder} cannot be opened{why}. Fix the file's "
-            f"permissions, or {HOME_HINT} elsewhere; then queue it again."
+            f"{start} the task journal {folder} cannot be opened{why}. Fix the file's permissions."
         )
     return (
         f"{start} the {what} folder {folder} cannot be written{why}. Fix its permissions (or "
-        f"the read-only mount), or {HOME_HINT} that is writable; then queue it again."
+        "the read-only mount)."
     )
 
 

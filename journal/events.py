@@ -203,7 +203,7 @@ def describe(event: RunEvent) -> str:
         return (
             f"task {event.task_id}: {event.count} of {event.total} images could not be written "
             f"to {event.folder} ({errors.exception_line(event.error)}); they are shown but NOT "
-            "kept: free some space (or fix the folder) and queue it again to keep them (free)"
+            "kept: free some space (or fix the folder) and run it again to keep them (free)"
         )
     raise TypeError(f"not a run event: {event!r}")
 

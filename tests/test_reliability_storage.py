@@ -53,8 +53,8 @@ def _collect_events(into: list):
     AREA, "the disk holding the journal and the kept files is full (a 16 MB tmpfs, filled)",
     "`StorageUnavailableError` before anything is sent: \"Nothing was sent, so nothing was "
     "charged: the disk holding the kept-files folder <folder> is full (No space left on "
-    "device). Free some space there, or set GROK_IMAGINE_HOME ... on a disk with room; then "
-    "queue it again.\"",
+    "device). Free some space there. Or start ComfyUI with a --user-directory / "
+    "--output-directory on a disk that works; then queue it again.\"",
     "0 creates, 0 credits, no journal row; once space is freed the same queue creates it "
     "(1 create, 5 credits)",
 )  # fmt: skip
@@ -77,8 +77,10 @@ def test_full_disk_sends_no_create(sandbox, tmp_path):
 @matrix_row(
     AREA, "the journal's folder is read-only (a tmpfs remounted read-only)",
     "`StorageUnavailableError` before anything is sent: \"... the task journal folder <folder> "
-    "cannot be written (Read-only file system). Fix its permissions (or the read-only mount), "
-    "or set GROK_IMAGINE_HOME ...\"; the kept results of earlier runs still come back, free",
+    "cannot be written (Read-only file system). Fix its permissions (or the read-only mount). "
+    "Or start ComfyUI with a --user-directory / --output-directory ...\" (on the command line: "
+    "\"Or point --home (or GROK_IMAGINE_HOME) ...\"); the kept results of earlier runs still "
+    "come back, free",
     "0 new creates; the earlier task's kept files are served without an API call (1 create, "
     "5 credits in all)",
 )  # fmt: skip
@@ -97,7 +99,7 @@ def test_read_only_journal_sends_no_create_but_serves_kept_results(sandbox, tmp_
                 lambda: rig.runner.text_to_image(PROMPT, seed=1),
             )
             assert caught.problem == durability.READ_ONLY and str(disk.path) in str(caught)
-            assert "Read-only" in str(caught) and "GROK_IMAGINE_HOME" in str(caught)
+            assert "Read-only" in str(caught) and "--user-directory" in str(caught)
             assert rig.ledger() == (1, 5)
             rig.runner.journal.close()
         finally:
@@ -140,7 +142,7 @@ def test_read_only_files_folder_sends_no_create(sandbox, tmp_path):
     "is written), then stays full while the images arrive",
     "the images are returned from memory; the status says \"task <id>: 6 of 6 images could not be "
     "written to <folder> ([Errno 28] No space left on device); they are shown but NOT kept: free "
-    "some space ... and queue it again to keep them (free)\"",
+    "some space ... and run it again to keep them (free)\"",
     "the task id is recorded (the journal's reserve is given back for it); no file kept; after "
     "space is freed the same queue keeps the images without a new create (1 create, 5 credits)",
 )  # fmt: skip
