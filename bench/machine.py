@@ -61,3 +61,47 @@ def load_average() -> str:
     except OSError:
         return "n/a"
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+class LoadSampler:
+    """The 1-minute load average every few seconds while the benchmarks run, for the report."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        import threading
+
+        self.samples: list[float] = []
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-load", daemon=True)
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._interval + 1)
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self.samples.append(os.getloadavg()[0])
+            except OSError:
+                return
+            if self._stop.wait(self._interval):
+                return
+
+    def summary(self) -> str:
+        if not self.samples:
+            return "n/a"
+        ordered = sorted(self.samples)
+        return (
+            f"median {ordered[len(ordered) // 2]:.1f}, max {ordered[-1]:.1f} "
+            f"({len(ordered)} samples)"
+        )
+
+    def busy(self, cores: int) -> bool:
+        """Busier than the benchmark itself makes the machine (about one core, two at times)."""
+        if not self.samples:
+            return False
+        return sorted(self.samples)[len(self.samples) // 2] > max(2.5, cores + 0.5)

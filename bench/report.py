@@ -70,6 +70,7 @@ def markdown(
             ],
             ["load average at start (1/5/15 min)", machine.get("load_start", "n/a")],
             ["load average at end", machine.get("load_end", "n/a")],
+            ["1-minute load average during the run", machine.get("load_during", "n/a")],
             ["run", f"`{command}`, {wall_seconds:.0f} s"],
         ],
     )
