@@ -57,6 +57,9 @@ class Job:
     request: Callable[[TaskRunner], RequestIdentity] | None = None
     """The paid request the job may create (None: free work), so the run's credits can be set
     aside, or the run refused whole, before any job starts."""
+    shape: str | None = None
+    """What kind of images the job returns (text-to-image at one aspect ratio, an upscale), so
+    a run of a kind seen before sets up its batch while its tasks still generate."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,6 @@ async def run_node(
 
     def work() -> NodeOutput:
         runner = make_runner()
-        images = ResultImages(len(jobs), hooks.cancelled)
         requests = [job.request(runner) for job in jobs if job.request is not None]
         with contextlib.ExitStack() as budget:
             try:  # over the daily limit: the run is refused here, whole, before anything is sent
@@ -89,6 +91,10 @@ async def run_node(
             except errors.GrokError as exc:
                 board.refused(exc)
                 raise
+            shapes = {job.shape for job in jobs}
+            images = ResultImages(
+                len(jobs), hooks.cancelled, shape=shapes.pop() if len(shapes) == 1 else None
+            )
             return collect(run_parallel(runner, jobs, board, images), hooks, images, board)
 
     return await run_blocking(work, hooks, board)

@@ -157,6 +157,42 @@ class ImageBatch:
         """key -> the image's own size (orientation applied), for every image in its slot."""
         self._unplaced: set[Key] = set()
         self._failed: dict[Key, errors.GrokError] = {}
+        self._guessed = False
+        """The batch was allocated from ``reserve``'s guess, before any image arrived."""
+        self._prefaulting = False
+        self._touching: int | None = None
+        """The slot whose pages ``reserve``'s thread is faulting in right now."""
+
+    def reserve(self, size: tuple[int, int]) -> None:
+        """Allocate the batch now, at a guessed image size, and fault its pages in on a thread
+        of its own while the tasks still generate (fresh memory is slow to map; a node has
+        seconds to spare before its first image arrives). A wrong guess costs only that: the
+        first image's real size replaces it before anything is written."""
+        with self._lock:
+            if self._out is not None or self._closed:
+                return
+            try:
+                self._allocate(size)
+            except errors.GrokError:
+                return
+            self._guessed = self._prefaulting = True
+        threading.Thread(target=self._prefault, name="grok-imagine-prefault", daemon=True).start()
+
+    def _prefault(self) -> None:
+        for slot in range(self._capacity):
+            with self._lock:
+                out = self._out
+                if out is None or not self._prefaulting or self._closed:
+                    break
+                if slot in self._taken:  # an image got there first
+                    continue
+                self._touching = slot
+            try:
+                _touch_pages(out[slot])
+            finally:
+                with self._lock:
+                    self._touching = None
+                    self._lock.notify_all()
 
     def add(
         self,
@@ -206,7 +242,7 @@ class ImageBatch:
 
         with self._lock:
             self._closed = True
-            while self._busy:
+            while self._busy or self._touching is not None:
                 self._lock.wait()
         missing = [key for key in order if key not in self._sources]
         for key in missing:
@@ -263,22 +299,36 @@ class ImageBatch:
 
     def _claim(self, key: Key, slot: int | None, size: tuple[int, int]) -> np.ndarray | None:
         """The slot's array (allocating the batch on first use), or None: no slot, keep the
-        source for the second pass."""
-        import numpy as np
-
+        source for the second pass. Called with the lock held."""
+        if self._guessed:  # the first image: is the reserved batch the right size?
+            self._guessed = False
+            if self._size != size:
+                self._prefaulting = False
+                while self._touching is not None:
+                    self._lock.wait()
+                self._out = self._size = None
         if self._out is None:
-            width, height = self._size = self._size or size
-            if width * height * self._capacity > self._max_batch_pixels:
-                raise _batch_too_large(self._capacity, (width, height), self._max_batch_pixels)
-            # NumPy's allocator asks for huge pages on big arrays, torch.empty does not: fewer
-            # page faults. torch.from_numpy shares the memory, as ComfyUI's own Load Image does.
-            self._out = np.empty((self._capacity, height, width, 3), dtype=np.float32)
+            self._allocate(self._size or size)
+        assert self._out is not None
         if slot is None or not 0 <= slot < self._capacity or slot in self._taken:
             self._unplaced.add(key)
             return None
         self._taken.add(slot)
+        while self._touching == slot:  # its zeros must land before the pixels do
+            self._lock.wait()
         self._slot_of[key] = slot
         return self._out[slot]
+
+    def _allocate(self, size: tuple[int, int]) -> None:
+        import numpy as np
+
+        width, height = size
+        if width * height * self._capacity > self._max_batch_pixels:
+            raise _batch_too_large(self._capacity, (width, height), self._max_batch_pixels)
+        # NumPy's allocator asks for huge pages on big arrays, torch.empty does not: fewer
+        # page faults. torch.from_numpy shares the memory, as ComfyUI's own Load Image does.
+        self._out = np.empty((self._capacity, height, width, 3), dtype=np.float32)
+        self._size = (width, height)
 
     def _fail(self, key: Key, exc: errors.GrokError) -> None:
         with self._lock:

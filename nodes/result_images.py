@@ -8,6 +8,11 @@ their paths as soon as their task is done. The work goes to the small decode poo
 download threads themselves: eight tasks download up to 32 files at once, and as many decodes at
 once on two cores would only fight over them (and over the GIL).
 
+A node of a kind this process has run before (text-to-image at the same aspect ratio, an
+upscale) knows its images' size and count from last time: its batch is allocated, and its memory
+faulted in, while the tasks still generate (``ImageBatch.reserve``); a wrong guess is replaced
+by the first image's real size before anything is written.
+
 The batch order is the tasks' order, then each task's result order, whatever the arrival order.
 A file that cannot be decoded is left out and named; the others are returned.
 """
@@ -32,18 +37,36 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_learned: dict[str, tuple[tuple[int, int], int]] = {}
+"""Job shape -> (image size, images per task) of this process's last batch of that kind."""
+
 
 class ResultImages:
     """``on_event`` / ``task_done`` per task as the node runs, then ``finish`` for the batch."""
 
-    def __init__(self, tasks: int, should_cancel: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        tasks: int,
+        should_cancel: Callable[[], bool] | None = None,
+        *,
+        shape: str | None = None,
+    ) -> None:
         self._tasks = max(1, tasks)
         self._should_cancel = should_cancel
+        self._shape = shape
         self._lock = threading.Lock()
         self._jobs: list[Future[None]] = []
         self._batch: image_tensors.ImageBatch | None = None
         self._stride = 0
         """Slots per task: the first task's file count (Grok returns the same count each time)."""
+        self._first_total = 0
+        learned = _learned.get(shape) if shape else None
+        if learned is not None:
+            # Seen this kind before: the batch is allocated and its memory faulted in now,
+            # while the tasks generate, instead of after they are done.
+            size, self._stride = learned
+            self._batch = image_tensors.ImageBatch(self._tasks * self._stride)
+            self._batch.reserve(size)
         self._seen: dict[int, dict[Path | int, tuple[int, int]]] = {}
         """task -> kept path (or ``id`` of the bytes of a file that could not be kept) -> key,
         for files decoded on arrival."""
@@ -112,10 +135,13 @@ class ResultImages:
         if not order or self._batch is None:
             raise errors.BadResponseError("The task finished without any image.")
         images, skipped = self._batch.finish(order)
+        if self._shape is not None and self._first_total:
+            _learned[self._shape] = ((images.shape[2], images.shape[1]), self._first_total)
         return images, [(_task_of(key), exc) for key, exc in skipped]
 
     def _batch_for(self, total: int) -> image_tensors.ImageBatch:
         with self._lock:
+            self._first_total = self._first_total or max(1, total)
             if self._batch is None:
                 self._stride = max(1, total)
                 self._batch = image_tensors.ImageBatch(self._tasks * self._stride)

@@ -489,3 +489,34 @@ def test_decoding_in_place_matches_pillow_for_any_size(width, height, mode, fmt,
         np.testing.assert_allclose(out[index].numpy(), reference, atol=1e-6)
     single = tensors.images_to_tensor([data])  # one: pre-faulting beside the decode
     np.testing.assert_allclose(single[0].numpy(), reference, atol=1e-6)
+
+
+def test_a_reserved_batch_is_used_when_the_guess_is_right_and_replaced_when_wrong():
+    sources = distinct_images(6, 48, 32)
+    reference = tensors.images_to_tensor(sources)
+    for guess in ((48, 32), (40, 40)):
+        batch = tensors.ImageBatch(6)
+        batch.reserve(guess)
+        for slot, data in enumerate(sources):
+            batch.add(slot, data, slot=slot)
+        images, skipped = batch.finish(list(range(6)))
+        assert skipped == []
+        assert torch.equal(images, reference)
+
+
+def test_faulting_in_a_reserved_batch_never_lands_on_pixels():
+    """The reserve thread writes a zero per page of each slot; images arriving meanwhile from
+    other threads must never see one of those zeros land on their pixels."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources = [encode(Image.new("RGB", (512, 256), (255, 255, 255)), "PNG")] * 24
+    for attempt in range(5):
+        batch = tensors.ImageBatch(24)
+        batch.reserve((512, 256))
+        order = list(range(24))
+        random.Random(attempt).shuffle(order)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i, b=batch: b.add(i, sources[i], slot=i), order))
+        images, _ = batch.finish(list(range(24)))
+        assert float(images.min()) == 1.0
