@@ -16,6 +16,8 @@ from ..api import errors
 from ..api.task import Task, TaskState
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from .runner import TaskResult
 
 
@@ -98,7 +100,10 @@ class Downloading:
 class FileKept:
     """Result file ``index`` of ``total`` has arrived and is checked.
 
-    ``path`` is its kept copy; ``data`` its bytes when they are in memory (a fresh download).
+    ``path`` is its kept copy; ``data`` its bytes when they are in memory (a fresh download);
+    ``decoded`` its pixels when the runner has just decoded it to check it (``journal.verify``),
+    so a listener that wants them need not decode the file again. ``decoded`` is valid only
+    while the event is being delivered: the runner closes it right after.
     """
 
     task_id: str
@@ -106,6 +111,7 @@ class FileKept:
     total: int
     path: Path | None
     data: bytes | None = field(default=None, repr=False)
+    decoded: Image.Image | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

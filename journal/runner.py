@@ -43,7 +43,7 @@ from .files import FileStore
 from .identity import RequestIdentity
 from .spend_limit import NO_LIMIT, DailyLimit, SpendLimitConfigError, SpendLimitError, day_start
 from .store import Claim, JournalStore, JournalUnavailableError, LedgerClaim, SpendLedger
-from .verify import verify_image
+from .verify import VerifiedImage, verify_image
 
 logger = logging.getLogger(__name__)
 
@@ -485,7 +485,9 @@ class TaskRunner:
                 except errors.ResultExpiredError as exc:
                     raise _expired_error(task_id, index, len(urls), self.files, exc) from exc
                 try:
-                    verified = verify_image(blob.data)  # a kept file is a decodable file
+                    # A kept file is a decodable file. Its pixels ride on in the FileKept event
+                    # (closed once it is delivered), so a node does not decode it a second time.
+                    verified = verify_image(blob.data, keep_decoded=True)
                 except (errors.NotAnImageError, errors.TooLargeError) as exc:
                     failure = type(exc)(
                         f"Result file {index + 1} of {len(urls)} of task {task_id} was not kept: "
@@ -494,20 +496,29 @@ class TaskRunner:
                     self.journal.record_file_failure(task_id, index, str(failure), urls[index])
                     raise failure from exc
                 try:
-                    stored = self.files.save(
-                        task_id, index, blob.data, blob.image_format, verified=verified
-                    )
+                    return keep(index, blob.data, blob.image_format, verified)
+                finally:
+                    if verified.image is not None:
+                        verified.image.close()
+
+            def keep(
+                index: int, data: bytes, image_format: str | None, verified: VerifiedImage
+            ) -> Path | bytes:
+                try:
+                    stored = self.files.save(task_id, index, data, image_format, verified=verified)
                 except OSError as exc:  # disk full or read-only: shown from memory, not kept
                     unkept[index] = OSError(exc.errno, exc.strerror)
-                    _emit(hooks, events.FileKept(task_id, index, len(urls), None, blob.data))
-                    return blob.data
+                    kept = events.FileKept(task_id, index, len(urls), None, data, verified.image)
+                    _emit(hooks, kept)
+                    return data
                 try:
                     self.journal.record_file(
                         task_id, index, stored.path, stored.sha256, stored.size, urls[index]
                     )
                 except Exception:  # kept on disk; the next run fetches it again (free)
                     logger.warning("could not record kept file %s", stored.path, exc_info=True)
-                _emit(hooks, events.FileKept(task_id, index, len(urls), stored.path, blob.data))
+                kept = events.FileKept(task_id, index, len(urls), stored.path, data, verified.image)
+                _emit(hooks, kept)
                 return stored.path
 
             _emit(hooks, events.Downloading(task_id, len(missing), len(urls)))

@@ -1,12 +1,14 @@
 """The node's IMAGE batch, decoded while its tasks still run.
 
-Each result file is decoded into its place in the batch the moment the runner keeps it
-(``events.FileKept``: from the bytes in memory), while the other files and tasks are still
-downloading or generating; so when the last task finishes, only its own files are left to
-convert. Files that come without an event (a result kept from an earlier run) are decoded from
-their paths as soon as their task is done. The work goes to the small decode pool, never to the
-download threads themselves: eight tasks download up to 32 files at once, and as many decodes at
-once on two cores would only fight over them (and over the GIL).
+Each result file goes into its place in the batch the moment the runner keeps it
+(``events.FileKept``), while the other files and tasks are still downloading or generating; so
+when the last task finishes, only its own files are left to convert. A fresh download comes
+already decoded (the runner decodes every file to check it before keeping it): its pixels are
+written on the spot, on the download's thread, and the file is never decoded twice. A file that
+comes as bytes only is decoded on the small decode pool; files that come without an event (a
+result kept from an earlier run) are decoded from their paths there as soon as their task is
+done. The pool, not the download threads, does the decoding: eight tasks download up to 32
+files at once, and as many decodes at once on two cores would only fight over them.
 
 A node of a kind this process has run before (text-to-image at the same aspect ratio, an
 upscale) knows its images' size and count from last time: its batch is allocated, and its memory
@@ -85,14 +87,18 @@ class ResultImages:
             with self._lock:  # an unkept file is found again by its bytes (the same object)
                 seen_as = event.path if event.path is not None else id(event.data)
                 self._seen.setdefault(task, {})[seen_as] = key
-            self._submit(
-                batch,
-                key,
-                source,
-                slot=self._slot(task, event.index),
-                label=_label(event.task_id, event.index, event.total),
-                again=event.path,
-            )
+            where = {
+                "slot": self._slot(task, event.index),
+                "label": _label(event.task_id, event.index, event.total),
+                "again": event.path,
+            }
+            if event.decoded is not None:
+                # The runner decoded it to check it and closes it once this returns: write
+                # those pixels now, on this thread, instead of decoding the file again.
+                if self._should_cancel is None or not self._should_cancel():
+                    batch.add(key, source, decoded=event.decoded, **where)
+            else:
+                self._submit(batch, key, source, **where)
         except Exception:  # the file is kept; task_done decodes it from its path instead
             logger.warning("Grok Imagine: decoding a kept file on arrival failed", exc_info=True)
 

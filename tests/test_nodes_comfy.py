@@ -372,30 +372,44 @@ def test_hooks_are_silent_outside_comfyui(plain):
 # -- images decoded as they arrive -----------------------------------------------------------------
 
 
-def test_each_file_is_decoded_from_its_downloaded_bytes_and_a_kept_result_from_its_paths(
-    comfy, grok, monkeypatch
-):
-    """Fresh files are decoded from the bytes in memory as they are kept (no read back from
-    disk); a result kept from an earlier run is decoded from its files, on the decode pool."""
+def test_each_fresh_file_is_decoded_once_and_a_kept_result_from_its_paths(comfy, grok, monkeypatch):
+    """A fresh download is decoded once, by the journal's check before it is kept; the node
+    writes those pixels as the file is kept instead of decoding it again. A result kept from an
+    earlier run is decoded from its files, on the decode pool."""
     tensors = submodule("nodes.image_tensors")
-    open_header = tensors._open_header
+    verify = submodule("journal.verify")
+    runner = submodule("journal.runner")
+    open_header, decoded_header = tensors._open_header, tensors._decoded_header
+    check = verify.verify_image
     seen: list[tuple[str, str]] = []
 
-    def spy(source, *args, **kwargs):
-        seen.append((type(source).__name__, threading.current_thread().name))
+    def spy_open(source, *args, **kwargs):
+        seen.append(("node decodes " + type(source).__name__, threading.current_thread().name))
         return open_header(source, *args, **kwargs)
 
-    monkeypatch.setattr(tensors, "_open_header", spy)
+    def spy_decoded(image, *args, **kwargs):
+        seen.append(("already decoded", threading.current_thread().name))
+        return decoded_header(image, *args, **kwargs)
+
+    def spy_check(*args, **kwargs):
+        seen.append(("journal decodes", threading.current_thread().name))
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(tensors, "_open_header", spy_open)
+    monkeypatch.setattr(tensors, "_decoded_header", spy_decoded)
+    monkeypatch.setattr(runner, "verify_image", spy_check)
     sb = grok()
     first, task_ids, _ = asyncio.run(T2I().generate("a lighthouse", 3, parallel_tasks=2))
     assert first.shape[0] == 4
-    assert [kind for kind, _ in seen] == ["bytes"] * 4
-    assert all(thread.startswith("grok-imagine-decode") for _, thread in seen)
+    assert sorted(kind for kind, _ in seen) == ["already decoded"] * 4 + ["journal decodes"] * 4
+    assert all(thread.startswith("grok-download") for _, thread in seen)
     seen.clear()
     again, again_ids, _ = asyncio.run(T2I().generate("a lighthouse", 3, parallel_tasks=2))
     assert again_ids == task_ids
     assert torch_equal(again, first)
-    assert len(seen) == 4 and all(kind.endswith("Path") for kind, _ in seen)
+    assert len(seen) == 4
+    assert all(kind.startswith("node decodes") and kind.endswith("Path") for kind, _ in seen)
+    assert all(thread.startswith("grok-imagine-decode") for _, thread in seen)
     ledger = sb.ledger(TEST_KEY)
     assert (ledger.creates, ledger.credits_charged) == (2, 10)
 
