@@ -182,3 +182,35 @@ def test_sniffing_images():
     assert download_mod.sniff_image_format(b"\x89PNG\r\n\x1a\nrest") == "PNG"
     assert download_mod.sniff_image_format(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "WEBP"
     assert download_mod.sniff_image_format(b"GIF89a...") == "GIF"
+
+
+# -- a key echoed back is masked wherever it could come out ----------------------------------------
+
+
+def test_safe_url_drops_userinfo_and_masks_remembered_keys():
+    from support.keys import TEST_KEY
+
+    redaction = submodule("api.redaction")
+    errors_mod = submodule("api.errors")
+    errors_mod.remember_secret(TEST_KEY)
+    url = f"https://user:pass@cdn.example/files/a.jpg?token={TEST_KEY}&x=1"
+    safe = redaction.safe_url(url)
+    assert safe == "https://cdn.example/files/a.jpg?token=<redacted key>&x=1"
+    assert redaction.safe_url("https://cdn.example/a.jpg") == "https://cdn.example/a.jpg"
+
+
+def test_urllib3_request_lines_are_masked_before_any_handler(caplog):
+    import logging
+
+    from support.keys import TEST_KEY
+
+    redaction = submodule("api.redaction")
+    submodule("api.errors").remember_secret(TEST_KEY)
+    redaction.install()
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("urllib3.connectionpool").debug(
+        '%s://%s:%s "%s %s %s" %s %s', "http", "cdn", 80, "GET", f"/a.jpg?token={TEST_KEY}",
+        "HTTP/1.1", 200, 10,
+    )  # fmt: skip
+    (record,) = [r for r in caplog.records if r.name == "urllib3.connectionpool"]
+    assert TEST_KEY not in record.getMessage() and "<redacted key>" in record.getMessage()

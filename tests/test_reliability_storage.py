@@ -81,8 +81,8 @@ def test_full_disk_sends_no_create(sandbox, tmp_path):
     "Or start ComfyUI with a --user-directory / --output-directory ...\" (on the command line: "
     "\"Or point --home (or GROK_IMAGINE_HOME) ...\"); the kept results of earlier runs still "
     "come back, free",
-    "0 new creates; the earlier task's kept files are served without an API call (1 create, "
-    "5 credits in all)",
+    "0 new creates; the earlier task's kept files are served without an API call, by a re-queue "
+    "and by Grok Load Task (1 create, 5 credits in all)",
 )  # fmt: skip
 def test_read_only_journal_sends_no_create_but_serves_kept_results(sandbox, tmp_path):
     with mounts.tmpfs(tmp_path / "disk", "16m") as disk:
@@ -94,6 +94,8 @@ def test_read_only_journal_sends_no_create_but_serves_kept_results(sandbox, tmp_
             rig = _rig_at(disk.path / "home", sandbox)  # a new process: the journal opened again
             again = rig.runner.text_to_image(PROMPT)
             assert again.reused and again.files == first.files
+            loaded = rig.runner.load(first.task_id)  # Grok Load Task of kept files: free
+            assert loaded.reused and loaded.files == first.files
             caught = rig.expect(
                 durability.StorageUnavailableError,
                 lambda: rig.runner.text_to_image(PROMPT, seed=1),
