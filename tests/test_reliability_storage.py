@@ -24,6 +24,7 @@ from support.reliability import (
     matrix_row,
     no_key_leaks,  # noqa: F401 - autouse: DEBUG logs on, no key in any record or file
     point_nodes_at,
+    pointer_row,
     wait_until,
 )
 
@@ -375,3 +376,29 @@ def test_a_key_echoed_into_urls_and_status_is_never_stored_or_shown(sandbox_fact
     rig.runner.journal.close()
     journal_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite*"))
     assert b"cdn-password" not in journal_bytes and KEY.encode() not in journal_bytes
+
+
+pointer_row(
+    AREA,
+    "real damaged journal files: cut short mid-page, pages in the middle overwritten with noise, "
+    "not SQLite at all, foreign tables, our version with other columns; read by SQLite's own "
+    "`.recover` where the command line can, else row by row (tables both ways, then the indexes)",
+    "one WARNING line naming how many tasks came back and where the damaged file is kept",
+    "the damaged file byte for byte beside the fresh journal; every row that can be read (from "
+    "the indexes, identity and task id when the row itself is lost), each resumable",
+    "test_journal_db.py::test_damaged_journal_is_salvaged_and_kept_beside",
+)
+pointer_row(
+    AREA,
+    "a real schema-1 journal file written by the schema-1 code (`tests/data/journal-v1.sqlite`)",
+    "nothing: migrated forward in place, no warning",
+    "every row (succeeded, running, failed, uncertain, loaded) and its kept-file records",
+    "test_journal_db.py::test_older_journal_is_migrated_forward_keeping_every_row",
+)
+pointer_row(
+    AREA,
+    "the disk fills while a create is on the wire (a 16 MB tmpfs), journal only",
+    "one WARNING line: the journal's reserve was used to record a paid task id",
+    "the task id, recorded and still there after a reopen",
+    "test_journal_db.py::test_a_paid_task_id_fits_on_a_disk_that_filled_during_the_create",
+)
