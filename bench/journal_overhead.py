@@ -123,7 +123,7 @@ def _measure(tmp: Path, database: str, rounds: int, durable: bool) -> BenchResul
             urls = [f"https://files.example/{task_id}/{i}.jpg" for i in range(6)]
             journal.record_state(task_id, "succeeded", result_urls=urls)
             for index in range(6):
-                stored = files.save(task_id, index, b"\xff\xd8" + bytes(2000), "JPEG")
+                stored = files.save(task_id, index, _jpeg(), "JPEG")
                 journal.record_file(
                     task_id, index, stored.path, stored.sha256, stored.size, urls[index]
                 )
@@ -189,6 +189,17 @@ def _measure(tmp: Path, database: str, rounds: int, durable: bool) -> BenchResul
     )
     result.data = {"new_s": new, "reused_s": reused, "round_trips": trips}
     return result
+
+
+def _jpeg() -> bytes:
+    """A small real JPEG (the file store keeps only files that decode)."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 120, 40)).save(out, "JPEG")
+    return out.getvalue()
 
 
 def _no_client() -> Any:

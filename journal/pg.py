@@ -626,18 +626,15 @@ class PgJournal:
         url: str | None,
     ) -> None:  # fmt: skip
         """The last worker to keep a file names its path; every worker checks its own copy by
-        the shared sha256."""
+        the shared sha256. A good copy clears the file's recorded failure (same round trip)."""
         self._write(
-            "INSERT INTO grok_imagine_files (task_id, idx, path, sha256, size, url, saved_at)"
+            "WITH cleared AS (DELETE FROM grok_imagine_file_failures"
+            " WHERE task_id = %s AND idx = %s)"
+            " INSERT INTO grok_imagine_files (task_id, idx, path, sha256, size, url, saved_at)"
             f" VALUES (%s, %s, %s, %s, %s, %s, {_NOW}) ON CONFLICT (task_id, idx) DO UPDATE SET"
             " path = EXCLUDED.path, sha256 = EXCLUDED.sha256, size = EXCLUDED.size,"
             " url = EXCLUDED.url, saved_at = EXCLUDED.saved_at",
-            (task_id, index, str(path), sha256, size, _safe(url)),
-            task_id,
-        )
-        self._write(
-            "DELETE FROM grok_imagine_file_failures WHERE task_id = %s AND idx = %s",
-            (task_id, index),
+            (task_id, index, task_id, index, str(path), sha256, size, _safe(url)),
             task_id,
         )
 

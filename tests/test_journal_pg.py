@@ -662,3 +662,17 @@ def test_a_bad_result_file_is_recorded_for_the_fleet_and_not_fetched_again(
     assert any(isinstance(e, events.FilesLost) for e in events_seen)  # B says which is missing
     a.journal.close()
     b.journal.close()
+
+
+def test_a_good_copy_clears_a_recorded_file_failure(pg_url):
+    journal = open_mod.open_journal(pg_url, rate=None)
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=61)
+    with journal.claim(identity) as claim:
+        entry = claim.start_create()
+    journal.record_task_id(entry, "sbxfailedonce_grok")
+    journal.record_file_failure("sbxfailedonce_grok", 1, "truncated JPEG", "https://x.example/1")
+    assert [f.reason for f in journal.get("sbxfailedonce_grok").failed_files] == ["truncated JPEG"]
+    journal.record_file("sbxfailedonce_grok", 1, "/w/1.jpg", "0" * 64, 10, "https://x.example/1")
+    kept = journal.get("sbxfailedonce_grok")
+    assert kept.failed_files == () and [f.index for f in kept.files] == [1]
+    journal.close()
