@@ -169,7 +169,7 @@ def advice_text(advice: Advice, surface: Surface, facts: AdviceFacts | None = No
                 "works; then queue it again."
             )
         return (
-            "Or point --home (or GROK_IMAGINE_HOME) at a folder on a disk that works; then run "
+            "Or point --home (see --help) at a folder on a disk that works; then run "
             "the command again."
         )
     raise ValueError(f"unknown advice {advice!r}")

@@ -475,7 +475,7 @@ def test_unusable_location_refuses_paid_work_never_memory(tmp_path, caplog):
             _create(journal)
         assert refused.value.problem == durability.NOT_A_FOLDER
         assert str(blocker) in str(refused.value) and "--user-directory" in str(refused.value)
-        assert "GROK_IMAGINE_HOME" in refused.value.line(errors.Surface.CLI)
+        assert "--home" in refused.value.line(errors.Surface.CLI)
         assert journal.latest(T2I) is None  # nothing was written anywhere
         assert journal.record_loaded("free-task").task_id == "free-task"  # free work is fine
     assert len(caplog.records) == 1 and "nothing was charged" in caplog.records[0].getMessage()

@@ -80,7 +80,7 @@ def test_full_disk_sends_no_create(sandbox, tmp_path):
     "`StorageUnavailableError` before anything is sent: \"... the task journal folder <folder> "
     "cannot be written (Read-only file system). Fix its permissions (or the read-only mount). "
     "Or start ComfyUI with a --user-directory / --output-directory ...\" (on the command line: "
-    "\"Or point --home (or GROK_IMAGINE_HOME) ...\"); the kept results of earlier runs still "
+    "\"Or point --home (see --help) ...\"); the kept results of earlier runs still "
     "come back, free",
     "0 new creates; the earlier task's kept files are served without an API call, by a re-queue "
     "and by Grok Load Task (1 create, 5 credits in all)",
