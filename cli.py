@@ -402,10 +402,10 @@ def _results(ctx: Context, outcomes: Sequence[TaskResult | BaseException]) -> li
     """The successes; each failure as one line; the first failure raised when none succeeded."""
     results = [o for o in outcomes if not isinstance(o, BaseException)]
     failures = [o for o in outcomes if isinstance(o, BaseException)]
-    if failures and not results:
-        raise failures[0]
-    for failure in failures:
+    for failure in failures[: -1 if not results else None]:
         ctx.progress.say(f"error: {_error_line(failure, ctx)}")
+    if failures and not results:
+        raise failures[-1]  # the last line, with its exit code
     return results
 
 

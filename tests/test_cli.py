@@ -341,3 +341,14 @@ def test_every_readme_troubleshooting_phrase_occurs_in_its_real_message(
         found = line.find(part, position)
         assert found >= 0, f"README phrase {phrase!r} is not in the message: {line}"
         position = found + len(part)
+
+
+def test_every_failed_task_of_a_run_is_named(env, capsys):
+    env.faults.stuck = True
+    assert run("generate", "two stuck tasks", "--tasks", "2", "--timeout", "0.3") == 4
+    err = capsys.readouterr().err
+    errors_shown = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors_shown) == 2 and "Traceback" not in err
+    for task_id in env.task_ids():
+        assert any(task_id in line for line in errors_shown)
+    assert env.ledger(TEST_KEY).creates == 2
