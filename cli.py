@@ -831,13 +831,11 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"pay for a new {what} (draws a new seed and prints it)",
         )
 
-    sub_kw = {"formatter_class": argparse.RawDescriptionHelpFormatter}
     g = sub.add_parser(
         "generate",
         help=f"text-to-image ({TEXT_TO_IMAGE_CREDITS} credits per new task)",
         description="Text-to-image. Running the same command again resumes or reuses the same "
         "task(s) without paying again; --new (or another --seed) pays for new images.",
-        **sub_kw,
     )
     g.add_argument("prompt", help="what to draw (up to 5000 characters; quote it)")
     g.add_argument(
@@ -861,7 +859,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"upscale a text-to-image task by its id ({UPSCALE_CREDITS} credits)",
         description="Upscale a finished text-to-image task. The same command again resumes or "
         "reuses the upscale already paid for; --new pays for another.",
-        **sub_kw,
     )
     u.add_argument("task_id", help="the id of a finished text-to-image task of yours")
     add_seed(u, "upscale")
