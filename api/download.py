@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 from urllib3 import exceptions as u3
@@ -135,6 +135,7 @@ def download(
             f"The result address {shown!r} is not an http(s) URL, so it was not fetched: "
             "report it; the task's other files are unaffected."
         )
+    url = _without_echoed_key_userinfo(url)
     deadline = time.monotonic() + deadline_s
     attempt = 0
     while True:
@@ -352,6 +353,16 @@ def _network_reason(exc: BaseException, timeouts: tuple[float, float]) -> str:
     if isinstance(exc, requests.ConnectionError):
         return "the file host could not be reached or dropped the connection"
     return f"network error {type(exc).__name__}"
+
+
+def _without_echoed_key_userinfo(url: str) -> str:
+    """``url`` without ``user:password@`` when that userinfo holds a key of ours: requests
+    would send it to the file host (another origin) as Basic credentials."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at or errors.redact(userinfo) == userinfo:
+        return url
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _shown(url: str) -> str:

@@ -19,6 +19,8 @@ from support import mounts, pack, submodule
 from support.reliability import (
     KEY,
     PROMPT,
+    REWRITE,
+    FaultProxy,
     bounded,
     make_rig,
     matrix_row,
@@ -348,6 +350,34 @@ def test_damaged_journal_is_salvaged_and_nothing_is_paid_twice(sandbox, tmp_path
     rig.runner.journal.close()
 
 
+@matrix_row(
+    AREA, "a journal damaged beyond reading (overwritten with noise: no row, no index left), "
+    "three paid tasks",
+    "the WARNING line says 0 tasks were recovered from the file, and a second that 3 were found "
+    "in their kept-files folders (`.request.json`) and recorded again",
+    "the damaged file beside; each task comes back from its folder's note with its identity, "
+    "so queueing the three again resumes them (no create: 3 creates, 15 credits)",
+)  # fmt: skip
+def test_tasks_lost_with_the_journal_come_back_from_their_folders(sandbox, tmp_path, caplog):
+    rig = make_rig(tmp_path, sandbox)
+    firsts = [rig.runner.text_to_image(PROMPT, seed=seed) for seed in range(3)]
+    rig.runner.journal.close()
+    path = _journal_path(rig)
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    path.write_bytes(b"\x13 noise where the journal was " * 2000)
+    rig = make_rig(tmp_path, sandbox)
+    report = rig.runner.journal.salvaged
+    assert report is not None and report.tasks == 0 and report.kept_as.exists()
+    found = [r.getMessage() for r in caplog.records if "kept-files folders" in r.getMessage()]
+    assert len(found) == 1 and found[0].startswith("3 more task(s)")
+    for seed, first in enumerate(firsts):
+        again = rig.runner.text_to_image(PROMPT, seed=seed)
+        assert again.task_id == first.task_id and not again.credits and len(again.images) == 6
+    assert rig.ledger() == (3, 15)
+    rig.runner.journal.close()
+
+
 # -- keys echoed back ------------------------------------------------------------------------------
 
 
@@ -402,3 +432,29 @@ pointer_row(
     "the task id, recorded and still there after a reopen",
     "test_journal_db.py::test_a_paid_task_id_fits_on_a_disk_that_filled_during_the_create",
 )
+
+
+@matrix_row(
+    AREA, "the API echoes the key as the userinfo of the result URLs (`http://user:<key>@cdn/...`)",
+    "nothing: the images arrive; the URLs shown carry no userinfo",
+    "the task's images; the file host saw no credentials (requests would have sent the key as "
+    "Basic auth to that other origin); the journal holds no key; 1 create, 5 credits",
+)  # fmt: skip
+def test_a_key_echoed_as_url_userinfo_is_never_sent_to_the_file_host(sandbox, tmp_path):
+    with FaultProxy(sandbox.base_url) as proxy:
+        rig = make_rig(tmp_path, sandbox, base_url=proxy.base_url)
+
+        def key_as_userinfo(payload):
+            output = (payload.get("data") or {}).get("output") or {}
+            output["image_urls"] = [
+                url.replace("://", f"://user:{KEY}@", 1) for url in output.get("image_urls", [])
+            ]
+            return payload
+
+        proxy.add("GET", "/api/v1/tasks/", REWRITE, times=None, transform=key_as_userinfo)
+        result = rig.runner.text_to_image(PROMPT)
+    assert len(result.files) == 6 and rig.ledger() == (1, 5)
+    assert len(sandbox.file_requests) == 6
+    assert not any(r.had_authorization for r in sandbox.file_requests)
+    assert all("@" not in url and KEY not in url for url in result.urls)
+    rig.runner.journal.close()
