@@ -676,3 +676,25 @@ def test_a_good_copy_clears_a_recorded_file_failure(pg_url):
     kept = journal.get("sbxfailedonce_grok")
     assert kept.failed_files == () and [f.index for f in kept.files] == [1]
     journal.close()
+
+
+def test_a_throwaway_server_left_by_a_killed_test_run_is_reaped(pg_server):
+    """Test tooling (tools/pg_cluster.py): a run killed before its teardown leaves no server."""
+    import pg_cluster as pg
+
+    if pg.binaries() is None:
+        pytest.skip("no PostgreSQL server binaries to start a server of our own")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stray = pg.Cluster(owner_pid=gone.pid).start()
+    mine = pg.Cluster().start()  # reaps the stray, keeps what a live run owns
+    try:
+        assert not stray.dir.exists()
+        assert mine.dir not in pg.reap_stale() and mine.dir.exists()
+        import psycopg
+
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(stray.server_url, connect_timeout=2).close()
+    finally:
+        mine.destroy()
+        stray.destroy()

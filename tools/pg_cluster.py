@@ -61,6 +61,39 @@ def why_not() -> str | None:
     return None
 
 
+DIR_PREFIX = "grok-pg-"
+OWNER_FILE = "owner.pid"
+
+
+def reap_stale() -> list[Path]:
+    """Stop and remove throwaway clusters whose owning process has ended (a test run killed by
+    a timeout never reaches its teardown); the folders of live runs are left alone."""
+    reaped = []
+    for folder in Path(tempfile.gettempdir()).glob(DIR_PREFIX + "*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being made
+        if _alive(owner):
+            continue
+        try:
+            Cluster(folder).destroy()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired):
+            pass  # already gone: its folder is removed all the same
+        reaped.append(folder)
+    return reaped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -70,11 +103,15 @@ def _free_port() -> int:
 class Cluster:
     """``Cluster().start()``: a fresh server; ``stop()`` / ``start()`` again; ``destroy()``."""
 
-    def __init__(self, existing: Path | None = None) -> None:
+    def __init__(self, existing: Path | None = None, owner_pid: int | None = None) -> None:
         bin_dir = binaries()
         assert bin_dir is not None, why_not()
         self.bin = bin_dir
-        self.dir = existing or Path(tempfile.mkdtemp(prefix="grok-pg-"))
+        if existing is None:
+            reap_stale()
+        self.dir = existing or Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+        if existing is None:  # who to outlive: a run killed before its teardown leaves a stray
+            (self.dir / OWNER_FILE).write_text(str(owner_pid or os.getpid()))
         self.data = self.dir / "data"
         self.sockets = self.dir / "sock"
         self.log = self.dir / "server.log"
@@ -154,7 +191,8 @@ def drop_database(server_url: str, database_url: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``python tools/pg_cluster.py start`` prints shell exports for a started throwaway server
+    """``python tools/pg_cluster.py start [OWNER_PID]`` prints shell exports for a started
+    throwaway server, kept while OWNER_PID (default: the caller) lives
     (nothing, and the reason on stderr, when none can be had); ``stop DIR`` stops and removes it.
     ``.ci/run`` uses it so the whole suite shares one server."""
     import shlex
@@ -164,7 +202,8 @@ def main(argv: list[str]) -> int:
         if reason:
             print(f"shared-journal tests: no PostgreSQL server started ({reason})", file=sys.stderr)
             return 0
-        cluster = Cluster()
+        owner = int(argv[1]) if len(argv) > 1 else os.getppid()
+        cluster = Cluster(owner_pid=owner)
         try:
             cluster.start()
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
@@ -177,7 +216,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["stop"] and len(argv) == 2:
         Cluster(Path(argv[1])).destroy()
         return 0
-    print("usage: pg.py start | stop DIR", file=sys.stderr)
+    print("usage: pg_cluster.py start [OWNER_PID] | stop DIR", file=sys.stderr)
     return 2
 
 
