@@ -240,11 +240,13 @@ def _home(args: argparse.Namespace) -> Path:
 
 def _journal_target(args: argparse.Namespace) -> str | Path:
     """``--journal-url``, else ``GROK_IMAGINE_JOURNAL_URL``, else the home's journal file."""
-    from .journal.open import journal_url_from_env
+    from .journal.open import checked_journal_url, journal_url_from_env
 
     explicit = getattr(args, "journal_url", None)
-    if explicit or getattr(args, "private_journal", False):
-        return explicit or paths.journal_path(_home(args))
+    if explicit:
+        return checked_journal_url(explicit, "--journal-url")
+    if getattr(args, "private_journal", False):
+        return paths.journal_path(_home(args))
     return journal_url_from_env() or paths.journal_path(_home(args))
 
 
@@ -743,7 +745,7 @@ def _version() -> str:
     try:
         return metadata.version("comfyui-grok-imagine")
     except metadata.PackageNotFoundError:
-        return "unknown (not pip-installed)"
+        return "unknown (the pack is not installed as a package)"
 
 
 def _epilog() -> str:

@@ -12,16 +12,35 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .pacing import CreateRate, rate_from_env
-from .store import JournalDriverMissingError, JournalStore
+from .store import JournalDriverMissingError, JournalStore, JournalUnavailableError
 from .url import JOURNAL_URL_ENV, DatabaseUrl, is_database_url
 
 DRIVER_PACKAGE = '"psycopg[binary]>=3.1"'
 """The optional driver (the pack's ``postgres`` extra); named, never installed by the pack."""
 
 
+class JournalUrlError(JournalUnavailableError):
+    """A journal URL that is not a PostgreSQL URL. Refused, never taken for a file name: a typo
+    must not quietly give each worker a journal of its own (and a fleet double charges)."""
+
+
 def journal_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:
     value = (os.environ if environ is None else environ).get(JOURNAL_URL_ENV, "").strip()
-    return value or None
+    return checked_journal_url(value, JOURNAL_URL_ENV) if value else None
+
+
+def checked_journal_url(value: str, source: str) -> str:
+    """``value`` if it is a ``postgresql://`` URL, else ``JournalUrlError`` naming ``source``.
+
+    The message quotes at most the scheme: whatever follows it may hold a password."""
+    if is_database_url(value):
+        return value
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    found = f"it starts with {scheme + '://'!r}" if scheme.isalnum() else "it has no scheme"
+    raise JournalUrlError(
+        f"{source} must be a postgresql:// URL (postgresql://user:password@host:5432/database), "
+        f"but {found}: fix it, or unset it to use this machine's own journal. No request was sent."
+    )
 
 
 def open_journal(
