@@ -258,6 +258,19 @@ def test_the_panel_lists_a_task_right_after_it_ran_and_loads_it_free(
         path=str(artifacts_dir / "panel.png"), clip={"x": 0, "y": 0, "width": 900, "height": 620}
     )
 
+    with page.expect_popup() as opened:
+        row.get_by_role("button", name=f"Open the kept images of {task_id}").click()
+    tab = opened.value
+    tab.wait_for_function(
+        "() => document.images.length > 0"
+        " && [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    kept = [f for f in (spend_comfyui.output_dir / "grok_imagine" / task_id).iterdir()
+            if not f.name.startswith(".")]  # fmt: skip
+    assert tab.evaluate("() => document.images.length") == len(kept) > 0
+    tab.screenshot(path=str(artifacts_dir / "spend-02b-kept-images.png"))
+    tab.close()
+
     row.get_by_role("button", name=f"Add a Grok Load Task node for {task_id}").click()
     loaded = page.evaluate(
         """([type, id]) => {

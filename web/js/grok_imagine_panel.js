@@ -121,6 +121,25 @@ export function addLoadTaskNode(taskId) {
   return node;
 }
 
+function openImages(row) {
+  // One tab with every kept image (a popup blocker lets one window through, not six).
+  const tab = window.open("", "_blank");
+  if (!tab) return toast("warn", "Grok Imagine", "The browser blocked the new tab.");
+  const doc = tab.document;
+  doc.title = `Grok Imagine task ${row.task_id}`;
+  doc.body.style.cssText = "margin:0;background:#111;display:flex;flex-wrap:wrap;gap:8px;padding:8px;";
+  for (const file of row.files) {
+    const link = doc.createElement("a");
+    link.href = api.apiURL(file.url);
+    const img = doc.createElement("img");
+    img.src = link.href;
+    img.alt = `Image ${file.index + 1} of task ${row.task_id}`;
+    img.style.cssText = "max-width:48vw;max-height:90vh;";
+    link.append(img);
+    doc.body.append(link);
+  }
+}
+
 function resolveBox(row, refresh) {
   const input = el("input", {
     type: "text",
@@ -194,9 +213,12 @@ function taskRow(row, refresh) {
   }
   if (row.files.length) {
     actions.append(
-      button(`Open ${row.files.length} image${row.files.length === 1 ? "" : "s"}`, "grok-imagine-open", () => {
-        for (const file of row.files) window.open(api.apiURL(file.url), "_blank", "noopener");
-      }),
+      button(
+        `Open ${row.files.length} image${row.files.length === 1 ? "" : "s"}`,
+        "grok-imagine-open",
+        () => openImages(row),
+        { ariaLabel: `Open the kept images of ${row.task_id}` },
+      ),
     );
   }
   return el(
