@@ -101,14 +101,25 @@ def images_to_tensor(
     if count == 1:
         batch.add(0, sources[0], slot=0, label=_label(sources[0], 0, count), prefault=True)
     else:
+        # The pool's workers and this thread take the images in turn: the caller decodes too
+        # instead of waiting, which is a third of the work on two cores when one is taken.
+        claim = itertools.count()
+        claim_lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with claim_lock:
+                    i = next(claim)
+                if i >= count:
+                    return
+                batch.add(i, sources[i], slot=i, label=_label(sources[i], i, count))
+
         pool = decode_pool()
-        jobs = [
-            pool.submit(batch.add, i, source, slot=i, label=_label(source, i, count))
-            for i, source in enumerate(sources)
-        ]
-        wait(jobs)
-        for job in jobs:
-            job.result()
+        helpers = [pool.submit(work) for _ in range(min(count - 1, _workers()))]
+        work()
+        wait(helpers)
+        for helper in helpers:
+            helper.result()
     images, skipped = batch.finish(keys)
     if skipped:
         raise skipped[0][1]
@@ -688,9 +699,12 @@ def decode_pool() -> ThreadPoolExecutor:
         if _executor is None:
             # At least two, so one image's decode overlaps another's conversion whenever a
             # second core is free (Pillow and NumPy release the GIL while they work).
-            workers = min(_MAX_WORKERS, max(2, os.cpu_count() or 1))
-            _executor = ThreadPoolExecutor(workers, thread_name_prefix="grok-imagine-decode")
+            _executor = ThreadPoolExecutor(_workers(), thread_name_prefix="grok-imagine-decode")
         return _executor
+
+
+def _workers() -> int:
+    return min(_MAX_WORKERS, max(2, os.cpu_count() or 1))
 
 
 def _label(source: Any, position: int, count: int) -> str:
