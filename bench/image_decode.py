@@ -413,7 +413,7 @@ def run(quick: bool) -> BenchResult:
         "",
         "Where ours spends its time on the 6-JPEG set (every thread sampled every 2 ms by "
         "`bench/sampler.py`; C code is counted on the Python line that called it; the "
-        "caller's line is its wait for the pool):",
+        "caller thread decodes its share too):",
         "",
     ]
     result.details += markdown_table(["thread", "line", "share of samples"], sampled.table(8))
