@@ -64,7 +64,8 @@ class State:
 
     FINISHED = frozenset({SUCCEEDED, FAILED})
     UNCHARGED = frozenset({REJECTED, FAILED})
-    """Rows that cost nothing: the spend ledger skips them (their credits are zeroed too)."""
+    """The refund rule, defined only here: rows in these states cost nothing; both journals zero
+    their credits and their spend ledgers skip them."""
 
 
 _SCHEMA = """
@@ -665,7 +666,7 @@ class Journal:
     def mark(self, entry_id: int, state: str, error: str | None = None) -> None:
         """Set the state of one attempt (``uncertain`` / ``rejected`` before a task id exists)."""
         now = time.time()
-        refunded = state in (State.REJECTED, State.FAILED)
+        refunded = state in State.UNCHARGED
         self._write(
             lambda c: c.execute(
                 "UPDATE requests SET state = ?, error = COALESCE(?, error), updated_at = ?,"
@@ -695,7 +696,7 @@ class Journal:
                 " error = ?, updated_at = ?, finished_at = COALESCE(?, finished_at),"
                 " credits = CASE WHEN ? THEN 0 ELSE credits END"
                 " WHERE id = (SELECT max(id) FROM requests WHERE task_id = ?)",
-                (state, urls, error, now, finished, state == State.FAILED, task_id),
+                (state, urls, error, now, finished, state in State.UNCHARGED, task_id),
             )
         )
 
@@ -978,8 +979,9 @@ def _insert(conn: sqlite3.Connection, ident: RequestIdentity, state: str) -> Jou
 def _spent(conn: sqlite3.Connection, since: float, until: float | None) -> int:
     row = conn.execute(
         "SELECT COALESCE(SUM(credits), 0) FROM requests WHERE created_at >= ?"
-        " AND created_at < ? AND identity IS NOT NULL AND state NOT IN (?, ?)",
-        (since, float("inf") if until is None else until, State.REJECTED, State.FAILED),
+        " AND created_at < ? AND identity IS NOT NULL AND state NOT IN"
+        f" ({', '.join('?' * len(State.UNCHARGED))})",
+        (since, float("inf") if until is None else until, *sorted(State.UNCHARGED)),
     ).fetchone()
     return int(row[0])
 

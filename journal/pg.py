@@ -576,7 +576,7 @@ class PgJournal:
 
     def mark(self, entry_id: int, state: str, error: str | None = None) -> None:
         self._release(entry_id)
-        refunded = state in (State.REJECTED, State.FAILED)
+        refunded = state in State.UNCHARGED
         self._write(
             "UPDATE grok_imagine_requests SET state = %s, error = COALESCE(%s, error),"
             f" updated_at = {_NOW}, lease_until = NULL,"
@@ -605,7 +605,7 @@ class PgJournal:
             f" finished_at = CASE WHEN %s THEN COALESCE(finished_at, {_NOW}) ELSE finished_at END,"
             " credits = CASE WHEN %s THEN 0 ELSE credits END"
             " WHERE id = (SELECT max(id) FROM grok_imagine_requests WHERE task_id = %s)",
-            (state, urls, error, finished, state == State.FAILED, task_id),
+            (state, urls, error, finished, state in State.UNCHARGED, task_id),
             task_id,
         )
 
@@ -998,7 +998,7 @@ def _insert(conn: psycopg.Connection[Any], ident: RequestIdentity, state: str) -
 _SPENT = (
     "SELECT COALESCE(SUM(credits), 0) FROM grok_imagine_requests"
     " WHERE created_at >= %s AND created_at < %s AND identity IS NOT NULL"
-    " AND state NOT IN (%s, %s)"
+    " AND state <> ALL(%s)"
     f" AND NOT (state = %s AND COALESCE(lease_until, 0) <= {_NOW})"
 )
 """The ledger: a reservation counts while its worker's lease lives (no pid check across hosts)."""
@@ -1017,7 +1017,7 @@ def _safe(url: str | None) -> str | None:
 
 def _spent_params(since: float, until: float | None) -> tuple[Any, ...]:
     end = float("inf") if until is None else until
-    return (since, end, State.REJECTED, State.FAILED, State.RESERVED)
+    return (since, end, sorted(State.UNCHARGED), State.RESERVED)
 
 
 def _latest(conn: psycopg.Connection[Any], identity_key: str) -> JournalEntry | None:
