@@ -14,7 +14,10 @@ machines:
   first served, one round trip per create;
 * a write that cannot reach the database after the create was sent (task id, states, files) is
   kept in memory, in order, and written the moment the database answers again; a claim (the step
-  before any money moves) never proceeds without the database: fail closed.
+  before any money moves) never proceeds without the database: fail closed;
+* no connection is ever made while holding the lock the writes need: a silent database host
+  (connect timeout) must not stall a paid task's polling. Writes only queue while the database
+  is away; the heartbeat thread reconnects and saves them, reads connect before taking the lock.
 
 Every timestamp comes from the database's clock, so a fleet's hosts need not agree on the time.
 All SQL of this backend lives in ``PgJournal`` and ``PgClaim``: one class to extend. The driver
@@ -28,7 +31,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -232,8 +234,9 @@ class PgJournal:
         """Writes waiting through an outage, in order: (statement, parameters, task id)."""
         self._leased: set[int] = set()
         self._warned_outage = False
-        self._quiet_until = 0.0
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        """Set to make the heartbeat reconnect and save queued writes now, not at its next beat."""
         self._beat: threading.Thread | None = None
         self._beat_conn: psycopg.Connection[Any] | None = None
         if self.url.password:
@@ -256,8 +259,11 @@ class PgJournal:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._beat is not None:
             self._beat.join(timeout=HEARTBEAT_S + CONNECT_TIMEOUT_S)
+        if self._pending:
+            self._reconnect_outside_the_lock()
         with self._lock:
             if self._pending:
                 self._flush_quietly()
@@ -312,17 +318,6 @@ class PgJournal:
             self._flush(self._conn, doing)
         return self._conn
 
-    def _connection_retried(self, doing: str) -> psycopg.Connection[Any]:
-        """``_connection``, once more on a fresh connection if the one we held had been dropped
-        (a database restart is not an outage)."""
-        held = self._conn is not None and not self._conn.closed
-        try:
-            return self._connection(doing)
-        except JournalUnavailableError:
-            if not held:
-                raise
-            return self._connection(doing)
-
     def _broken(self) -> None:
         if self._conn is not None:
             try:
@@ -345,9 +340,18 @@ class PgJournal:
             advice=errors.Advice.RETRY,
         )
 
+    def _connect_first(self, doing: str) -> None:
+        """Before taking the lock: connect if there is no open connection, so a slow or silent
+        host keeps only this caller waiting, never the paid tasks' writes."""
+        if self._conn is None or self._conn.closed:
+            failure = self._reconnect_outside_the_lock()
+            if failure is not None:
+                raise self._unavailable(doing, failure) from None
+
     def _read(self, doing: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            for attempt in (1, 2):
+        for attempt in (1, 2):  # a connection the server dropped meanwhile gets one new try
+            self._connect_first(doing)
+            with self._lock:
                 conn = self._connection(doing)
                 try:
                     return conn.execute(sql, params).fetchall()
@@ -357,30 +361,26 @@ class PgJournal:
                         raise self._unavailable(doing, exc) from None
                 except psycopg.Error as exc:
                     raise self._unavailable(doing, exc) from None
-            raise AssertionError("unreachable")
+        raise AssertionError("unreachable")
 
     def _write(self, sql: str, params: tuple[Any, ...], task_id: str | None = None) -> None:
-        """A write made after money moved: never lost to an outage, never raising for one.
+        """A write made after money moved: never lost to an outage, never raising for one, and
+        never waiting on the database: saved now on the open connection, or queued.
 
-        Writes wait in order in memory while the database is away and are saved by the next
-        call that reaches it (or by the heartbeat thread), before that call does anything else.
+        Writes wait in order in memory while the database is away (or the connection was
+        dropped) and are saved by the heartbeat thread once it has reconnected outside the lock,
+        or by the next read that reaches the database, before that read does anything else.
         """
         with self._lock:
             self._pending.append((sql, params, task_id))
-            if len(self._pending) > 1 and time.monotonic() < self._quiet_until:
-                return  # the database was just found away: queue without waiting on it again
+            if len(self._pending) > 1 or self._conn is None or self._conn.closed:
+                self._wake.set()  # queued behind others, or no connection: the heartbeat's job
+                self._start_heartbeat()
+                return
             try:
-                self._connection_retried("save a task's progress")
+                self._flush(self._conn, "save a task's progress")
             except JournalUnavailableError:
-                self._quiet_until = time.monotonic() + HEARTBEAT_S
-                if not self._warned_outage:
-                    self._warned_outage = True
-                    logger.warning(
-                        "The shared task journal (%s) cannot be reached; tasks already paid for go "
-                        "on and their journal writes wait in memory until it answers again. No "
-                        "new task is created until then.",
-                        self.url.describe(),
-                    )
+                self._wake.set()  # a dropped connection (a restart) is reconnected at once
                 self._start_heartbeat()
 
     def _flush(self, conn: psycopg.Connection[Any], doing: str) -> None:
@@ -404,8 +404,11 @@ class PgJournal:
             logger.warning("the shared task journal %s answers again; all writes saved", self.where)
 
     def _flush_quietly(self) -> None:
+        """Save the queued writes on the open connection, if any; never connect (under the lock)."""
+        if self._conn is None or self._conn.closed:
+            return
         try:
-            self._connection("save a task's progress")
+            self._flush(self._conn, "save a task's progress")
         except JournalUnavailableError:
             pass
 
@@ -419,7 +422,11 @@ class PgJournal:
             self._beat.start()
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
+        while True:
+            self._wake.wait(HEARTBEAT_S)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             with self._lock:
                 leased = list(self._leased)
                 waiting = bool(self._pending) and (self._conn is None or self._conn.closed)
@@ -428,25 +435,41 @@ class PgJournal:
             with self._lock:
                 if self._pending:
                     self._flush_quietly()
+            if self._pending:
+                self._warn_outage()
             if leased:
                 self._renew(leased)
 
-    def _reconnect_outside_the_lock(self) -> None:
-        """Wait on a slow or dead host here, not under the lock the workers' writes need."""
+    def _warn_outage(self) -> None:
+        with self._lock:
+            if self._warned_outage or not self._pending:
+                return
+            self._warned_outage = True
+        logger.warning(
+            "The shared task journal (%s) cannot be reached; tasks already paid for go on and "
+            "their journal writes wait in memory until it answers again. No new task is created "
+            "until then.",
+            self.url.describe(),
+        )
+
+    def _reconnect_outside_the_lock(self) -> BaseException | None:
+        """Wait on a slow or dead host here, not under the lock the workers' writes need; the
+        new connection is installed unless another thread got one first. The failure, if any."""
         try:
             conn = self._connect()
-        except psycopg.Error:
-            return
+        except psycopg.Error as exc:
+            return exc
         try:
             _prepare_schema(conn, self.where)
-        except (psycopg.Error, JournalUnavailableError):
+        except (psycopg.Error, JournalUnavailableError) as exc:
             conn.close()
-            return
+            return exc
         with self._lock:
             if self._conn is None or self._conn.closed:
                 self._conn = conn
-                return
+                return None
         conn.close()
+        return None
 
     def _renew(self, leased: list[int]) -> None:
         """On a connection of its own: a slow claim on the main one must not starve a lease."""
@@ -473,6 +496,7 @@ class PgJournal:
     def claim(self, identity: RequestIdentity) -> Iterator[PgClaim]:
         """A transaction holding the advisory lock of ``identity`` (released at its end)."""
         doing = "check whether this request was already paid for"
+        self._connect_first(doing)
         with self._lock:
             conn, latest = self._begin_claim(doing, identity)
             claim = PgClaim(self, conn, identity, latest)
@@ -526,6 +550,7 @@ class PgJournal:
         if self.rate is None:
             return 0.0
         doing = "take a turn to create a task"
+        self._connect_first(doing)
         with self._lock:
             conn = self._connection(doing)
             try:
@@ -727,6 +752,7 @@ class PgJournal:
         """
         doing = "check the daily credit limit"
         keys = sorted({ident.key for ident in identities})
+        self._connect_first(doing)
         with self._lock:
             conn = self._connection(doing)
             try:
@@ -809,8 +835,7 @@ class PgJournal:
         return found[0] if found else None
 
     def _many(self, doing: str, sql: str, params: tuple[Any, ...]) -> list[JournalEntry]:
-        with self._lock:
-            return [_entry(row) for row in self._read(doing, sql, params)]
+        return [_entry(row) for row in self._read(doing, sql, params)]
 
 
 class PgClaim:

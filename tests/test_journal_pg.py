@@ -398,6 +398,78 @@ def test_the_database_going_away_stops_creates_and_keeps_writes(tmp_path, sandbo
     runner.journal.close()
 
 
+class SilentHost:
+    """A database host that accepts connections and never answers (a hung server or a
+    firewall that swallows packets): a connect to it waits out the whole connect timeout."""
+
+    def __init__(self):
+        import socket
+
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self._held = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                self._held.append(self._listener.accept()[0])
+            except OSError:
+                continue
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        for conn in self._held:
+            conn.close()
+        self._listener.close()
+
+
+def test_a_silent_database_host_never_stalls_a_paid_tasks_writes(tmp_path, pg_url, pg_mod, caplog):
+    journal = open_mod.open_journal(pg_url, rate=None)
+    silent = SilentHost()
+    try:
+        with journal._lock:  # the host goes silent and the connection we held is dropped
+            journal._dsn = f"postgresql://fleet:{PASSWORD}@127.0.0.1:{silent.port}/grok"
+            journal._broken()
+        slowest = 0.0
+        deadline = time.monotonic() + 2 * pg_mod.CONNECT_TIMEOUT_S + pg_mod.HEARTBEAT_S
+        calls = 0
+        with caplog.at_level("WARNING"):
+            while time.monotonic() < deadline:  # as a paid poll's updates and downloads do
+                started = time.monotonic()
+                journal.record_state(f"sbxsilent{calls:03d}_grok", "running", error=f"poll {calls}")
+                journal.record_file(
+                    f"sbxsilent{calls:03d}_grok", 0, f"/o/{calls}.png", "ab", 1, None
+                )
+                slowest = max(slowest, time.monotonic() - started)
+                calls += 1
+                time.sleep(0.05)
+        print(f"{calls} pairs of writes against a silent host: slowest {slowest * 1000:.1f} ms")
+        assert slowest < 0.5 and len(journal._pending) == 2 * calls
+        assert [r for r in caplog.records if "cannot be reached" in r.getMessage()]
+        with journal._lock:
+            journal._dsn = pg_url  # the database answers again: the heartbeat saves everything
+        saved_by = time.monotonic() + pg_mod.CONNECT_TIMEOUT_S + 2 * pg_mod.HEARTBEAT_S + 5
+        while journal._pending and time.monotonic() < saved_by:
+            time.sleep(0.05)
+        assert not journal._pending
+    finally:
+        journal.close()
+        silent.close()
+    check = open_mod.open_journal(pg_url, rate=None)
+    try:
+        # record_state updates rows the journal knows; record_file rows are there as written
+        files = check._read("test", "SELECT count(*) FROM grok_imagine_files")[0][0]
+        assert files == calls
+        assert check._read("test", "SELECT max(path) FROM grok_imagine_files WHERE idx = 0")[0][0]
+    finally:
+        check.close()
+
+
 MISSING_DRIVER = """
 import sys
 sys.modules["psycopg"] = None  # as if the optional extra was never installed
@@ -638,7 +710,12 @@ def test_a_database_restart_between_writes_is_not_an_outage(
     pg_own_cluster.start()  # the journal's connection is now a dead one
     with caplog.at_level("WARNING"):
         runner.journal.record_state(first.task_id, "succeeded", error="after the restart")
-    assert not runner.journal._pending  # written at once, on a new connection
+        # a write never reconnects itself (a silent host would stall it there): the heartbeat,
+        # woken at once, saves it on a new connection
+        saved_by = time.monotonic() + 1.0
+        while runner.journal._pending and time.monotonic() < saved_by:
+            time.sleep(0.01)
+    assert not runner.journal._pending
     assert not [r for r in caplog.records if "cannot be reached" in r.getMessage()]
     assert runner.journal.get(first.task_id).error == "after the restart"
     runner.journal.close()
