@@ -6,6 +6,7 @@ from functools import partial
 from typing import Any
 
 from ..api import validation
+from . import labels
 from .node_cost import NodeCost
 from .queue_checks import refuse_at_queue
 
@@ -13,9 +14,10 @@ from .queue_checks import refuse_at_queue
 class GrokImagineLoadTask:
     """Classic (V1) ComfyUI node: how a user recovers any paid result from its task id."""
 
-    DISPLAY_NAME = "Grok Load Task"
+    DISPLAY_NAME = labels.display_name("Grok Load Task")
+    SEARCH_ALIASES = labels.search_aliases("load task", "task id", "recover", "resume")
     COST = NodeCost(0)
-    CATEGORY = "Grok Imagine"
+    CATEGORY = labels.CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = ("IMAGE", "STRING", "STRING")
     RETURN_NAMES = ("images", "task_id", "urls")
@@ -26,10 +28,10 @@ class GrokImagineLoadTask:
     )
     DESCRIPTION = (
         "Loads the images of an existing Grok Imagine task (text-to-image or upscale) by its "
-        "task id. Free: it never creates a task. Images already kept on disk are used without "
-        "any API call; otherwise they are fetched from API in One, waiting for the task if it "
-        "is still running. Use it to recover any paid result, for example after a restart or "
-        "from `grok-imagine tasks`."
+        f"task id. {labels.ACCOUNT} Free: it never creates a task. Images already kept on disk "
+        "are used without any API call; otherwise they are fetched from API in One, waiting "
+        "for the task if it is still running. Use it to recover any paid result, for example "
+        "after a restart or from `grok-imagine tasks`."
     )
 
     @classmethod

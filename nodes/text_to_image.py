@@ -8,6 +8,7 @@ from typing import Any
 from ..api import validation
 from ..api.models import TEXT_TO_IMAGE_CREDITS as CREDITS
 from ..api.task import DEFAULT_TASK_TIMEOUT_S
+from . import labels
 from .node_cost import NodeCost
 from .queue_checks import refuse_at_queue
 
@@ -21,9 +22,10 @@ DEFAULT_TIMEOUT_S = int(DEFAULT_TASK_TIMEOUT_S)
 class GrokImagineTextToImage:
     """Classic (V1) ComfyUI node; ``generate`` is a coroutine so Grok nodes wait concurrently."""
 
-    DISPLAY_NAME = "Grok Text-to-Image"
+    DISPLAY_NAME = labels.display_name("Grok Text-to-Image")
+    SEARCH_ALIASES = labels.search_aliases("text to image", "txt2img", "t2i", "generate image")
     COST = NodeCost(CREDITS, "task", "parallel_tasks")
-    CATEGORY = "Grok Imagine"
+    CATEGORY = labels.CATEGORY
     FUNCTION = "generate"
     RETURN_TYPES = ("IMAGE", "STRING", "STRING")
     RETURN_NAMES = ("images", "task_id", "urls")
@@ -36,14 +38,14 @@ class GrokImagineTextToImage:
         "kept on disk under ComfyUI's output folder, grok_imagine/<task id>/.",
     )
     DESCRIPTION = (
-        f"Generates images from a text prompt with xAI's Grok Imagine through API in One. "
-        f"Costs {CREDITS} credits (about $0.01) per task; each task returns the provider's "
-        "image set (usually 6 images). Queueing the same inputs again costs nothing: the paid "
-        "images come back from the pack's journal. Change the seed to pay for new ones. Cancel "
-        "stops waiting but never throws a paid task away: queue again to pick it up. If some "
-        "of several parallel tasks fail, the node returns the others' images and its status "
-        "text says which failed. Needs an API in One key (Settings > Grok Imagine > API key, "
-        "or APIINONE_API_KEY)."
+        "Generates images from a text prompt with xAI's Grok Imagine through API in One. "
+        f"{labels.ACCOUNT} Costs {CREDITS} credits (about $0.01) per task; each task returns "
+        "the provider's image set (usually 6 images). Queueing the same inputs again costs "
+        "nothing: the paid images come back from the pack's journal. Change the seed to pay "
+        "for new ones. Cancel stops waiting but never throws a paid task away: queue again to "
+        "pick it up. If some of several parallel tasks fail, the node returns the others' "
+        "images and its status text says which failed. Needs an API in One key (Settings > "
+        "Grok Imagine > API key, or APIINONE_API_KEY)."
     )
 
     @classmethod

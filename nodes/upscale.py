@@ -7,6 +7,7 @@ from typing import Any
 
 from ..api import validation
 from ..api.models import UPSCALE_CREDITS as CREDITS
+from . import labels
 from .node_cost import NodeCost
 from .queue_checks import refuse_at_queue
 
@@ -14,9 +15,10 @@ from .queue_checks import refuse_at_queue
 class GrokImagineUpscale:
     """Classic (V1) ComfyUI node; ``upscale`` is a coroutine so Grok nodes wait concurrently."""
 
-    DISPLAY_NAME = "Grok Upscale"
+    DISPLAY_NAME = labels.display_name("Grok Upscale")
+    SEARCH_ALIASES = labels.search_aliases("upscale", "enlarge", "super resolution")
     COST = NodeCost(CREDITS, "task id", "task_id")
-    CATEGORY = "Grok Imagine"
+    CATEGORY = labels.CATEGORY
     FUNCTION = "upscale"
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("images", "task_id")
@@ -25,11 +27,12 @@ class GrokImagineUpscale:
         "The upscale task id(s), one per line; Grok Load Task gets the images again for free.",
     )
     DESCRIPTION = (
-        "Upscales the images of a finished Grok Text-to-Image task through API in One. Costs "
-        f"{CREDITS} credits (about $0.024) per task id. Wire the Text-to-Image node's task_id "
-        "output into task_id (several ids, one per line, are upscaled each), or type an id. "
-        "Queueing the same id again costs nothing: the paid images come back from the pack's "
-        "journal. Cancel stops waiting but never throws a paid task away."
+        "Upscales the images of a finished Grok Text-to-Image task through API in One. "
+        f"{labels.ACCOUNT} Costs {CREDITS} credits (about $0.024) per task id. Wire the "
+        "Text-to-Image node's task_id output into task_id (several ids, one per line, are "
+        "upscaled each), or type an id. Queueing the same id again costs nothing: the paid "
+        "images come back from the pack's journal. Cancel stops waiting but never throws a "
+        "paid task away."
     )
 
     @classmethod

@@ -226,7 +226,7 @@ def test_status_text_shows_state_task_id_and_credits(comfy, grok):
     _, task_id, _ = asyncio.run(T2I().generate("a lighthouse", 3, unique_id="12"))
     texts = comfy.texts_for("12")
     assert texts, "no progress text was sent"
-    assert all(text.startswith("Grok Text-to-Image") for text in texts)
+    assert all(text.startswith(T2I.DISPLAY_NAME) for text in texts)
     running = [t for t in texts if "running" in t or "queued" in t]
     assert running and any(f"task {task_id}" in t for t in running)
     assert any("5 credits" in t for t in texts)
@@ -260,9 +260,9 @@ def test_upscale_and_load_report_too(comfy, grok):
     _, task_id, _ = asyncio.run(T2I().generate("a lighthouse", 3))
     asyncio.run(UPSCALE().upscale(task_id, unique_id="21"))
     assert any("12 credits" in text for text in comfy.texts_for("21"))
-    assert comfy.texts_for("21")[-1].startswith("Grok Upscale")
+    assert comfy.texts_for("21")[-1].startswith(UPSCALE.DISPLAY_NAME)
     asyncio.run(LOAD().load(task_id, unique_id="22"))
-    assert comfy.texts_for("22")[-1].startswith("Grok Load Task")
+    assert comfy.texts_for("22")[-1].startswith(LOAD.DISPLAY_NAME)
 
 
 # -- Cancel ----------------------------------------------------------------------------------------

@@ -10,10 +10,11 @@ from support import pack, submodule
 validation = submodule("api.validation")
 
 EXPECTED = {
-    "GrokImagineTextToImage": "Grok Text-to-Image",
-    "GrokImagineUpscale": "Grok Upscale",
-    "GrokImagineLoadTask": "Grok Load Task",
+    "GrokImagineTextToImage": "API in One · Grok Text-to-Image",
+    "GrokImagineUpscale": "API in One · Grok Upscale",
+    "GrokImagineLoadTask": "API in One · Grok Load Task",
 }
+SEARCHES = ("grok", "grok imagine", "api in one", "apiinone")  # what users type (issue 15)
 NODES = pack.NODE_CLASS_MAPPINGS
 T2I = NODES["GrokImagineTextToImage"]
 UPSCALE = NODES["GrokImagineUpscale"]
@@ -28,6 +29,16 @@ def all_inputs(node: type) -> dict[str, tuple]:
 def test_ids_and_display_names():
     assert set(NODES) == set(EXPECTED)
     assert pack.NODE_DISPLAY_NAME_MAPPINGS == EXPECTED
+
+
+@pytest.mark.parametrize("node_id", sorted(EXPECTED))
+def test_found_by_what_users_type_and_told_apart_from_comfyuis_grok_nodes(node_id):
+    node = NODES[node_id]
+    assert set(SEARCHES) <= set(node.SEARCH_ALIASES)
+    assert all(alias == alias.lower() and alias.strip() == alias for alias in node.SEARCH_ALIASES)
+    # The older frontend searches only the name and the id, and favours the name's start.
+    assert node.DISPLAY_NAME.startswith("API in One")
+    assert "not one of ComfyUI's own Grok nodes" in node.DESCRIPTION
 
 
 @pytest.mark.parametrize("node_id", sorted(EXPECTED))
