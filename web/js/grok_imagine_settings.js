@@ -4,6 +4,11 @@
 // in a 0600 file in ComfyUI's user directory. The entry uses a custom render function and never
 // calls the settings setter, so the key is never written to comfy.settings.json, a workflow or
 // PNG metadata; after saving, the page only knows "set (…abcd)" or "not set".
+//
+// Words: the setting's name and tooltip are translated by the frontend from locales/*/settings.json;
+// the entry's own words come from locales/*/main.json ("grokImagine.keyEntry"), as ComfyUI serves
+// them at /i18n, in the UI language (Comfy.Locale). ENGLISH is the fallback and must equal
+// locales/en/main.json (tests/test_locales.py checks it).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -11,12 +16,92 @@ const SETTING_ID = "GrokImagine.ApiKey";
 const ROUTE = "/grok_imagine/key";
 const ENV_VAR = "APIINONE_API_KEY";
 
+/* english:begin */
+const ENGLISH = {
+  "settingName": "API in One key",
+  "settingTooltip": "Your API in One key for the Grok Imagine nodes. It is stored on the ComfyUI server (grok_imagine/api_key in ComfyUI's user directory, owner-only) and never in settings, workflows or images. APIINONE_API_KEY in ComfyUI's environment takes precedence.",
+  "checking": "checking…",
+  "notSet": "not set",
+  "set": "set{tail}",
+  "setByEnv": "set by {envVar}{tail}",
+  "setByEnvShadowing": "set by {envVar}{tail}; the saved key is not used while it is set",
+  "unknown": "unknown ({reason})",
+  "error": "error: {reason}",
+  "placeholder": "paste key",
+  "inputLabel": "Grok Imagine API key",
+  "save": "Save",
+  "remove": "Remove",
+  "removeTitle": "Delete the saved key file",
+  "saved": "API key saved.",
+  "removed": "Saved API key removed.",
+  "notSaved": "Grok Imagine: API key not saved",
+  "pasteFirst": "Paste a key first (Remove deletes the saved one).",
+  "unreachable": "Could not reach the ComfyUI server."
+};
+/* english:end */
+
+let words = ENGLISH;
+let translations = null;
+
+function uiLocale() {
+  const settings = app.extensionManager && app.extensionManager.setting;
+  const locale = settings && typeof settings.get === "function" ? settings.get("Comfy.Locale") : null;
+  return typeof locale === "string" && locale ? locale : "en";
+}
+
+// The pack's words in the UI language as it is now: exact locale, then its language ("zh-TW"
+// -> "zh"), then English. ComfyUI's translations are fetched once; a failure leaves English.
+async function loadWords() {
+  if (!translations) {
+    translations = (async () =>
+      typeof api.getCustomNodesI18n === "function"
+        ? await api.getCustomNodesI18n()
+        : await (await api.fetchApi("/i18n")).json())().catch(() => ({}));
+  }
+  const all = (await translations) || {};
+  const locale = uiLocale();
+  const pick = (code) => (all[code] && all[code].grokImagine && all[code].grokImagine.keyEntry) || {};
+  words = { ...ENGLISH, ...pick("en"), ...pick(locale.split("-")[0]), ...pick(locale) };
+}
+
+function say(key, values = {}) {
+  const template = words[key] || ENGLISH[key] || key;
+  return template.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+}
+
+// The frontend's own control styles: its design-token classes where it has them (the Button
+// component of the 2026 frontends), else PrimeVue's (the 2025 ones). Feature-detected, not by
+// version: the token stylesheet defines --primary-background.
+const TOKEN_BUTTON =
+  "relative inline-flex items-center justify-center gap-2 cursor-pointer whitespace-nowrap " +
+  "appearance-none border-none font-medium font-inter transition-colors " +
+  "focus-visible:outline-none focus-visible:ring-1 focus-visible:ring-ring " +
+  "disabled:pointer-events-none disabled:opacity-50 h-8 rounded-lg p-2 text-xs";
+
+function controlClasses() {
+  const tokens = getComputedStyle(document.documentElement).getPropertyValue("--primary-background");
+  if (tokens.trim()) {
+    return {
+      input: "p-inputtext p-component p-inputtext-sm",
+      primary: `${TOKEN_BUTTON} bg-primary-background text-base-foreground hover:bg-primary-background-hover`,
+      secondary: `${TOKEN_BUTTON} text-secondary-foreground bg-secondary-background hover:bg-secondary-background-hover`,
+      status: "text-xs text-muted-foreground",
+    };
+  }
+  return {
+    input: "p-inputtext p-component p-inputtext-sm",
+    primary: "p-button p-component p-button-sm",
+    secondary: "p-button p-component p-button-sm p-button-secondary",
+    status: "",
+  };
+}
+
 async function callRoute(options) {
   let response;
   try {
     response = await api.fetchApi(ROUTE, { cache: "no-store", ...options });
   } catch (error) {
-    throw new Error("Could not reach the ComfyUI server.");
+    throw new Error(say("unreachable"));
   }
   let body = null;
   try {
@@ -32,13 +117,12 @@ async function callRoute(options) {
 }
 
 function describe(status) {
-  if (!status || !status.set) return "not set";
+  if (!status || !status.set) return say("notSet");
   const tail = status.last4 ? ` (…${status.last4})` : "";
   if (status.source === "env") {
-    const shadow = status.file_set ? "; the saved key is not used while it is set" : "";
-    return `set by ${ENV_VAR}${tail}${shadow}`;
+    return say(status.file_set ? "setByEnvShadowing" : "setByEnv", { envVar: ENV_VAR, tail });
   }
-  return `set${tail}`;
+  return say("set", { tail });
 }
 
 function toast(severity, summary, detail) {
@@ -49,46 +133,55 @@ function toast(severity, summary, detail) {
 }
 
 function renderKeyEntry() {
+  const classes = controlClasses();
   const root = document.createElement("div");
   root.className = "grok-imagine-api-key";
   root.style.cssText = "display:flex;flex-direction:column;gap:6px;align-items:flex-end;";
 
   const statusLine = document.createElement("span");
-  statusLine.className = "grok-imagine-api-key-status";
+  statusLine.className = `grok-imagine-api-key-status ${classes.status}`.trim();
   statusLine.setAttribute("data-testid", "grok-imagine-key-status");
-  statusLine.style.cssText = "font-size:0.9em;opacity:0.85;max-width:22rem;text-align:right;";
-  statusLine.textContent = "checking…";
+  statusLine.setAttribute("role", "status");
+  statusLine.style.cssText = "max-width:22rem;text-align:right;";
+  if (!classes.status) statusLine.style.cssText += "font-size:0.9em;opacity:0.85;";
 
   const row = document.createElement("div");
   row.style.cssText = "display:flex;gap:6px;align-items:center;";
 
   const input = document.createElement("input");
   input.type = "password";
-  input.className = "p-inputtext p-component";
-  input.placeholder = "paste key";
+  input.className = classes.input;
   input.autocomplete = "off";
   input.spellcheck = false;
-  input.setAttribute("aria-label", "Grok Imagine API key");
   input.setAttribute("data-testid", "grok-imagine-key-input");
   input.style.cssText = "width:11rem;";
 
   const save = document.createElement("button");
   save.type = "button";
-  save.className = "p-button p-component p-button-sm";
-  save.textContent = "Save";
+  save.className = classes.primary;
   save.setAttribute("data-testid", "grok-imagine-key-save");
 
   const remove = document.createElement("button");
   remove.type = "button";
-  remove.className = "p-button p-component p-button-sm p-button-secondary";
-  remove.textContent = "Remove";
-  remove.title = "Delete the saved key file";
+  remove.className = classes.secondary;
   remove.setAttribute("data-testid", "grok-imagine-key-remove");
 
   row.append(input, save, remove);
   root.append(statusLine, row);
 
+  let lastStatus = undefined;
+  const label = () => {
+    input.placeholder = say("placeholder");
+    input.setAttribute("aria-label", say("inputLabel"));
+    save.textContent = say("save");
+    remove.textContent = say("remove");
+    remove.title = say("removeTitle");
+    statusLine.textContent = lastStatus === undefined ? say("checking") : describe(lastStatus);
+  };
+  label();
+
   const show = (status) => {
+    lastStatus = status;
     statusLine.textContent = describe(status);
     remove.disabled = !(status && status.file_set);
   };
@@ -103,10 +196,10 @@ function renderKeyEntry() {
         body: JSON.stringify({ key }),
       });
       show(status);
-      toast("success", "Grok Imagine", key ? "API key saved." : "Saved API key removed.");
+      toast("success", "Grok Imagine", key ? say("saved") : say("removed"));
     } catch (error) {
-      toast("error", "Grok Imagine: API key not saved", error.message);
-      statusLine.textContent = `error: ${error.message}`;
+      toast("error", say("notSaved"), error.message);
+      statusLine.textContent = say("error", { reason: error.message });
       remove.disabled = false;
     } finally {
       save.disabled = false;
@@ -117,7 +210,7 @@ function renderKeyEntry() {
     const key = input.value;
     input.value = ""; // the key leaves the page now, whatever the answer
     if (!key.trim()) {
-      toast("warn", "Grok Imagine", "Paste a key first (Remove deletes the saved one).");
+      toast("warn", "Grok Imagine", say("pasteFirst"));
       return;
     }
     submit(key);
@@ -133,10 +226,13 @@ function renderKeyEntry() {
     submit("");
   });
 
-  callRoute({ method: "GET" })
+  // Words first (so the status is never shown in English and then switched), then the status.
+  loadWords()
+    .then(label)
+    .then(() => callRoute({ method: "GET" }))
     .then(show)
     .catch((error) => {
-      statusLine.textContent = `unknown (${error.message})`;
+      statusLine.textContent = say("unknown", { reason: error.message });
     });
   return root;
 }
@@ -147,11 +243,8 @@ app.registerExtension({
     {
       id: SETTING_ID,
       category: ["Grok Imagine", "API key", "key"],
-      name: "API in One key",
-      tooltip:
-        "Your API in One key for the Grok Imagine nodes. It is stored on the ComfyUI server " +
-        "(grok_imagine/api_key in ComfyUI's user directory, owner-only) and never in " +
-        `settings, workflows or images. ${ENV_VAR} in ComfyUI's environment takes precedence.`,
+      name: ENGLISH.settingName,
+      tooltip: ENGLISH.settingTooltip,
       // A render function instead of "text": ComfyUI would persist a text setting's value
       // in comfy.settings.json. This entry's stored value stays empty forever.
       type: () => renderKeyEntry(),
