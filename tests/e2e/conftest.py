@@ -4,6 +4,10 @@ Everything here is skipped, with the reason, unless ``COMFYUI_DIR`` names a Comf
 requirements are installed (in ``COMFYUI_PYTHON``, a venv in or next to the checkout, or the
 Python running the tests). Screenshots and timings go to ``E2E_ARTIFACTS_DIR``, default
 ``test-artifacts/e2e`` in the repository (ignored by git).
+
+Browser tests: ``chromium`` (one Debian Chromium for the session, through Playwright),
+``browser_comfyui`` (one ComfyUI the browser tests share) and ``open_page(server)`` (a fresh
+browser context at that ComfyUI, first-run window closed); the helpers are in ``e2e.frontend``.
 """
 
 from __future__ import annotations
@@ -74,9 +78,12 @@ def e2e_sandbox(comfyui_install: ComfyUIInstall) -> Iterator[Any]:
     sb.stop()
 
 
-def comfyui_env(sandbox: Any) -> dict[str, str]:
+def comfyui_env(sandbox: Any, with_key: bool = True) -> dict[str, str]:
     """What a user puts in ComfyUI's environment: the key and (for the sandbox) the base URL."""
-    return {"APIINONE_API_KEY": TEST_KEY, "APIINONE_BASE_URL": sandbox.base_url}
+    env = {"APIINONE_BASE_URL": sandbox.base_url}
+    if with_key:
+        env["APIINONE_API_KEY"] = TEST_KEY
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -85,13 +92,17 @@ def comfyui_factory(
     e2e_sandbox: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., ComfyUIServer]]:
-    """``comfyui_factory(name, *extra_args)`` -> a started ComfyUI in a fresh base directory,
-    pointed at the session's sandbox; all are stopped at the end of the session."""
+    """``comfyui_factory(name, *extra_args, with_key=True)`` -> a started ComfyUI in a fresh
+    base directory, pointed at the session's sandbox (with the test key in its environment
+    unless ``with_key=False``); all are stopped at the end of the session."""
     servers: list[ComfyUIServer] = []
 
-    def start(name: str, *extra_args: str) -> ComfyUIServer:
+    def start(name: str, *extra_args: str, with_key: bool = True) -> ComfyUIServer:
         server = ComfyUIServer(
-            comfyui_install, tmp_path_factory.mktemp(name), comfyui_env(e2e_sandbox), extra_args
+            comfyui_install,
+            tmp_path_factory.mktemp(name),
+            comfyui_env(e2e_sandbox, with_key),
+            extra_args,
         )
         servers.append(server)
         return server.start()
@@ -110,3 +121,58 @@ def comfyui(
     timings.record("comfyui_version", comfyui_install.version)
     timings.record("comfyui_startup_s", server.startup_seconds[-1])
     return server
+
+
+# -- the browser ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium(comfyui_install: ComfyUIInstall) -> Iterator[Any]:
+    """Debian's Chromium through Playwright for Python, one for the whole session."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="Playwright for Python is not installed (pip install playwright)",
+    )
+    from e2e.chromium import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
+    playwright = sync_api.sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture(scope="session")
+def browser_comfyui(
+    comfyui_factory: Callable[..., ComfyUIServer], chromium: Any, timings: Timings
+) -> ComfyUIServer:
+    """The ComfyUI the browser tests share (its own journal: queueing really creates tasks)."""
+    server = comfyui_factory("comfyui-browser")
+    timings.record("browser_comfyui_startup_s", server.startup_seconds[-1])
+    return server
+
+
+@pytest.fixture
+def open_page(chromium: Any) -> Iterator[Callable[..., Any]]:
+    """``open_page(server)`` -> a Playwright page in a fresh browser context at ``server``'s
+    ComfyUI, usable (first-run window closed); ``page.console`` records its warnings."""
+    from e2e import frontend
+
+    contexts: list[Any] = []
+
+    def open_at(server: ComfyUIServer) -> Any:
+        context = chromium.new_context(viewport=frontend.VIEWPORT)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(frontend.UI_TIMEOUT_MS)
+        page.console = frontend.watch_console(page)
+        frontend.open_app(page, server)
+        return page
+
+    yield open_at
+    for context in contexts:
+        context.close()

@@ -1,74 +1,43 @@
 """The pack in ComfyUI's real frontend, driven by Debian's Chromium through Playwright.
 
 Needs ``COMFYUI_DIR`` (see conftest), Playwright for Python (no browser download: it drives
-``CHROMIUM_PATH``, default ``/usr/bin/chromium``). The module has its own ComfyUI, so the journal
-is empty and queueing a template really creates a task. Every step leaves a screenshot in the
-artifacts folder (``test-artifacts/e2e`` unless ``E2E_ARTIFACTS_DIR`` says otherwise).
+``CHROMIUM_PATH``, default ``/usr/bin/chromium``). The same test code runs on every frontend we
+test (1.27 and 1.49): see ``e2e.frontend`` for how things are found. The browser ComfyUI has its
+own journal, so queueing a template really creates a task. Every step leaves a screenshot in the
+artifacts folder (``test-artifacts/e2e`` unless ``E2E_ARTIFACTS_DIR`` says otherwise); the
+README's pictures are named after the frontend version.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from e2e.api_graphs import GROK_NODES, LOAD_TASK, TEXT_TO_IMAGE, UPSCALE
-from e2e.chromium import CHROMIUM, CHROMIUM_ARGS
 from e2e.comfyui_server import PACK_FOLDER_NAME, ComfyUIServer
 from e2e.sandbox_view import WAIT_S
-from support import PACK_DIR
+from support import PACK_DIR, pack
 
 pytestmark = pytest.mark.e2e
 
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
-)
-UI_TIMEOUT_MS = 60_000
+frontend = pytest.importorskip("e2e.frontend", reason="Playwright for Python is not installed")
+
 EXAMPLES_DIR = PACK_DIR / "example_workflows"
+LOCALES_DIR = PACK_DIR / "locales"
 STATUS_WIDGET = "$$node-text-preview"  # where the frontend shows a node's progress text
-DISPLAY_NAMES = {
-    TEXT_TO_IMAGE: "Grok Text-to-Image",
-    UPSCALE: "Grok Upscale",
-    LOAD_TASK: "Grok Load Task",
-}
-
-
-@pytest.fixture(scope="module")
-def browser_comfyui(comfyui_factory: Callable[..., ComfyUIServer]) -> ComfyUIServer:
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
-    return comfyui_factory("comfyui-browser")
+DISPLAY_NAMES = {node: pack.NODE_DISPLAY_NAME_MAPPINGS[node] for node in GROK_NODES}
+SEARCHES = ("grok", "grok imagine", "api in one", "apiinone")  # what users type (issue 15)
+PACK_WEB_URL = f"/extensions/{PACK_FOLDER_NAME}/"
 
 
 @pytest.fixture
-def page(browser_comfyui: ComfyUIServer) -> Iterator[Any]:
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(UI_TIMEOUT_MS)
-            open_app(page, browser_comfyui.url)
-            yield page
-        finally:
-            browser.close()
-
-
-def open_app(page: Any, url: str) -> None:
-    page.goto(url, wait_until="domcontentloaded")
-    page.wait_for_function("window.app && window.app.graph && window.app.extensionManager")
-    page.wait_for_load_state("networkidle")
-    close_dialogs(page)  # the template browser opens by itself on a first visit
-
-
-def close_dialogs(page: Any) -> None:
-    for _ in range(3):
-        if page.locator(".p-dialog").count() == 0:
-            return
-        page.keyboard.press("Escape")
-        page.wait_for_timeout(300)
+def page(open_page: Callable[..., Any], browser_comfyui: ComfyUIServer) -> Any:
+    return open_page(browser_comfyui)
 
 
 def example_names() -> list[str]:
@@ -80,98 +49,89 @@ def example_node_types(name: str) -> list[str]:
     return sorted(node["type"] for node in workflow["nodes"])
 
 
-def graph_node_types(page: Any) -> list[str]:
-    return sorted(page.evaluate("() => window.app.graph.nodes.map(n => n.type)"))
-
-
-def run_command(page: Any, command: str) -> None:
-    page.evaluate(f"() => {{ window.app.extensionManager.command.execute({command!r}); }}")
-
-
-def toasts(page: Any) -> list[str]:
-    """The texts of the notifications the frontend shows (schema warnings, errors, ...)."""
-    messages = page.locator(".p-toast-message")
-    return [messages.nth(i).inner_text() for i in range(messages.count())]
-
-
 def schema_complaints(page: Any) -> list[str]:
     """The frontend checks every loaded workflow against its schema and says so in a toast."""
-    return [text for text in toasts(page) if "Invalid workflow" in text]
+    return [text for text in frontend.toasts(page) if "Invalid workflow" in text]
 
 
-def visible_text(page: Any, text: str) -> bool:
-    locator = page.get_by_text(text)
-    return any(locator.nth(i).is_visible() for i in range(locator.count()))
+def versioned(artifacts_dir: Path, name: str, page: Any) -> Path:
+    """``nodes.png`` -> ``nodes-frontend-1.49.6.png``: one picture per frontend tested."""
+    stem, suffix = name.rsplit(".", 1)
+    return artifacts_dir / f"{stem}-frontend-{frontend.frontend_version(page)}.{suffix}"
 
 
 # -- finding the nodes ----------------------------------------------------------------------------
 
 
-def test_node_search_lists_the_three_grok_nodes(page: Any, artifacts_dir: Path) -> None:
-    page.evaluate("() => window.app.graph.clear()")
-    page.mouse.dblclick(700, 500)  # an empty spot of the canvas opens the node search
-    search = page.locator(".comfy-vue-node-search-box input").first
-    search.wait_for()
-    search.fill("Grok")
-    options = page.locator("[role=option]")
-    page.wait_for_function(
-        "(names) => names.every(n => [...document.querySelectorAll('[role=option]')]"
-        ".some(o => o.textContent.includes(n)))",
-        arg=list(DISPLAY_NAMES.values()),
-    )
-    page.screenshot(path=str(artifacts_dir / "browser-01-node-search.png"))
-    texts = [options.nth(i).inner_text() for i in range(options.count())]
+@pytest.mark.parametrize("query", SEARCHES)
+def test_node_search_finds_the_three_nodes_labelled_api_in_one(
+    page: Any, query: str, artifacts_dir: Path, timings: Any
+) -> None:
+    frontend.clear_graph(page)
+    texts = frontend.search_nodes(page, query, list(DISPLAY_NAMES.values()))
+    slug = re.sub(r"\W+", "-", query)
+    page.screenshot(path=str(artifacts_dir / f"browser-01-node-search-{slug}.png"))
     for name in DISPLAY_NAMES.values():
         (match,) = [t for t in texts if t.split("\n")[0].strip() == name]
-        assert "Grok Imagine" in match  # the category, shown under the name
-    page.keyboard.press("Escape")
+        assert "Grok Imagine" in match  # the category, shown with the name
+        assert name.startswith("API in One")
+    # ComfyUI's own Grok nodes (0.33 and newer) may be listed too, never under our names.
+    theirs = [t.split("\n")[0].strip() for t in texts if "partner" in t.lower()]
+    assert not set(theirs) & set(DISPLAY_NAMES.values())
+    timings.record(f"search_{slug}_results", len(texts))
+    frontend.close_search(page)
 
 
 def test_the_three_nodes_on_the_canvas(page: Any, artifacts_dir: Path) -> None:
     """Text-to-Image wired into Upscale, and Load Task: the README's picture of the nodes."""
+    frontend.clear_graph(page)
+    ids = {
+        TEXT_TO_IMAGE: frontend.add_node(page, TEXT_TO_IMAGE, 60, 130),
+        UPSCALE: frontend.add_node(page, UPSCALE, 560, 130),
+        LOAD_TASK: frontend.add_node(page, LOAD_TASK, 560, 400),
+    }
     widgets = page.evaluate(
         """([t2i, up, load]) => {
-            const app = window.app;
-            app.graph.clear();
-            const make = (type, x, y) => {
-                const node = window.LiteGraph.createNode(type);
-                node.pos = [x, y];
-                app.graph.add(node);
-                return node;
-            };
-            const a = make(t2i, 60, 130);
-            const b = make(up, 560, 130);
-            const c = make(load, 560, 400);
+            const graph = window.app.graph;
+            const [a, b, c] = [t2i, up, load].map(id => graph.getNodeById(id));
             const taskSlot = a.outputs.findIndex(o => o.name.toLowerCase().includes('task'));
             a.connect(taskSlot, b, b.inputs.findIndex(i => i.name === 'task_id'));
             a.widgets.find(w => w.name === 'prompt').value =
                 'A lighthouse on a basalt cliff at dusk, volumetric light, photorealistic';
-            app.canvas.ds.offset = [0, 0];
-            app.canvas.ds.scale = 1;
-            app.graph.setDirtyCanvas(true, true);
-            return [a, b, c].map(n => [n.type, n.widgets.map(w => w.name), n.outputs.length]);
+            return [a, b, c].map(
+                n => [n.type, n.title, n.widgets.map(w => w.name), n.outputs.length]
+            );
         }""",
-        [TEXT_TO_IMAGE, UPSCALE, LOAD_TASK],
+        [ids[TEXT_TO_IMAGE], ids[UPSCALE], ids[LOAD_TASK]],
     )
+    frontend.note_graph_changed(page)
+    frontend.reset_view(page)
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts_dir / "browser-02-three-nodes.png"))
     page.screenshot(
-        path=str(artifacts_dir / "nodes.png"), clip={"x": 80, "y": 110, "width": 820, "height": 440}
+        path=str(versioned(artifacts_dir, "nodes.png", page)),
+        clip={"x": 40, "y": 100, "width": 900, "height": 470},
     )
-    by_type = {node_type: (names, outputs) for node_type, names, outputs in widgets}
-    assert {"prompt", "seed", "aspect_ratio"} <= set(by_type[TEXT_TO_IMAGE][0])
-    assert "task_id" in by_type[UPSCALE][0] and "task_id" in by_type[LOAD_TASK][0]
-    assert by_type[TEXT_TO_IMAGE][1] >= 2
+    by_type = {node_type: (title, names, outputs) for node_type, title, names, outputs in widgets}
+    for node_type, (title, _, _) in by_type.items():
+        assert title == DISPLAY_NAMES[node_type]
+    assert {"prompt", "seed", "aspect_ratio"} <= set(by_type[TEXT_TO_IMAGE][1])
+    assert "task_id" in by_type[UPSCALE][1] and "task_id" in by_type[LOAD_TASK][1]
+    assert by_type[TEXT_TO_IMAGE][2] >= 2
 
 
 # -- templates ------------------------------------------------------------------------------------
 
 
 def open_pack_templates(page: Any) -> Any:
-    run_command(page, "Comfy.BrowseTemplates")
-    dialog = page.locator(".p-dialog")
+    frontend.run_command(page, "Comfy.BrowseTemplates")
+    dialog = frontend.dialogs(page).first
     dialog.get_by_text(PACK_FOLDER_NAME, exact=True).first.click()
     return dialog
+
+
+def template_card(dialog: Any, name: str) -> Any:
+    return dialog.get_by_test_id(f"template-workflow-{name}")
 
 
 def test_example_workflows_are_templates_that_load(page: Any, artifacts_dir: Path) -> None:
@@ -179,9 +139,9 @@ def test_example_workflows_are_templates_that_load(page: Any, artifacts_dir: Pat
     assert len(names) >= 3
     dialog = open_pack_templates(page)
     for name in names:
-        card = dialog.locator(f"[data-testid='template-workflow-{name}']")
+        card = template_card(dialog, name)
         card.wait_for()
-        thumbnail = card.locator("img").first
+        thumbnail = card.get_by_role("img").first
         thumbnail.wait_for()
         page.wait_for_function(
             "(img) => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle()
@@ -191,16 +151,15 @@ def test_example_workflows_are_templates_that_load(page: Any, artifacts_dir: Pat
     for index, name in enumerate(names):
         if index:
             dialog = open_pack_templates(page)
-        dialog.locator(f"[data-testid='template-workflow-{name}']").click()
+        template_card(dialog, name).click()
+        frontend.expect(frontend.dialogs(page)).to_have_count(0)
         page.wait_for_function(
-            "(count) => window.app.graph.nodes.length === count"
-            " && document.querySelectorAll('.p-dialog').length === 0",
-            arg=len(example_node_types(name)),
+            "(count) => window.app.graph.nodes.length === count", arg=len(example_node_types(name))
         )
         page.wait_for_timeout(500)  # a schema complaint arrives as a toast right after loading
         page.screenshot(path=str(artifacts_dir / f"browser-04-template-{name}.png"))
-        assert graph_node_types(page) == example_node_types(name)
-        assert set(graph_node_types(page)) & set(GROK_NODES)
+        assert frontend.node_types(page) == example_node_types(name)
+        assert set(frontend.node_types(page)) & set(GROK_NODES)
         assert schema_complaints(page) == [], f"{name}.json does not match the frontend's schema"
 
 
@@ -223,29 +182,30 @@ def test_queued_template_shows_status_then_the_image(
     timings: Any,
 ) -> None:
     name = text_to_image_example()
-    open_pack_templates(page).locator(f"[data-testid='template-workflow-{name}']").click()
-    page.wait_for_function("() => document.querySelectorAll('.p-dialog').length === 0")
+    template_card(open_pack_templates(page), name).click()
+    frontend.expect(frontend.dialogs(page)).to_have_count(0)
+    page.wait_for_function(
+        "(count) => window.app.graph.nodes.length === count", arg=len(example_node_types(name))
+    )
     ids = page.evaluate(
         """([t2i]) => {
             // Lay the two nodes out side by side (the README's picture of a result).
-            const app = window.app;
-            const grok = app.graph.nodes.find(n => n.type === t2i);
-            const save = app.graph.nodes.find(n => n.type === 'SaveImage');
-            app.graph.nodes.filter(n => n !== grok && n !== save).forEach(n => n.pos = [60, 700]);
+            const graph = window.app.graph;
+            const grok = graph.nodes.find(n => n.type === t2i);
+            const save = graph.nodes.find(n => n.type === 'SaveImage');
+            graph.nodes.filter(n => n !== grok && n !== save).forEach(n => n.pos = [60, 700]);
             grok.pos = [60, 130];
             save.pos = [520, 130];
             save.size = [560, 420];
-            app.canvas.ds.offset = [0, 0];
-            app.canvas.ds.scale = 1;
-            app.graph.setDirtyCanvas(true, true);
             return {grok: grok.id, save: save.id};
         }""",
         [TEXT_TO_IMAGE],
     )
+    frontend.reset_view(page)
     known_tasks = set(e2e_sandbox.task_ids())
 
     began = time.monotonic()
-    page.locator("[data-testid='queue-button']").first.click()
+    page.get_by_test_id("queue-button").first.click()
     status_texts: list[str] = []
     shot_taken = False
     deadline = time.monotonic() + WAIT_S
@@ -266,7 +226,7 @@ def test_queued_template_shows_status_then_the_image(
                 shot_taken = True
         if state["images"]:
             break
-        assert not visible_text(page, "Sign In Required"), "the frontend asked for a sign-in"
+        assert not frontend.visible_text(page, "Sign In Required"), "the frontend asked to sign in"
         page.wait_for_timeout(100)
     else:
         pytest.fail(f"no image in the Save Image node after {WAIT_S:.0f} s: {status_texts}")
@@ -274,44 +234,116 @@ def test_queued_template_shows_status_then_the_image(
     page.wait_for_timeout(700)  # let the preview finish drawing
     page.screenshot(path=str(artifacts_dir / "browser-06-done.png"))
     result_area = {"x": 80, "y": 110, "width": 1080, "height": 500}
-    page.screenshot(path=str(artifacts_dir / "result.png"), clip=result_area)
+    page.screenshot(path=str(versioned(artifacts_dir, "result.png", page)), clip=result_area)
 
     new_tasks = [t for t in e2e_sandbox.task_ids() if t not in known_tasks]
     assert len(new_tasks) == 1, new_tasks
     assert shot_taken, f"no status text was shown while the node ran: {status_texts}"
     assert any(new_tasks[0] in text for text in status_texts), status_texts
     timings.record("browser_status_texts", status_texts)
-    assert page.locator(".p-dialog").count() == 0, "a dialog (error or sign-in) opened"
+    frontend.expect(frontend.dialogs(page)).to_have_count(0)  # no error or sign-in dialog
     assert schema_complaints(page) == []
-    assert not visible_text(page, "Sign In Required")
+    assert not frontend.visible_text(page, "Sign In Required")
 
 
 def test_empty_prompt_is_refused_with_the_node_marked(
     page: Any, e2e_sandbox: Any, artifacts_dir: Path
 ) -> None:
-    node_id = page.evaluate(
-        """([t2i]) => {
-            const app = window.app;
-            app.graph.clear();
-            const grok = window.LiteGraph.createNode(t2i);
-            grok.pos = [60, 130];
-            app.graph.add(grok);
-            const save = window.LiteGraph.createNode('SaveImage');
-            save.pos = [520, 130];
-            app.graph.add(save);
-            grok.connect(0, save, 0);
-            grok.widgets.find(w => w.name === 'prompt').value = '';
-            return grok.id;
+    frontend.clear_graph(page)
+    grok = frontend.add_node(page, TEXT_TO_IMAGE, 60, 130)
+    save = frontend.add_node(page, "SaveImage", 520, 130)
+    page.evaluate(
+        """([grok, save]) => {
+            const graph = window.app.graph;
+            const node = graph.getNodeById(grok);
+            node.connect(0, graph.getNodeById(save), 0);
+            node.widgets.find(w => w.name === 'prompt').value = '';
         }""",
-        [TEXT_TO_IMAGE],
+        [grok, save],
     )
+    frontend.note_graph_changed(page)
     creates = e2e_sandbox.create_requests
-    page.locator("[data-testid='queue-button']").first.click()
+    page.get_by_test_id("queue-button").first.click()
     page.wait_for_function(
-        "(id) => window.app.lastNodeErrors && window.app.lastNodeErrors[id]", arg=node_id
+        "(id) => window.app.lastNodeErrors && window.app.lastNodeErrors[id]", arg=grok
     )
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts_dir / "browser-07-empty-prompt-refused.png"))
-    errors = page.evaluate("(id) => window.app.lastNodeErrors[id].errors", node_id)
+    errors = page.evaluate("(id) => window.app.lastNodeErrors[id].errors", grok)
     assert errors and "prompt" in json.dumps(errors).lower()
     assert e2e_sandbox.create_requests == creates
+    frontend.close_dialogs(page)  # newer frontends show the errors in a dialog too
+
+
+# -- in Chinese -----------------------------------------------------------------------------------
+
+
+def chinese(name: str) -> dict[str, Any]:
+    return json.loads((LOCALES_DIR / "zh" / name).read_text(encoding="utf-8"))
+
+
+def test_in_chinese_the_nodes_and_the_settings_entry_are_translated(
+    open_page: Callable[..., Any], browser_comfyui: ComfyUIServer, artifacts_dir: Path
+) -> None:
+    page = open_page(browser_comfyui)
+    frontend.set_setting(page, "Comfy.Locale", "zh")
+    try:
+        frontend.open_app(page, browser_comfyui)  # the language applies from the next load
+        assert frontend.get_setting(page, "Comfy.Locale") == "zh"
+        node_defs = chinese("nodeDefs.json")
+        frontend.clear_graph(page)
+        node = frontend.add_node(page, TEXT_TO_IMAGE, 60, 130)
+        title, labels = page.evaluate(
+            """(id) => {
+                const node = window.app.graph.getNodeById(id);
+                return [node.title, Object.fromEntries(node.widgets.map(w => [w.name, w.label]))];
+            }""",
+            node,
+        )
+        assert title == node_defs[TEXT_TO_IMAGE]["display_name"]
+        assert labels["prompt"] == node_defs[TEXT_TO_IMAGE]["inputs"]["prompt"]["name"]
+        expected = [node_defs[node_type]["display_name"] for node_type in GROK_NODES]
+        frontend.search_nodes(page, "grok", expected)
+        page.screenshot(path=str(artifacts_dir / "browser-08-search-zh.png"))
+        frontend.close_search(page)
+
+        words = chinese("main.json")["grokImagine"]["keyEntry"]
+        setting = chinese("settings.json")["GrokImagine_ApiKey"]
+        dialog = frontend.open_settings(page, "Grok Imagine")
+        dialog.get_by_text(setting["name"], exact=True).wait_for()
+        dialog.get_by_role("button", name=words["save"], exact=True).wait_for()
+        dialog.get_by_role("button", name=words["remove"], exact=True).wait_for()
+        status = dialog.get_by_test_id("grok-imagine-key-status")
+        page.wait_for_function(
+            "([el, checking]) => el.textContent && el.textContent !== checking",
+            arg=[status.element_handle(), words["checking"]],
+        )
+        assert re.search(r"[\u4e00-\u9fff]", status.inner_text()), status.inner_text()
+        page.screenshot(path=str(artifacts_dir / "browser-09-settings-zh.png"))
+        frontend.close_dialogs(page)
+    finally:
+        frontend.set_setting(page, "Comfy.Locale", "en")
+
+
+# -- nothing deprecated ---------------------------------------------------------------------------
+
+
+def test_nothing_of_ours_is_deprecated(
+    open_page: Callable[..., Any], browser_comfyui: ComfyUIServer
+) -> None:
+    """Our extension and our V1 nodes draw no deprecation warning, in the browser or the server
+    log (the browser ComfyUI has loaded the extension and run the nodes by now)."""
+    page = open_page(browser_comfyui)
+    frontend.clear_graph(page)
+    for node_type in GROK_NODES:
+        frontend.add_node(page, node_type, 60, 130)
+    page.wait_for_timeout(500)
+    ours = [
+        text
+        for text in page.console.deprecations()
+        if "grok" in text.lower() or "GrokImagine" in text
+    ]
+    assert ours == [], ours
+    assert [t for t in page.console.from_url(PACK_WEB_URL) if "deprecat" in t.lower()] == []
+    log = browser_comfyui.all_logs()
+    assert [line for line in log.splitlines() if re.search(r"deprecat", line, re.I)] == []

@@ -75,7 +75,9 @@ def test_object_info_lists_the_three_nodes_with_tooltips(
     for name in GROK_NODES:
         node = info[name]
         assert node["category"].split("/")[0] == CATEGORY, (name, node["category"])
-        assert node["display_name"].startswith("Grok "), node["display_name"]
+        assert node["display_name"].startswith("API in One · Grok "), node["display_name"]
+        if "search_aliases" in node:  # ComfyUIs that read SEARCH_ALIASES (0.33 does)
+            assert {"grok", "grok imagine", "api in one", "apiinone"} <= set(node["search_aliases"])
         description = node["description"].lower()
         assert "credit" in description or "free" in description, name  # the cost is stated
         assert node["python_module"].startswith("custom_nodes."), node["python_module"]
@@ -100,6 +102,17 @@ def test_object_info_lists_the_three_nodes_with_tooltips(
         inputs = info[name]["input"]
         spec = {**inputs.get("required", {}), **inputs.get("optional", {})}
         assert spec["task_id"][0] == "STRING", name
+
+
+def test_translations_are_served_the_comfyui_way(comfyui: ComfyUIServer) -> None:
+    """ComfyUI merges every pack's ``locales/<lang>/*.json`` into ``/i18n`` for the frontend."""
+    served = comfyui.get_json("/api/i18n")
+    for language in ("en", "zh"):
+        shipped = json.loads((PACK_DIR / "locales" / language / "nodeDefs.json").read_text())
+        for name in GROK_NODES:
+            assert served[language]["nodeDefs"][name] == shipped[name], (language, name)
+        assert "GrokImagine_ApiKey" in served[language]["settings"]
+        assert served[language]["grokImagine"]["keyEntry"]["save"]
 
 
 # -- the example workflows, converted from UI format, through POST /prompt ------------------------
@@ -302,3 +315,19 @@ def test_no_key_in_saved_images_workflows_logs_or_files(
     ]
     assert leaking == []
     assert TEST_KEY not in comfyui.all_logs()
+
+
+# -- last: nothing deprecated ---------------------------------------------------------------------
+
+
+def test_the_v1_nodes_log_no_deprecation_warning(comfyui: ComfyUIServer, e2e_sandbox: Any) -> None:
+    """After loading the pack and running its nodes (this module's tests, and one more run of
+    all three here), ComfyUI's DEBUG log has no deprecation warning at all."""
+    graph = Graph(comfyui.object_info())
+    made = graph.text_to_image(unique("e2e deprecation check"))
+    task_ids = graph.out(made, "task")
+    graph.preview(graph.add(UPSCALE, task_id=task_ids))
+    graph.preview(graph.add(LOAD_TASK, task_id=task_ids))
+    comfyui.run(graph.nodes, timeout=WAIT_S)
+    log = comfyui.all_logs()
+    assert [line for line in log.splitlines() if re.search(r"deprecat", line, re.I)] == []
