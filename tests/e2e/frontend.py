@@ -167,6 +167,15 @@ def reset_view(page: Page) -> None:
     )
 
 
+def canvas_clip(page: Page, x: float, y: float, width: float, height: float) -> dict[str, float]:
+    """A screenshot clip of the graph area from (x, y) in graph units, after ``reset_view``:
+    the canvas sits at a different place on the page in each frontend generation."""
+    left, top = page.evaluate(
+        "() => { const r = window.app.canvas.canvas.getBoundingClientRect(); return [r.x, r.y]; }"
+    )
+    return {"x": left + x, "y": top + y, "width": width, "height": height}
+
+
 # -- node search ----------------------------------------------------------------------------------
 
 

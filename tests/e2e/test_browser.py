@@ -110,7 +110,7 @@ def test_the_three_nodes_on_the_canvas(page: Any, artifacts_dir: Path) -> None:
     page.screenshot(path=str(artifacts_dir / "browser-02-three-nodes.png"))
     page.screenshot(
         path=str(versioned(artifacts_dir, "nodes.png", page)),
-        clip={"x": 40, "y": 100, "width": 900, "height": 470},
+        clip=frontend.canvas_clip(page, 30, 80, 880, 470),
     )
     by_type = {node_type: (title, names, outputs) for node_type, title, names, outputs in widgets}
     for node_type, (title, _, _) in by_type.items():
@@ -233,7 +233,7 @@ def test_queued_template_shows_status_then_the_image(
     timings.record("browser_template_run_s", time.monotonic() - began)
     page.wait_for_timeout(700)  # let the preview finish drawing
     page.screenshot(path=str(artifacts_dir / "browser-06-done.png"))
-    result_area = {"x": 80, "y": 110, "width": 1080, "height": 500}
+    result_area = frontend.canvas_clip(page, 30, 80, 1080, 500)
     page.screenshot(path=str(versioned(artifacts_dir, "result.png", page)), clip=result_area)
 
     new_tasks = [t for t in e2e_sandbox.task_ids() if t not in known_tasks]
