@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from e2e.api_graphs import LOAD_TASK, TEXT_TO_IMAGE, UPSCALE
-from e2e.chromium import CHROMIUM, CHROMIUM_ARGS
 from e2e.comfyui_server import ComfyUIServer
 from e2e.sandbox_view import WAIT_S, unique
 from support import submodule
@@ -25,51 +24,22 @@ from support.keys import TEST_KEY
 
 pytestmark = pytest.mark.e2e
 
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
-)
-UI_TIMEOUT_MS = 60_000
+frontend = pytest.importorskip("e2e.frontend", reason="Playwright for Python is not installed")
 STATUS_WIDGET = "$$node-text-preview"  # where the frontend shows a node's progress text
 PANEL_COMMAND = "Workspace.ToggleSidebarTab.grok-imagine"
-DIALOGS = "[role=dialog], .p-dialog"
 
 
 @pytest.fixture(scope="module")
-def spend_comfyui(comfyui_factory: Callable[..., ComfyUIServer]) -> ComfyUIServer:
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
+def spend_comfyui(comfyui_factory: Callable[..., ComfyUIServer], chromium: Any) -> ComfyUIServer:
     return comfyui_factory("comfyui-spend")
 
 
 @pytest.fixture
-def page(spend_comfyui: ComfyUIServer) -> Iterator[Any]:
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(UI_TIMEOUT_MS)
-            page.goto(spend_comfyui.url, wait_until="domcontentloaded")
-            page.wait_for_function("window.app && window.app.graph && window.app.extensionManager")
-            page.wait_for_load_state("networkidle")
-            close_dialogs(page)
-            yield page
-        finally:
-            set_limit(spend_comfyui, None)
-            browser.close()
-
-
-def close_dialogs(page: Any, quiet_ms: int = 1500) -> None:
-    """Close whatever opens by itself (the first-run template browser opens late on some
-    frontends): Escape until no dialog has been seen for ``quiet_ms``."""
-    calm_since = time.monotonic()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if page.locator(DIALOGS).count():
-            page.keyboard.press("Escape")
-            calm_since = time.monotonic()
-        elif time.monotonic() - calm_since > quiet_ms / 1000:
-            return
-        page.wait_for_timeout(150)
+def page(spend_comfyui: ComfyUIServer, open_page: Callable[..., Any]) -> Iterator[Any]:
+    try:
+        yield open_page(spend_comfyui)  # usable, first-run window closed (e2e.frontend)
+    finally:
+        set_limit(spend_comfyui, None)
 
 
 def set_limit(server: ComfyUIServer, credits: int | None) -> dict[str, Any]:
@@ -80,9 +50,7 @@ def set_limit(server: ComfyUIServer, credits: int | None) -> dict[str, Any]:
 
 def set_limit_in_settings(page: Any, credits: int, shot: Path) -> None:
     """Settings > Grok Imagine > Daily credit limit, typed and saved like a user does."""
-    page.keyboard.press("Control+Comma")
-    dialog = page.locator(DIALOGS).first
-    dialog.get_by_text("Grok Imagine", exact=True).first.click()
+    dialog = frontend.open_settings(page, "Grok Imagine")
     field = dialog.get_by_test_id("grok-imagine-limit-input")
     field.fill(str(credits))
     dialog.get_by_test_id("grok-imagine-limit-save").click()
@@ -92,7 +60,7 @@ def set_limit_in_settings(page: Any, credits: int, shot: Path) -> None:
         arg=f"{credits} credits a day",
     )
     page.screenshot(path=str(shot))
-    close_dialogs(page, quiet_ms=500)
+    frontend.close_dialogs(page)
 
 
 def tasks_page(server: ComfyUIServer) -> dict[str, Any]:
@@ -160,7 +128,7 @@ def wait_for_images(page: Any, node_id: int) -> None:
 def open_panel(page: Any) -> Any:
     panel = page.get_by_test_id("grok-imagine-panel")
     if not panel.is_visible():
-        page.evaluate(f"() => window.app.extensionManager.command.execute({PANEL_COMMAND!r})")
+        frontend.run_command(page, PANEL_COMMAND)
     panel.wait_for()
     return panel
 
