@@ -12,6 +12,7 @@
 // beside the key file (never comfy.settings.json), because the runner enforces it there.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { controlClasses } from "./grok_imagine_controls.js";
 
 const TAB_ID = "grok-imagine";
 const PAGE_SIZE = 50;
@@ -68,8 +69,8 @@ function el(tag, attrs = {}, ...children) {
 function button(label, testid, onclick, extra = {}) {
   return el("button", {
     type: "button",
-    class: "p-button p-component p-button-sm p-button-text",
-    style: "padding:2px 6px;font-size:0.8em;",
+    class: extra.variant ? controlClasses()[extra.variant] : controlClasses().text,
+    style: extra.variant ? "" : "padding:2px 6px;font-size:0.8em;",
     "data-testid": testid,
     "aria-label": extra.ariaLabel || label,
     title: extra.title || label,
@@ -328,7 +329,7 @@ function renderLimitEntry() {
     type: "number",
     min: "0",
     step: "1",
-    class: "p-inputtext p-component",
+    class: controlClasses().input,
     placeholder: "no limit",
     "aria-label": "Grok Imagine daily credit limit",
     "data-testid": "grok-imagine-limit-input",
@@ -353,7 +354,7 @@ function renderLimitEntry() {
     } catch (error) {
       toast("error", "Grok Imagine: limit not saved", error.message);
     }
-  });
+  }, { variant: "primary" });
   callRoute("/grok_imagine/limit")
     .then(showStatus)
     .catch((error) => {

@@ -11,6 +11,7 @@
 // locales/en/main.json (tests/test_locales.py checks it).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { controlClasses } from "./grok_imagine_controls.js";
 
 const SETTING_ID = "GrokImagine.ApiKey";
 const ROUTE = "/grok_imagine/key";
@@ -67,33 +68,6 @@ async function loadWords() {
 function say(key, values = {}) {
   const template = words[key] || ENGLISH[key] || key;
   return template.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
-}
-
-// The frontend's own control styles: its design-token classes where it has them (the Button
-// component of the 2026 frontends), else PrimeVue's (the 2025 ones). Feature-detected, not by
-// version: the token stylesheet defines --primary-background.
-const TOKEN_BUTTON =
-  "relative inline-flex items-center justify-center gap-2 cursor-pointer whitespace-nowrap " +
-  "appearance-none border-none font-medium font-inter transition-colors " +
-  "focus-visible:outline-none focus-visible:ring-1 focus-visible:ring-ring " +
-  "disabled:pointer-events-none disabled:opacity-50 h-8 rounded-lg p-2 text-xs";
-
-function controlClasses() {
-  const tokens = getComputedStyle(document.documentElement).getPropertyValue("--primary-background");
-  if (tokens.trim()) {
-    return {
-      input: "p-inputtext p-component p-inputtext-sm",
-      primary: `${TOKEN_BUTTON} bg-primary-background text-base-foreground hover:bg-primary-background-hover`,
-      secondary: `${TOKEN_BUTTON} text-secondary-foreground bg-secondary-background hover:bg-secondary-background-hover`,
-      status: "text-xs text-muted-foreground",
-    };
-  }
-  return {
-    input: "p-inputtext p-component p-inputtext-sm",
-    primary: "p-button p-component p-button-sm",
-    secondary: "p-button p-component p-button-sm p-button-secondary",
-    status: "",
-  };
 }
 
 async function callRoute(options) {
