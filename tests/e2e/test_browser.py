@@ -311,8 +311,9 @@ def test_in_chinese_the_nodes_and_the_settings_entry_are_translated(
         setting = chinese("settings.json")["GrokImagine_ApiKey"]
         dialog = frontend.open_settings(page, "Grok Imagine")
         dialog.get_by_text(setting["name"], exact=True).wait_for()
-        dialog.get_by_role("button", name=words["save"], exact=True).wait_for()
-        dialog.get_by_role("button", name=words["remove"], exact=True).wait_for()
+        save, remove = (dialog.get_by_test_id(f"grok-imagine-key-{b}") for b in ("save", "remove"))
+        frontend.expect(save).to_have_accessible_name(words["save"])
+        frontend.expect(remove).to_have_accessible_name(words["remove"])
         status = dialog.get_by_test_id("grok-imagine-key-status")
         page.wait_for_function(
             "([el, checking]) => el.textContent && el.textContent !== checking",

@@ -71,7 +71,8 @@ def test_settings_entry_stores_key_masked_and_nowhere_else(
 
     # A malformed key is refused with a readable message and nothing is stored.
     key_input = page.get_by_test_id("grok-imagine-key-input")
-    save = page.get_by_role("button", name="Save", exact=True)
+    save = page.get_by_test_id("grok-imagine-key-save")
+    frontend.expect(save).to_have_accessible_name("Save")
     bad_key = "not a key at all"
     key_input.fill(bad_key)
     save.click()
@@ -133,7 +134,9 @@ def test_settings_entry_stores_key_masked_and_nowhere_else(
 
     # Remove deletes the file.
     open_grok_settings(page)
-    page.get_by_role("button", name="Remove", exact=True).click()
+    remove = page.get_by_test_id("grok-imagine-key-remove")
+    frontend.expect(remove).to_have_accessible_name("Remove")
+    remove.click()
     wait_for_status(page, "not set")
     assert not key_file(comfy).exists()
     page.screenshot(path=str(artifacts_dir / "settings-06-removed.png"))
