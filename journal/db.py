@@ -179,10 +179,18 @@ class JournalEntry:
     files: tuple[JournalFile, ...] = ()
     failed_files: tuple[FailedFile, ...] = ()
     """Result files recorded as not keepable (undecodable, empty, ...), with the reason."""
+    read_at: float | None = None
+    """The clock that stamped the row, when it was read (a shared journal's: the database's);
+    None: this machine's clock, which then is that clock."""
 
     @property
     def finished(self) -> bool:
         return self.state in State.FINISHED
+
+    def now(self) -> float:
+        """The time by the clock that stamped this row, so an age computed from it needs no
+        agreement between a fleet's hosts and its database."""
+        return time.time() if self.read_at is None else self.read_at
 
 
 class _Unusable(Exception):

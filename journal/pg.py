@@ -19,7 +19,9 @@ machines:
   (connect timeout) must not stall a paid task's polling. Writes only queue while the database
   is away; the heartbeat thread reconnects and saves them, reads connect before taking the lock.
 
-Every timestamp comes from the database's clock, so a fleet's hosts need not agree on the time.
+Every timestamp comes from the database's clock, and every row read carries that clock's time
+(``JournalEntry.read_at``) for the ages the runner works out, so a fleet's hosts need not agree
+on the time.
 All SQL of this backend lives in ``PgJournal`` and ``PgClaim``: one class to extend. The driver
 (psycopg 3) is imported with this module, which only ``open.open_journal`` imports.
 """
@@ -162,7 +164,8 @@ _COLUMNS = (
     " (SELECT json_agg(json_build_array(f.idx, f.path, f.sha256, f.size, f.url, f.saved_at)"
     " ORDER BY f.idx) FROM grok_imagine_files f WHERE f.task_id = grok_imagine_requests.task_id),"
     " (SELECT json_agg(json_build_array(x.idx, x.reason, x.url, x.failed_at) ORDER BY x.idx)"
-    " FROM grok_imagine_file_failures x WHERE x.task_id = grok_imagine_requests.task_id)"
+    " FROM grok_imagine_file_failures x WHERE x.task_id = grok_imagine_requests.task_id),"
+    f" {_NOW}"  # the database's clock, for every age computed from this row
 )
 
 _TAKE_TURN = f"""
@@ -1058,7 +1061,7 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
     (
         id_, identity, model, prompt, aspect_ratio, seed, index, source_task_id, task_id, state,
         credits, result_urls, error, created_at, task_created_at, updated_at, finished_at,
-        owner_host, owner_pid, owner_marker, lease_live, files, failed,
+        owner_host, owner_pid, owner_marker, lease_live, files, failed, read_at,
     ) = row  # fmt: skip
     try:
         urls = tuple(str(u) for u in json.loads(result_urls or "[]"))
@@ -1077,4 +1080,5 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
         owner=owner,
         files=tuple(JournalFile(*f) for f in files or ()),
         failed_files=tuple(FailedFile(*f) for f in failed or ()),
+        read_at=read_at,
     )  # fmt: skip

@@ -703,7 +703,7 @@ def _creator_may_still_be_sending(entry: JournalEntry) -> bool:
     owner = entry.owner
     if owner is None or owner.is_current() or not owner.is_alive():
         return False
-    return time.time() - entry.created_at < CREATE_IN_FLIGHT_LIMIT_S
+    return entry.now() - entry.created_at < CREATE_IN_FLIGHT_LIMIT_S
 
 
 def _reread(journal: JournalStore, entry: JournalEntry) -> JournalEntry:
@@ -738,7 +738,7 @@ def _emit(hooks: RunHooks, event: events.RunEvent) -> None:
 
 
 def _age_s(entry: JournalEntry) -> float:
-    return time.time() - (entry.task_created_at or entry.created_at)
+    return entry.now() - (entry.task_created_at or entry.created_at)
 
 
 def _describe(entry: JournalEntry) -> str:

@@ -178,6 +178,48 @@ def test_a_live_workers_create_is_waited_for_and_shared(tmp_path, sandbox, pg_ur
     runner.journal.close()
 
 
+@pytest.mark.parametrize("skew_s", [-400.0, 400.0])
+def test_a_live_workers_create_is_waited_for_whatever_this_hosts_clock_says(
+    tmp_path, sandbox, pg_url, monkeypatch, skew_s
+):
+    """This worker's clock is minutes off the database's (beyond the runner's 300 s in-flight
+    limit): a live worker's fresh create is still waited for, not reported as uncertain."""
+    import types
+
+    runner_mod = submodule("journal.runner")
+    skewed = {n: getattr(time, n) for n in dir(time) if not n.startswith("_")}
+    skewed["time"] = lambda: time.clock_gettime(time.CLOCK_REALTIME) + skew_s
+    monkeypatch.setattr(runner_mod, "time", types.SimpleNamespace(**skewed))
+    assert abs(runner_mod.time.time() - time.time() - skew_s) < 1.0
+    runner = make_runner(tmp_path, sandbox, pg_url)
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=8)
+    entry = _foreign_creating_row(runner, identity, lease_s=30.0)
+    waited = threading.Event()
+
+    def other_worker_gets_its_answer():
+        assert waited.wait(WAIT_LIMIT_S)
+        with api.GrokClient(api.Settings(api_key=KEY, base_url=sandbox.base_url)) as client:
+            runner.journal.record_task_id(entry, client.create_text_to_image(PROMPT))
+
+    helper = threading.Thread(target=other_worker_gets_its_answer)
+    helper.start()
+    try:
+        result = runner.text_to_image(
+            PROMPT,
+            seed=8,
+            timeout=WAIT_LIMIT_S,
+            hooks=journal_mod.RunHooks(
+                on_event=lambda e: waited.set() if isinstance(e, events.WaitingForProcess) else None
+            ),
+        )
+    finally:
+        waited.set()  # the helper is never left hanging when the run did not wait
+        helper.join(WAIT_LIMIT_S)
+    assert result.resumed and result.files and ledger(sandbox) == (1, 5)
+    assert runner.journal.latest(identity).state == "succeeded"
+    runner.journal.close()
+
+
 def test_a_lease_runs_out_when_its_worker_stops_renewing_it(tmp_path, sandbox, pg_url, pg_mod):
     runner = make_runner(tmp_path, sandbox, pg_url)
     identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=6)
