@@ -13,9 +13,8 @@ _NODES = (GrokImagineTextToImage, GrokImagineUpscale, GrokImagineLoadTask)
 NODE_CLASS_MAPPINGS: dict[str, type] = {node.__name__: node for node in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {node.__name__: node.DISPLAY_NAME for node in _NODES}
 
-# The Settings entry's API-key route and the panel's routes join ComfyUI's server; no-ops
-# outside ComfyUI.
-from . import panel_routes, settings_route  # noqa: E402
+# The Settings entry's and the panel's routes join ComfyUI's server (their handlers load on the
+# first request); a no-op outside ComfyUI.
+from .server_routes import register_if_in_comfyui  # noqa: E402
 
-settings_route.register_if_in_comfyui()
-panel_routes.register_if_in_comfyui()
+register_if_in_comfyui()

@@ -14,8 +14,9 @@ All under ``/grok_imagine/`` (ComfyUI also serves them under ``/api/...``):
   "not created".
 
 Nothing here exposes the key. Bodies are JSON only (a cross-site form cannot post them), small,
-and checked field by field; every refusal is one line in ``{"error": ...}``. Nothing runs at
-import: the journal, PIL and aiohttp load when a request arrives.
+and checked field by field; every refusal is one line in ``{"error": ...}``. Inside ComfyUI this
+module loads on the first request (``server_routes`` holds the route table); the journal, PIL and
+aiohttp load when a request arrives.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import asyncio
 import json
 import logging
 import os
-import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .server_routes import PREFIX, routes_of
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -40,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PREFIX = "/grok_imagine"
 PAGE_DEFAULT, PAGE_MAX = 50, 200
 MAX_OFFSET = 10**9
 MAX_BODY_BYTES = 4096
@@ -429,32 +430,13 @@ def _error(exc: Refused) -> web.StreamResponse:
     return web.json_response({"error": str(exc)}, status=exc.status, headers=_NO_STORE)
 
 
-ROUTES = (
-    ("GET", "/tasks", "handle_tasks"),
-    ("GET", "/prices", "handle_prices"),
-    ("GET", "/limit", "handle_get_limit"),
-    ("POST", "/limit", "handle_post_limit"),
-    ("POST", "/resolve", "handle_resolve"),
-    ("GET", "/thumbnail/{task_id}/{index}", "handle_thumbnail"),
-    ("GET", "/file/{task_id}/{index}", "handle_file"),
-)
-
-
 def add_routes(routes: Any, panel: PanelRoutes) -> None:
-    """Add every route to an aiohttp ``RouteTableDef`` (ComfyUI's, or a test app's)."""
-    for method, path, handler in ROUTES:
-        routes.route(method, PREFIX + path)(getattr(panel, handler))
+    """Add the panel's routes to an aiohttp ``RouteTableDef`` (a test app's; inside ComfyUI,
+    ``server_routes`` adds them)."""
+    for method, path, handler in routes_of("panel_routes"):
+        routes.route(method, path)(getattr(panel, handler))
 
 
-def register_if_in_comfyui() -> bool:
-    """Add the routes to ComfyUI's server when running inside ComfyUI; a no-op anywhere else
-    (the same way as the Settings entry's key route)."""
-    server_module = sys.modules.get("server")
-    prompt_server = getattr(getattr(server_module, "PromptServer", None), "instance", None)
-    routes = getattr(prompt_server, "routes", None)
-    if routes is None:
-        return False
-    if any(getattr(route, "path", None) == PREFIX + "/tasks" for route in routes):
-        return True
-    add_routes(routes, PanelRoutes())
-    return True
+def route_target() -> PanelRoutes:
+    """What ``server_routes`` hands the panel's requests to (inside ComfyUI)."""
+    return PanelRoutes()

@@ -9,8 +9,8 @@ folder so updates never overwrite it. ``APIINONE_API_KEY`` in the environment wi
 exactly as the nodes read it. Reading, normalising, validating, masking and writing the key are
 ``api.config``'s (one home for the key, shared with the CLI and the nodes); this is HTTP only.
 
-Nothing here runs at import: ``register_if_in_comfyui()`` adds the routes only when ComfyUI's
-``server.PromptServer.instance`` already exists; aiohttp is imported when a request arrives.
+Inside ComfyUI this module loads on the first request (``server_routes`` holds the route table);
+aiohttp is imported when a request arrives.
 """
 
 from __future__ import annotations
@@ -19,20 +19,20 @@ import asyncio
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..api import config, errors
 from ..api.config import KeyInfo
+from .server_routes import KEY_PATH, PREFIX
 
 if TYPE_CHECKING:
     from aiohttp import web
 
 log = logging.getLogger(__name__)
 
-ROUTE_PATH = "/grok_imagine/key"
+ROUTE_PATH = PREFIX + KEY_PATH
 MAX_BODY_BYTES = 4096
 
 
@@ -165,21 +165,6 @@ def _error(http_status: int, message: str) -> web.StreamResponse:
     return web.json_response({"error": message}, status=http_status, headers=_NO_STORE)
 
 
-def register_if_in_comfyui() -> bool:
-    """Add the routes to ComfyUI's server when running inside ComfyUI; a no-op anywhere else.
-
-    ComfyUI builds its aiohttp app from ``PromptServer.instance.routes`` after loading custom
-    nodes, so adding to that table while the pack is imported is enough (and ComfyUI mirrors
-    every route under ``/api``).
-    """
-    server_module = sys.modules.get("server")
-    prompt_server = getattr(getattr(server_module, "PromptServer", None), "instance", None)
-    routes = getattr(prompt_server, "routes", None)
-    if routes is None:
-        return False
-    if any(getattr(route, "path", None) == ROUTE_PATH for route in routes):
-        return True
-    key_route = KeyRoute()
-    routes.get(ROUTE_PATH)(key_route.handle_get)
-    routes.post(ROUTE_PATH)(key_route.handle_post)
-    return True
+def route_target() -> KeyRoute:
+    """What ``server_routes`` hands the key route's requests to (inside ComfyUI)."""
+    return KeyRoute()

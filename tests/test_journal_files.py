@@ -124,8 +124,9 @@ def test_default_home(monkeypatch, tmp_path):
 
 
 def test_loading_the_pack_does_not_load_the_journal():
-    """ComfyUI's start-up imports the node declarations only: the journal (and with it sqlite3)
-    loads when a node first runs, so the journal package itself can use plain imports."""
+    """ComfyUI's start-up imports the node declarations and the route table only: the journal
+    (and with it sqlite3) loads when a node first runs, the route handlers (the key handling,
+    the panel) on their first request."""
     script = textwrap.dedent(
         f"""
         import importlib, importlib.util, json, sys
@@ -135,7 +136,8 @@ def test_loading_the_pack_does_not_load_the_journal():
         mod = importlib.util.module_from_spec(spec)
         sys.modules["pack-x"] = mod
         spec.loader.exec_module(mod)
-        heavy = ("pack-x.journal", "sqlite3", "requests", "PIL", "numpy", "torch")
+        heavy = ("pack-x.journal", "sqlite3", "requests", "PIL", "numpy", "torch", "aiohttp",
+                 "pack-x.api.config", "pack-x.nodes.settings_route", "pack-x.nodes.panel_routes")
         loaded = [m for m in heavy if m in sys.modules]
         journal = importlib.import_module("pack-x.journal")
         print(json.dumps({{"loaded": loaded, "after": "sqlite3" in sys.modules}}))

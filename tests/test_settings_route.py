@@ -22,6 +22,7 @@ from aiohttp import web  # noqa: E402
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 settings_route = submodule("nodes.settings_route")
+server_routes = submodule("nodes.server_routes")
 
 KEY = "sk-live-0123456789abcdefWXYZ"
 OTHER_KEY = "sk-other-key-9876"
@@ -214,10 +215,10 @@ def test_status_and_errors_have_no_key_in_repr(route):
 
 def test_register_is_a_no_op_outside_comfyui(monkeypatch):
     monkeypatch.delitem(sys.modules, "server", raising=False)
-    assert settings_route.register_if_in_comfyui() is False
+    assert server_routes.register_if_in_comfyui() is False
 
 
-def test_register_adds_both_routes_once_to_a_comfyui_like_server(monkeypatch):
+def test_register_adds_every_route_once_and_a_request_reaches_the_key_route(monkeypatch, tmp_path):
     class FakePromptServer:
         instance = None
 
@@ -226,14 +227,26 @@ def test_register_adds_both_routes_once_to_a_comfyui_like_server(monkeypatch):
     fake_server_module = type(sys)("server")
     fake_server_module.PromptServer = FakePromptServer
     monkeypatch.setitem(sys.modules, "server", fake_server_module)
+    monkeypatch.setenv("GROK_IMAGINE_KEY_FILE", str(tmp_path / "api_key"))
+    monkeypatch.delenv("APIINONE_API_KEY", raising=False)
 
-    assert settings_route.register_if_in_comfyui() is True
-    assert settings_route.register_if_in_comfyui() is True  # idempotent
+    assert server_routes.register_if_in_comfyui() is True
+    assert server_routes.register_if_in_comfyui() is True  # idempotent
     table = FakePromptServer.instance.routes
-    assert sorted((r.method, r.path) for r in table) == [
-        ("GET", settings_route.ROUTE_PATH),
-        ("POST", settings_route.ROUTE_PATH),
-    ]
+    assert sorted((r.method, r.path) for r in table) == sorted(
+        (method, server_routes.PREFIX + path) for method, path, _, _ in server_routes.ROUTES
+    )
+
+    async def scenario():
+        app = web.Application()
+        app.add_routes(table)
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            saved = await client.post(settings_route.ROUTE_PATH, json={"key": KEY})
+            return saved.status, await saved.json()
+
+    status, body = asyncio.run(scenario())
+    assert status == 200 and body["last4"] == KEY[-4:]
+    assert (tmp_path / "api_key").read_text().strip() == KEY
 
 
 def test_server_module_without_prompt_server_instance_is_ignored(monkeypatch):
@@ -243,4 +256,4 @@ def test_server_module_without_prompt_server_instance_is_ignored(monkeypatch):
     fake_server_module = type(sys)("server")
     fake_server_module.PromptServer = NotStarted
     monkeypatch.setitem(sys.modules, "server", fake_server_module)
-    assert settings_route.register_if_in_comfyui() is False
+    assert server_routes.register_if_in_comfyui() is False
