@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .server_routes import PREFIX, routes_of
+from .server_routes import PREFIX, RequestRefused, read_json_body, routes_of
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -53,12 +53,8 @@ RESOLVE_TIMEOUT_S = 120.0
 """How long ``resolve`` waits for a still-running task before answering (it stays resumable)."""
 
 
-class Refused(ValueError):
-    """A request the routes refuse: one line for the user, and the HTTP status."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+class Refused(RequestRefused):
+    """A request the panel's routes refuse: one line for the user, and the HTTP status."""
 
 
 @dataclass(frozen=True)
@@ -376,17 +372,7 @@ def _make_thumbnail(path: Path) -> bytes:
 
 
 async def _read_json_body(request: web.Request) -> bytes:
-    # A JSON content type makes a cross-site browser request pre-flight (no silent form posts).
-    if request.content_type != "application/json":
-        raise Refused("Send application/json.", status=415)
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise Refused("Request too large.", status=413)
-    data = bytearray()
-    async for chunk in request.content.iter_chunked(1024):
-        data += chunk
-        if len(data) > MAX_BODY_BYTES:
-            raise Refused("Request too large.", status=413)
-    return bytes(data)
+    return await read_json_body(request, MAX_BODY_BYTES, "Send application/json.", Refused)
 
 
 _NO_STORE = {"Cache-Control": "no-store"}

@@ -31,6 +31,40 @@ ROUTES: tuple[tuple[str, str, str, str], ...] = (
 )
 """(method, path under ``PREFIX``, the module that answers, its handler): every route we serve."""
 
+BODY_CHUNK_BYTES = 1024
+
+
+class RequestRefused(ValueError):
+    """A request a route refuses: one line for the user (never quoting what was sent) and the
+    HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def read_json_body(
+    request: Any,
+    limit: int,
+    wrong_type: str,
+    refused: type[RequestRefused] = RequestRefused,
+) -> bytes:
+    """The body of a JSON request, at most ``limit`` bytes, or ``refused`` (415, 413).
+
+    A JSON content type makes a cross-site browser request pre-flight, so a page elsewhere cannot
+    post to our routes through a plain form."""
+    if request.content_type != "application/json":
+        raise refused(wrong_type, status=415)
+    if request.content_length is not None and request.content_length > limit:
+        raise refused("Request too large.", status=413)
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(BODY_CHUNK_BYTES):
+        data += chunk
+        if len(data) > limit:
+            raise refused("Request too large.", status=413)
+    return bytes(data)
+
+
 _targets: dict[str, Any] = {}
 _targets_lock = threading.Lock()
 

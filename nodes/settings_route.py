@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..api import config, errors
 from ..api.config import KeyInfo
-from .server_routes import KEY_PATH, PREFIX
+from .server_routes import KEY_PATH, PREFIX, RequestRefused, read_json_body
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -36,12 +36,8 @@ ROUTE_PATH = PREFIX + KEY_PATH
 MAX_BODY_BYTES = 4096
 
 
-class KeyRejected(ValueError):
+class KeyRejected(RequestRefused):
     """A request the route refuses. The message is shown to the user and never holds the key."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _to_json(info: KeyInfo) -> dict[str, Any]:
@@ -119,8 +115,10 @@ class KeyRoute:
 
     async def handle_post(self, request: web.Request) -> web.StreamResponse:
         try:
-            _require_json(request)
-            key = parse_body(await _read_limited(request, MAX_BODY_BYTES))
+            body = await read_json_body(
+                request, MAX_BODY_BYTES, "Send the key as application/json.", KeyRejected
+            )
+            key = parse_body(body)
         except KeyRejected as exc:
             return _error(exc.status, str(exc))
         try:
@@ -130,24 +128,6 @@ class KeyRoute:
         except errors.MissingKeyError as exc:
             return _error(500, str(exc))
         return _answer(status)
-
-
-def _require_json(request: web.Request) -> None:
-    # A JSON content type makes a cross-site browser request pre-flight, so a page elsewhere
-    # cannot silently replace the user's key with its own through a plain form post.
-    if request.content_type != "application/json":
-        raise KeyRejected("Send the key as application/json.", status=415)
-
-
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise KeyRejected("Request too large.", status=413)
-    data = bytearray()
-    async for chunk in request.content.iter_chunked(1024):
-        data += chunk
-        if len(data) > limit:
-            raise KeyRejected("Request too large.", status=413)
-    return bytes(data)
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
