@@ -60,13 +60,7 @@ def verify_image(
         raise errors.NotAnImageError(
             f"it is not an image this pack can read ({_first_line(exc)})"
         ) from exc
-    if width <= 0 or height <= 0:
-        raise errors.NotAnImageError(f"it has no pixels ({width}x{height})")
-    if width * height > max_pixels:
-        raise errors.TooLargeError(
-            f"it is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the "
-            f"{max_pixels / 1e6:.0f} megapixel limit; it was not decoded"
-        )
+    check_pixel_count(width, height, max_pixels, "it")
     image = Image.open(io.BytesIO(data))
     try:
         image.load()
@@ -105,3 +99,15 @@ def _ends_whole(data: bytes, image_format: str) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:160] or type(exc).__name__
+
+
+def check_pixel_count(width: int, height: int, max_pixels: int, subject: str) -> None:
+    """The one pixel rule, read from a header before any pixel is decoded: some pixels, and no
+    more than ``max_pixels`` (``subject`` names the image in the message: "it", "image 3")."""
+    if width <= 0 or height <= 0:
+        raise errors.NotAnImageError(f"{subject} has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise errors.TooLargeError(
+            f"{subject} is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the "
+            f"{max_pixels / 1e6:.0f} megapixel limit; it was not decoded"
+        )

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from ..api import errors
-from ..journal.verify import MAX_PIXELS
+from ..journal.verify import MAX_PIXELS, check_pixel_count
 
 if TYPE_CHECKING:
     import numpy as np
@@ -420,14 +420,7 @@ def _open_header(source: ImageSource, label: str, max_pixels: int) -> _Header:
     except OSError as exc:
         raise errors.NotAnImageError(f"{label} could not be read: {_first_line(exc)}") from exc
     try:
-        width, height = image.size
-        if width <= 0 or height <= 0:
-            raise errors.NotAnImageError(f"{label} has no pixels ({width}x{height})")
-        if width * height > max_pixels:
-            raise errors.TooLargeError(
-                f"{label} is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the "
-                f"{max_pixels / 1e6:.0f} megapixel limit; it was not decoded"
-            )
+        check_pixel_count(*image.size, max_pixels, label)
         return _header(image, label)
     except BaseException:
         image.close()
