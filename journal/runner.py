@@ -327,7 +327,7 @@ class TaskRunner:
         """One atomic look at the journal: create / done / resume / wait / uncertain."""
         with self.journal.claim(identity) as claim:
             latest = claim.latest
-            if latest is None or latest.state in (State.FAILED, State.REJECTED):
+            if latest is None or latest.state in State.UNCHARGED:
                 # Fail closed: a create is sent only if its result can be remembered (the
                 # journal checks itself in start_create) and its files kept.
                 self.files.check_writable()
