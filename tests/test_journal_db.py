@@ -164,6 +164,78 @@ def test_threads_share_one_journal(journal):
     assert len(journal.recent(1000)) == 120
 
 
+def _record_files_side_by_side(journal, count, *, fail_batch=None):
+    """``count`` threads each record one kept file while the first commit is held up, as the
+    downloads of eight tasks do; returns (rows per commit, each caller's error or None)."""
+    batches: list[int] = []
+    original = db._insert_files
+    first_commit_started = threading.Event()
+
+    def commit(conn, rows):
+        batches.append(len(rows))
+        if len(batches) == 1:
+            first_commit_started.set()
+            # A synced commit on a slow disk: every other caller queues its row meanwhile.
+            deadline = time.monotonic() + 30
+            while len(journal._file_rows) < count - 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
+        if fail_batch is not None and len(batches) == fail_batch:
+            raise sqlite3.OperationalError("disk I/O error")
+        original(conn, rows)
+
+    outcomes: dict[int, BaseException | None] = {}
+
+    def keep(n):
+        try:
+            journal.record_file("task-g", n, f"/kept/{n}.jpg", f"{n:064x}", n + 1, f"http://x/{n}")
+            outcomes[n] = None
+        except BaseException as exc:
+            outcomes[n] = exc
+
+    db._insert_files = commit
+    try:
+        first = threading.Thread(target=keep, args=(0,))
+        first.start()
+        assert first_commit_started.wait(10)
+        rest = [threading.Thread(target=keep, args=(n,)) for n in range(1, count)]
+        for thread in rest:
+            thread.start()
+        for thread in [first, *rest]:
+            thread.join(timeout=30)
+    finally:
+        db._insert_files = original
+    return batches, outcomes
+
+
+def test_files_kept_side_by_side_share_one_commit(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    with Journal(path) as journal:
+        journal.record_loaded("task-g")
+        batches, outcomes = _record_files_side_by_side(journal, 16)
+        assert outcomes == {n: None for n in range(16)}
+        # The first commit carries its own row; the 15 that queued meanwhile go in one more.
+        assert batches == [1, 15]
+        with Journal(path) as other:  # on disk, seen from another connection
+            files = other.get("task-g").files
+        assert sorted(f.index for f in files) == list(range(16))
+        assert {f.sha256 for f in files} == {f"{n:064x}" for n in range(16)}
+
+
+def test_a_failed_group_commit_is_raised_to_every_caller_in_it(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    with Journal(path) as journal:
+        journal.record_loaded("task-g")
+        batches, outcomes = _record_files_side_by_side(journal, 8, fail_batch=2)
+        assert batches == [1, 7]
+        assert outcomes[0] is None
+        failed = [outcomes[n] for n in range(1, 8)]
+        assert all(isinstance(exc, sqlite3.OperationalError) for exc in failed)
+        # Nothing half-written: the failed group left no rows, and a later file still records.
+        assert [f.index for f in journal.get("task-g").files] == [0]
+        journal.record_file("task-g", 3, "/kept/3.jpg", "3" * 64, 4, None)
+        assert sorted(f.index for f in journal.get("task-g").files) == [0, 3]
+
+
 def test_two_journals_on_one_file_see_each_other(tmp_path):
     path = tmp_path / "journal.sqlite"
     with Journal(path) as a, Journal(path) as b:
