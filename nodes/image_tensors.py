@@ -102,7 +102,8 @@ def images_to_tensor(
         batch.add(0, sources[0], slot=0, label=_label(sources[0], 0, count), prefault=True)
     else:
         # The pool's workers and this thread take the images in turn: the caller decodes too
-        # instead of waiting, which is a third of the work on two cores when one is taken.
+        # instead of waiting, and with it one thread per core (up to the pool's size), since a
+        # third thread on two cores only adds switches between them.
         claim = itertools.count()
         claim_lock = threading.Lock()
 
@@ -115,7 +116,7 @@ def images_to_tensor(
                 batch.add(i, sources[i], slot=i, label=_label(sources[i], i, count))
 
         pool = decode_pool()
-        helpers = [pool.submit(work) for _ in range(min(count - 1, _workers()))]
+        helpers = [pool.submit(work) for _ in range(min(count - 1, max(1, _workers() - 1)))]
         work()
         wait(helpers)
         for helper in helpers:
