@@ -135,13 +135,19 @@ def advice_text(advice: Advice, surface: Surface, facts: AdviceFacts | None = No
             return f"Try again later: {load} (free)."
         return f"Try again later ({again})."
     if advice is Advice.CHECK_UNCERTAIN:
-        found = (
-            "use Grok Load Task with it" if node else "fetch it with `grok-imagine task TASK_ID`"
-        )
-        text = (
-            "Look for it in your API in One dashboard or with `grok-imagine tasks`; if you find "
-            f"its task id, {found} (free). "
-        )
+        if node:
+            # In ComfyUI the journal row is settled where the user already is: the Grok Imagine
+            # sidebar tab shows the row with its task-id box, Fetch and Not created.
+            text = (
+                "Look for it in your API in One dashboard; if you find its task id, enter it on "
+                "the task's row in the Grok Imagine sidebar tab and press Fetch (free), or press "
+                "Not created there if it was never made. "
+            )
+        else:
+            text = (
+                "Look for it in your API in One dashboard or with `grok-imagine tasks`; if you "
+                "find its task id, fetch it with `grok-imagine task TASK_ID` (free). "
+            )
         if f.source_task_id and node:
             return text + (
                 "To pay for a new upscale on purpose, run `grok-imagine upscale "

@@ -408,7 +408,14 @@ def test_uncertain_create_is_reported_not_resent(tmp_path, sb):
     with pytest.raises(errors.UncertainCreateError) as caught:
         runner.text_to_image(PROMPT, seed=9)
     message = str(caught.value)
-    for hint in ("may have been charged", "dashboard", "grok-imagine tasks", "Load Task", "seed"):
+    for hint in (
+        "may have been charged",
+        "dashboard",
+        "sidebar tab",
+        "Fetch",
+        "Not created",
+        "seed",
+    ):
         assert hint in message
     assert KEY not in message
     _wait_until(lambda: ledger(sb) == (1, 5), "the sandbox to finish taking the create")

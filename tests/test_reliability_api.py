@@ -306,8 +306,8 @@ def test_connection_reset_on_status_reads_recovers_transparently(proxied):
     "`UncertainTaskError`: \"A create was sent but its answer was lost: the request for the "
     "prompt ... went out at ... (the connection was reset), so the task may exist and may have "
     "been charged 5 credits. It is not sent again automatically. Look for it in your API in One "
-    "dashboard or with `grok-imagine tasks` ... To create a new task on purpose, change the "
-    "seed.\"",
+    "dashboard; if you find its task id, enter it on the task's row in the Grok Imagine sidebar "
+    "tab and press Fetch (free) ... To create a new task on purpose, change the seed.\"",
     "journal row `uncertain` (5 credits, may be charged); queueing again repeats the message and "
     "sends nothing; 1 create, 5 credits",
 )  # fmt: skip
