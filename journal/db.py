@@ -46,6 +46,7 @@ SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 RESERVE_SUFFIX = ".reserve"
 RESERVE_BYTES = 512 * 1024
+JOURNAL_ROLE = "task journal"
 
 T = TypeVar("T")
 
@@ -289,7 +290,7 @@ class Journal:
             return self._salvage(str(problem))
         except _Newer as problem:
             self._refusal = durability.StorageUnavailableError(
-                "task journal", self.path, durability.NEWER_JOURNAL, str(problem)
+                JOURNAL_ROLE, self.path, durability.NEWER_JOURNAL, str(problem)
             )
             return self._free_work_only()
         except (OSError, sqlite3.Error) as problem:
@@ -389,10 +390,10 @@ class Journal:
 
     def _check_disk(self) -> None:
         with self._lock:
-            durability.require_writable(self.path.parent, "task journal")
+            durability.require_writable(self.path.parent, JOURNAL_ROLE)
             if self.path.exists() and not os.access(self.path, os.W_OK):
                 raise durability.StorageUnavailableError(
-                    "task journal", self.path.parent, durability.READ_ONLY,
+                    JOURNAL_ROLE, self.path.parent, durability.READ_ONLY,
                     f"{self.path.name} is not writable",
                 )  # fmt: skip
             self._ensure_reserve()
@@ -403,7 +404,7 @@ class Journal:
         if refusal is None or refusal.problem == durability.NEWER_JOURNAL:
             return
         try:
-            durability.require_writable(self.path.parent, "task journal")
+            durability.require_writable(self.path.parent, JOURNAL_ROLE)
         except durability.StorageUnavailableError as still:
             self._refusal = still
             return
@@ -428,7 +429,7 @@ class Journal:
         except OSError as exc:
             reserve.unlink(missing_ok=True)
             raise durability.StorageUnavailableError(
-                "task journal", self.path.parent,
+                JOURNAL_ROLE, self.path.parent,
                 durability.FULL if _is_full(exc) else durability.READ_ONLY,
                 exc.strerror or type(exc).__name__,
             ) from exc  # fmt: skip
@@ -530,6 +531,9 @@ class Journal:
     def create_turn(self, entry: JournalEntry) -> float:
         """Always "go now": one machine's creates are paced by the API client's 429 handling."""
         return 0.0
+
+    def create_folders(self) -> tuple[tuple[Path, str], ...]:
+        return ((self.path.parent, JOURNAL_ROLE),)
 
     # -- the claim: decide "create, resume or reuse" atomically across threads and processes ------
 
@@ -1216,7 +1220,7 @@ def _storage_error(path: Path, problem: object) -> durability.StorageUnavailable
     else:
         kind = durability.READ_ONLY
     folder = path if kind == durability.UNREADABLE else path.parent
-    return durability.StorageUnavailableError("task journal", folder, kind, detail)
+    return durability.StorageUnavailableError(JOURNAL_ROLE, folder, kind, detail)
 
 
 def _insert_noted(conn: sqlite3.Connection, note: Mapping[str, Any]) -> None:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..api import errors
@@ -78,6 +81,35 @@ def _message(what: str, folder: str, problem: str, detail: str) -> str:
     )
 
 
+_ahead = threading.local()
+"""This thread's folders that passed a probe made ahead (``probed_ahead``), each good once."""
+
+
+@contextmanager
+def probed_ahead(folders: Iterable[tuple[str | os.PathLike[str], str]]) -> Iterator[None]:
+    """Probe ``(folder, what)`` now, before the caller takes a lock; inside the block, the next
+    ``require_writable`` of a folder that passed takes that answer instead of probing again.
+
+    A probe is a synced write, milliseconds each: made inside the journal's lock, eight
+    parallel creates would wait for each other's. The answer is used once, on this thread,
+    within the block (so it is never older than the block); a folder that failed is simply
+    probed again where it is required, which raises there.
+    """
+    passed: set[Path] = set()
+    for folder, what in folders:
+        try:
+            require_writable(folder, what)
+        except StorageUnavailableError:
+            continue
+        passed.add(Path(folder))
+    outer = getattr(_ahead, "folders", None)
+    _ahead.folders = passed
+    try:
+        yield
+    finally:
+        _ahead.folders = outer
+
+
 def require_writable(
     folder: str | os.PathLike[str], what: str, min_free: int = MIN_FREE_BYTES
 ) -> None:
@@ -87,6 +119,10 @@ def require_writable(
     bits, ACLs, read-only mounts and quota are all answered by the kernel, not guessed.
     """
     path = Path(folder)
+    ahead = getattr(_ahead, "folders", None)
+    if ahead and path in ahead and min_free == MIN_FREE_BYTES:
+        ahead.discard(path)  # probed a moment ago on this thread, outside the lock
+        return
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:

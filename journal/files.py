@@ -40,6 +40,8 @@ _FORMAT_EXTENSIONS = {"jpeg": "jpg", "jpg": "jpg", "png": "png", "webp": "webp",
 _NAME = re.compile(r"^(\d+)\.([a-z0-9]{1,8})$")
 _UNSAFE_TASK_ID = re.compile(r"[/\\:\x00-\x1f\x7f]")
 NOTE_NAME = ".request.json"
+_ROLE = "kept-files"
+"""How messages name the kept files' folder."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,11 @@ class FileStore:
     def check_writable(self) -> None:
         """Raise ``StorageUnavailableError`` unless result files can be kept here now (a real
         synced write, and room); called before a create, beside ``Journal.check_durable``."""
-        durability.require_writable(self.root, "kept-files")
+        durability.require_writable(self.root, _ROLE)
+
+    def create_folders(self) -> tuple[tuple[Path, str], ...]:
+        """What ``check_writable`` probes, for ``durability.probed_ahead``."""
+        return ((self.root, _ROLE),)
 
     def save(
         self,

@@ -36,6 +36,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -542,6 +543,10 @@ class PgJournal:
         raise AssertionError("unreachable")
 
     # -- pacing ------------------------------------------------------------------------------------
+
+    def create_folders(self) -> tuple[tuple[Path, str], ...]:
+        """The database keeps the rows: no local folder to probe (the kept files' is)."""
+        return ()
 
     def create_turn(self, entry: JournalEntry) -> float:
         """Reserve (once) the moment ``entry``'s create may go; seconds until then (0.0: now).

@@ -36,7 +36,7 @@ from typing import cast
 from ..api import errors, validation
 from ..api.redaction import safe_url
 from ..api.task import DEFAULT_TASK_TIMEOUT_S, Task, TaskState
-from . import events
+from . import durability, events
 from .client import ApiClient, ClientFactory
 from .db import JournalEntry, Reservation, State
 from .files import FileStore
@@ -325,7 +325,10 @@ class TaskRunner:
 
     def _decide(self, identity: RequestIdentity) -> tuple[str, JournalEntry]:
         """One atomic look at the journal: create / done / resume / wait / uncertain."""
-        with self.journal.claim(identity) as claim:
+        with (
+            durability.probed_ahead(self._create_folders(identity)),
+            self.journal.claim(identity) as claim,
+        ):
             latest = claim.latest
             if latest is None or latest.state in State.UNCHARGED:
                 # Fail closed: a create is sent only if its result can be remembered (the
@@ -351,6 +354,23 @@ class TaskRunner:
                 assert claim.latest is not None
                 return "uncertain", claim.latest
             return "uncertain", latest
+
+    def _create_folders(self, identity: RequestIdentity) -> tuple[tuple[Path, str], ...]:
+        """The folders a create needs written, if a look without the lock says one is likely:
+        their synced probes are then made before the claim, not inside the journal file's
+        lock, which every request of the process takes in turn. Reused and resumed requests
+        never probe; a database journal (no local folder) keeps its claim as it is, saving
+        the look's round trip."""
+        journal_folders = self.journal.create_folders()
+        if not journal_folders:
+            return ()
+        try:
+            latest = self.journal.latest(identity)
+        except Exception:  # the claim reads again and decides; this is only a head start
+            return ()
+        if latest is not None and latest.state not in State.UNCHARGED | {State.RESERVED}:
+            return ()
+        return (*journal_folders, *self.files.create_folders())
 
     def _check_limit(self, claim: Claim, credits: int) -> None:
         """Refuse a create that would go over today's limit (inside the claim: atomic)."""

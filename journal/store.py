@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..api import errors
@@ -76,6 +77,11 @@ class JournalStore(Protocol):
     def create_turn(self, entry: JournalEntry) -> float:
         """Ask to send ``entry``'s create now: 0.0 means go (the turn is taken), otherwise the
         seconds to wait before asking again. Fleet-wide pacing; a local journal always says go."""
+        ...
+
+    def create_folders(self) -> tuple[tuple[Path, str], ...]:
+        """(folder, role) this store must be able to write before a create: probed ahead of
+        the claim (``durability.probed_ahead``). None for a database server."""
         ...
 
     def record_task_id(self, entry: JournalEntry, task_id: str) -> None: ...

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,35 @@ def test_loading_the_pack_does_not_load_the_journal():
     )  # fmt: skip
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report == {"loaded": [], "after": True}
+
+
+# -- a probe made ahead of a lock answers once, on its own thread ---------------------------------
+
+
+def test_a_probe_made_ahead_answers_the_next_check_once_on_its_thread(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    with durability.probed_ahead([(tmp_path, "kept-files")]):
+        assert len(synced) == 1
+        durability.require_writable(tmp_path, "kept-files")  # takes the answer made ahead
+        assert len(synced) == 1
+        other = threading.Thread(target=durability.require_writable, args=(tmp_path, "x"))
+        other.start()
+        other.join()
+        assert len(synced) == 2  # another thread probes for itself
+        durability.require_writable(tmp_path, "kept-files")  # good once: probed again
+        assert len(synced) == 3
+    durability.require_writable(tmp_path, "kept-files")
+    assert len(synced) == 4
+
+
+def test_a_folder_that_fails_ahead_is_refused_where_it_is_required(tmp_path):
+    blocked = tmp_path / "files"
+    blocked.write_text("a file in the way")
+    with (
+        durability.probed_ahead([(blocked, "kept-files")]),  # does not raise here...
+        pytest.raises(durability.StorageUnavailableError) as refused,
+    ):
+        durability.require_writable(blocked, "kept-files")  # ...but where it is required
+    assert refused.value.problem == durability.NOT_A_FOLDER

@@ -635,3 +635,44 @@ def test_one_lost_file_never_withholds_the_paid_others(tmp_path, sb):
 def _task_ids(event, kind):
     """The task id of ``event`` when it is a ``kind`` event (a list, for ``extend``)."""
     return [event.task.id] if isinstance(event, kind) else []
+
+
+# -- a create's storage probes happen before the journal's lock, not inside it -------------------
+
+
+def _probes_recorded(monkeypatch, journal):
+    """Every synced probe write, as (folder, whether this thread held the journal's lock)."""
+    probes = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if ".grok-imagine-probe-" in name:
+            probes.append((Path(name).parent, journal._lock._is_owned()))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return probes
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name a file")
+def test_parallel_creates_probe_their_folders_outside_the_journal_lock(tmp_path, sb, monkeypatch):
+    runner, _ = make_runner(tmp_path, sb)
+    probes = _probes_recorded(monkeypatch, runner.journal)
+    seeds = range(1, 5)
+    threads = [threading.Thread(target=runner.text_to_image, args=(PROMPT,), kwargs={"seed": s})
+               for s in seeds]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=WAIT_LIMIT_S)
+    assert ledger(sb) == (4, 20)
+    # Each create proved both folders writable (journal's and kept files'), and neither probe
+    # made the other creates wait on the journal's lock.
+    folders = sorted(str(folder) for folder, _ in probes)
+    assert folders == sorted([str(tmp_path)] * 4 + [str(tmp_path / "files")] * 4)
+    assert not any(under_lock for _, under_lock in probes)
+    # Served again: no probe at all (free work never asks for a writable disk).
+    probes.clear()
+    runner.text_to_image(PROMPT, seed=1)
+    assert probes == [] and ledger(sb) == (4, 20)
