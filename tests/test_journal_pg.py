@@ -152,11 +152,14 @@ def test_a_dead_workers_create_is_uncertain_not_resent(tmp_path, sandbox, pg_url
     runner.journal.close()
 
 
-def test_a_live_workers_create_is_waited_for_and_shared(tmp_path, sandbox, pg_url):
-    runner = make_runner(tmp_path, sandbox, pg_url)
-    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=5)
-    entry = _foreign_creating_row(runner, identity, lease_s=30.0)
+def _run_while_the_other_worker_answers(runner, sandbox, entry, seed):
+    """Run the request of ``entry`` (another worker's ``creating`` row); once the run says it
+    waits for that worker, the worker (a thread here) sends its create and records the id."""
     waiting = threading.Event()
+
+    def note_the_wait(event):
+        if isinstance(event, events.WaitingForProcess):
+            waiting.set()
 
     def other_worker_gets_its_answer():
         assert waiting.wait(WAIT_LIMIT_S)
@@ -165,15 +168,23 @@ def test_a_live_workers_create_is_waited_for_and_shared(tmp_path, sandbox, pg_ur
 
     helper = threading.Thread(target=other_worker_gets_its_answer)
     helper.start()
-    result = runner.text_to_image(
-        PROMPT,
-        seed=5,
-        timeout=WAIT_LIMIT_S,
-        hooks=journal_mod.RunHooks(
-            on_event=lambda e: waiting.set() if isinstance(e, events.WaitingForProcess) else None
-        ),
-    )
-    helper.join(WAIT_LIMIT_S)
+    try:
+        return runner.text_to_image(
+            PROMPT,
+            seed=seed,
+            timeout=WAIT_LIMIT_S,
+            hooks=journal_mod.RunHooks(on_event=note_the_wait),
+        )
+    finally:
+        waiting.set()  # the helper is never left hanging when the run did not wait
+        helper.join(WAIT_LIMIT_S)
+
+
+def test_a_live_workers_create_is_waited_for_and_shared(tmp_path, sandbox, pg_url):
+    runner = make_runner(tmp_path, sandbox, pg_url)
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=5)
+    entry = _foreign_creating_row(runner, identity, lease_s=30.0)
+    result = _run_while_the_other_worker_answers(runner, sandbox, entry, seed=5)
     assert result.resumed and result.files and ledger(sandbox) == (1, 5)
     runner.journal.close()
 
@@ -194,27 +205,7 @@ def test_a_live_workers_create_is_waited_for_whatever_this_hosts_clock_says(
     runner = make_runner(tmp_path, sandbox, pg_url)
     identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=8)
     entry = _foreign_creating_row(runner, identity, lease_s=30.0)
-    waited = threading.Event()
-
-    def other_worker_gets_its_answer():
-        assert waited.wait(WAIT_LIMIT_S)
-        with api.GrokClient(api.Settings(api_key=KEY, base_url=sandbox.base_url)) as client:
-            runner.journal.record_task_id(entry, client.create_text_to_image(PROMPT))
-
-    helper = threading.Thread(target=other_worker_gets_its_answer)
-    helper.start()
-    try:
-        result = runner.text_to_image(
-            PROMPT,
-            seed=8,
-            timeout=WAIT_LIMIT_S,
-            hooks=journal_mod.RunHooks(
-                on_event=lambda e: waited.set() if isinstance(e, events.WaitingForProcess) else None
-            ),
-        )
-    finally:
-        waited.set()  # the helper is never left hanging when the run did not wait
-        helper.join(WAIT_LIMIT_S)
+    result = _run_while_the_other_worker_answers(runner, sandbox, entry, seed=8)
     assert result.resumed and result.files and ledger(sandbox) == (1, 5)
     assert runner.journal.latest(identity).state == "succeeded"
     runner.journal.close()
