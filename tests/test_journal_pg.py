@@ -808,3 +808,16 @@ def test_a_throwaway_server_left_by_a_killed_test_run_is_reaped(pg_server):
     finally:
         mine.destroy()
         stray.destroy()
+
+
+@pytest.mark.parametrize("given", ["", ".", "not-a-cluster"])
+def test_stop_removes_only_a_folder_the_tool_made(tmp_path, monkeypatch, given):
+    """Test tooling: ``pg_cluster.py stop "$UNSET_VARIABLE"`` once deleted the current folder."""
+    import pg_cluster as pg
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-a-cluster").mkdir()
+    (tmp_path / "work.txt").write_text("keep me")
+    assert pg.main(["stop", given]) == 2
+    assert (tmp_path / "work.txt").read_text() == "keep me"
+    assert (tmp_path / "not-a-cluster").is_dir()

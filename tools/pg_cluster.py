@@ -214,7 +214,13 @@ def main(argv: list[str]) -> int:
         print(f"export GROK_IMAGINE_TEST_PG_DIR={shlex.quote(str(cluster.dir))}")
         return 0
     if argv[:1] == ["stop"] and len(argv) == 2:
-        Cluster(Path(argv[1])).destroy()
+        folder = Path(argv[1])
+        # Only a folder this tool made is removed: an empty or mistyped argument (a shell
+        # variable that was never set) would otherwise delete the current directory.
+        if not (folder.name.startswith(DIR_PREFIX) and (folder / OWNER_FILE).is_file()):
+            print(f"pg_cluster.py stop: {argv[1]!r} is not a throwaway cluster", file=sys.stderr)
+            return 2
+        Cluster(folder).destroy()
         return 0
     print("usage: pg_cluster.py start [OWNER_PID] | stop DIR", file=sys.stderr)
     return 2
