@@ -15,10 +15,19 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["SETTINGS_ENTRY", "Advice", "AdviceFacts", "Surface", "advice_text"]
+__all__ = [
+    "DAILY_LIMIT_ENTRY",
+    "SETTINGS_ENTRY",
+    "Advice",
+    "AdviceFacts",
+    "Surface",
+    "advice_text",
+]
 
 SETTINGS_ENTRY = "Settings \u203a Grok Imagine \u203a API key"
 """Where ComfyUI users set the key (the pack's entry in ComfyUI's Settings dialog)."""
+DAILY_LIMIT_ENTRY = "Settings \u203a Grok Imagine \u203a Daily credit limit"
+"""Where ComfyUI users set the daily credit limit."""
 
 
 class Surface(enum.Enum):
@@ -54,6 +63,10 @@ class Advice(enum.Enum):
     """The result cannot be had any more: only a new (paid) task gives images."""
     MOVE_STORAGE = "move_storage"
     """The journal's or kept files' folder cannot be used: fix it, or keep them elsewhere."""
+    RAISE_LIMIT = "raise_limit"
+    """The daily credit limit refused the run: raise it where it was set, or wait a day."""
+    SAVE_LIMIT = "save_limit"
+    """The settings file that holds the limit is damaged: set the limit again."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,10 @@ class AdviceFacts:
     rerun: str | None = None
     journal_row: int | None = None
     """The journal row of an uncertain create (the CLI's ``resolve`` takes it)."""
+    limit_source: str | None = None
+    """Who set the daily credit limit: ``"env"`` or ``"settings"`` (the settings file)."""
+    limit_file: str | None = None
+    """The settings file that holds the limit (the CLI names it; ComfyUI has an entry)."""
 
 
 _CLI_ARGS = {
@@ -80,7 +97,8 @@ _CLI_ARGS = {
 
 def advice_text(advice: Advice, surface: Surface, facts: AdviceFacts | None = None) -> str:
     """The advice as one or two sentences for ``surface`` ("" for ``Advice.NONE``)."""
-    from .config import KEY_ENV  # at call time: config imports errors, which imports this
+    # At call time: config imports errors, which imports this.
+    from .config import DAILY_LIMIT_ENV, KEY_ENV
 
     f = facts or AdviceFacts()
     node = surface is Surface.NODE
@@ -177,5 +195,27 @@ def advice_text(advice: Advice, surface: Surface, facts: AdviceFacts | None = No
         return (
             "Or point --home (see --help) at a folder on a disk that works; then run "
             "the command again."
+        )
+    if advice is Advice.RAISE_LIMIT:
+        if f.limit_source == "env":
+            if node:
+                return (
+                    f"To go on, raise or unset {DAILY_LIMIT_ENV} in ComfyUI's environment and "
+                    "restart ComfyUI, or wait until tomorrow."
+                )
+            return f"To go on, raise or unset {DAILY_LIMIT_ENV}, or wait until tomorrow."
+        if node:
+            return f"To go on, raise it in {DAILY_LIMIT_ENTRY}, or wait until tomorrow."
+        where = f"in {f.limit_file}" if f.limit_file else "in the settings file beside the key file"
+        return (
+            f"To go on, raise daily_credit_limit {where} (or set {DAILY_LIMIT_ENV}, which wins), "
+            "or wait until tomorrow."
+        )
+    if advice is Advice.SAVE_LIMIT:
+        if node:
+            return f"Save the daily credit limit again in {DAILY_LIMIT_ENTRY}."
+        return (
+            f"Fix or delete that file (it holds daily_credit_limit), or set {DAILY_LIMIT_ENV}, "
+            "which wins over it."
         )
     raise ValueError(f"unknown advice {advice!r}")

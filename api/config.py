@@ -32,6 +32,7 @@ from .errors import (
 
 __all__ = [
     "BASE_URL_ENV",
+    "DAILY_LIMIT_ENV",
     "DEFAULT_BASE_URL",
     "KEY_ENV",
     "KEY_FILE_ENV",
@@ -54,6 +55,8 @@ __all__ = [
 logger = logging.getLogger("grok_imagine.api")
 
 KEY_ENV = "APIINONE_API_KEY"
+DAILY_LIMIT_ENV = "GROK_IMAGINE_DAILY_CREDIT_LIMIT"
+"""The daily credit limit (read by ``journal.spend_limit``; here so the advice can name it)."""
 KEY_FILE_ENV = "GROK_IMAGINE_KEY_FILE"
 BASE_URL_ENV = "APIINONE_BASE_URL"
 DEFAULT_BASE_URL = "https://apiin.one"

@@ -114,6 +114,8 @@ class GrokError(Exception):
     source_task_id: str | None = None
     field: str | None = None
     journal_row: int | None = None
+    limit_source: str | None = None
+    limit_file: str | None = None
 
     def __init__(self, message: str | None = None, *, advice: Advice | None = None) -> None:
         self.what = _clean(message or self.default_message)
@@ -123,7 +125,15 @@ class GrokError(Exception):
     def line(self, surface: Surface = Surface.NODE, rerun: str | None = None) -> str:
         """What happened and what to do, for ``surface``; ``rerun`` is the exact command that
         repeats this request (the CLI passes it so the advice can name it)."""
-        facts = AdviceFacts(self.task_id, self.source_task_id, self.field, rerun, self.journal_row)
+        facts = AdviceFacts(
+            self.task_id,
+            self.source_task_id,
+            self.field,
+            rerun,
+            self.journal_row,
+            self.limit_source,
+            self.limit_file,
+        )
         text = advice_text(self.advice, surface, facts)
         return _clean(f"{self.what} {text}") if text else self.what
 

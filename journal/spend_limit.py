@@ -20,22 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..api import errors
+from ..api.config import DAILY_LIMIT_ENV
 
-DAILY_LIMIT_ENV = "GROK_IMAGINE_DAILY_CREDIT_LIMIT"
 SETTINGS_FILE_NAME = "settings.json"
 """The pack's non-secret settings, beside the key file (never the key file itself)."""
 DAILY_LIMIT_KEY = "daily_credit_limit"
 MAX_DAILY_LIMIT = 10_000_000
 MAX_SETTINGS_BYTES = 64 * 1024
-SETTINGS_ENTRY_NAME = "Settings > Grok Imagine > Daily credit limit"
 
 
 @dataclass(frozen=True)
 class DailyLimit:
-    """``credits`` None means no limit; ``source`` says who set it ("env", "settings" or None)."""
+    """``credits`` None means no limit; ``source`` says who set it ("env", "settings" or None),
+    ``where`` the settings file it came from."""
 
     credits: int | None
     source: str | None = None
+    where: Path | None = None
 
 
 NO_LIMIT = DailyLimit(None)
@@ -53,14 +54,12 @@ class SpendLimitError(errors.GrokError):
         self.limit = limit.credits or 0
         self.need = need
         self.source = limit.source
-        how = (
-            f"raise or unset {DAILY_LIMIT_ENV}"
-            if limit.source == "env"
-            else f"raise it in {SETTINGS_ENTRY_NAME} (or with {DAILY_LIMIT_ENV})"
-        )
+        self.limit_source = limit.source
+        self.limit_file = str(limit.where) if limit.where is not None else None
         super().__init__(
             f"Daily credit limit reached: spent {spent} of {self.limit} credits today, this run "
-            f"needs {need} more, so nothing was sent. To go on, {how}, or wait until tomorrow."
+            f"needs {need} more, so nothing was sent.",
+            advice=errors.Advice.RAISE_LIMIT,
         )
 
 
@@ -99,8 +98,7 @@ def read_settings_file(path: Path) -> dict[str, object]:
         payload = None
     if not isinstance(payload, dict):
         raise SpendLimitConfigError(
-            f"The Grok Imagine settings file {path} is damaged; save the daily credit limit "
-            f"again in {SETTINGS_ENTRY_NAME}."
+            f"The Grok Imagine settings file {path} is damaged.", advice=errors.Advice.SAVE_LIMIT
         )
     return payload
 
@@ -136,7 +134,7 @@ def read_daily_limit(
         return NO_LIMIT
     stored = read_settings_file(settings_file).get(DAILY_LIMIT_KEY)
     credits = parse_limit(stored, f"The daily credit limit in {settings_file}")
-    return NO_LIMIT if credits is None else DailyLimit(credits, "settings")
+    return NO_LIMIT if credits is None else DailyLimit(credits, "settings", settings_file)
 
 
 def day_start(now: float) -> float:

@@ -15,7 +15,9 @@ errors = submodule("api.errors")
 FACTS = [
     advice.AdviceFacts(),
     advice.AdviceFacts(task_id="t1", source_task_id="s1", field="prompt", journal_row=7,
-                       rerun="grok-imagine generate cat --seed 3"),
+                       rerun="grok-imagine generate cat --seed 3", limit_source="settings",
+                       limit_file="/home/u/.config/grok-imagine/settings.json"),
+    advice.AdviceFacts(limit_source="env"),
 ]  # fmt: skip
 NODE_ONLY = ("queue", "grok load task", "the node", "settings \u203a", "parallel_tasks", "inputs")
 CLI_ONLY = ("run the command", "--new", "--tasks", "grok-imagine task ", "grok-imagine key set")

@@ -48,9 +48,16 @@ def test_generate_over_the_limit_sends_nothing(env, monkeypatch, capsys):
 
 
 def test_the_settings_file_beside_the_key_file_is_honoured(env, tmp_path, capsys):
-    spend.write_daily_limit(tmp_path / "config" / spend.SETTINGS_FILE_NAME, 4)
+    settings = tmp_path / "config" / spend.SETTINGS_FILE_NAME
+    spend.write_daily_limit(settings, 4)
     assert run("generate", "a kestrel", "--seed", "2") == cli.EXIT_API
-    assert "Settings > Grok Imagine" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # The command line names the file that set the limit, never ComfyUI's Settings dialog.
+    assert (
+        f"To go on, raise daily_credit_limit in {settings} (or set {spend.DAILY_LIMIT_ENV}, "
+        "which wins), or wait until tomorrow."
+    ) in err
+    assert "Settings" not in err
     assert ledger(env) == (0, 0)
 
 

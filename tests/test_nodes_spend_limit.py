@@ -44,7 +44,10 @@ def test_a_node_run_over_the_settings_limit_is_refused_whole(sb):
     assert str(caught.value).startswith(
         "Daily credit limit reached: spent 0 of 12 credits today, this run needs 15 more"
     )
-    assert "Settings > Grok Imagine" in str(caught.value)
+    assert str(caught.value).endswith(
+        "so nothing was sent. To go on, raise it in Settings \u203a Grok Imagine \u203a Daily "
+        "credit limit, or wait until tomorrow."
+    )
     assert creates(sb) == 0
 
     _, task_ids, _ = generate(seed=1, parallel_tasks=2)

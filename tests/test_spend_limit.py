@@ -72,6 +72,11 @@ def test_a_run_over_the_limit_is_refused_whole_with_one_line(tmp_path, sandbox):
     message = str(caught.value)
     assert message == (
         "Daily credit limit reached: spent 0 of 12 credits today, this run needs 15 more, so "
+        f"nothing was sent. To go on, raise or unset {spend.DAILY_LIMIT_ENV} in ComfyUI's "
+        "environment and restart ComfyUI, or wait until tomorrow."
+    )
+    assert caught.value.line(errors.Surface.CLI) == (
+        "Daily credit limit reached: spent 0 of 12 credits today, this run needs 15 more, so "
         f"nothing was sent. To go on, raise or unset {spend.DAILY_LIMIT_ENV}, or wait until "
         "tomorrow."
     )
@@ -90,10 +95,19 @@ def test_a_run_over_the_limit_is_refused_whole_with_one_line(tmp_path, sandbox):
 
 def test_the_settings_entry_is_named_when_the_limit_comes_from_settings(tmp_path, sandbox):
     runner = make_runner(tmp_path, sandbox)
-    runner.daily_limit = lambda: spend.DailyLimit(0, "settings")
+    settings = tmp_path / spend.SETTINGS_FILE_NAME
+    runner.daily_limit = lambda: spend.DailyLimit(0, "settings", settings)
     with pytest.raises(spend.SpendLimitError) as caught:
         runner.text_to_image(PROMPT, seed=1)
-    assert "Settings > Grok Imagine > Daily credit limit" in str(caught.value)
+    assert str(caught.value).endswith(
+        "To go on, raise it in Settings \u203a Grok Imagine \u203a Daily credit limit, or wait "
+        "until tomorrow."
+    )
+    # On the command line the same refusal names the file that set the limit.
+    assert caught.value.line(errors.Surface.CLI).endswith(
+        f"To go on, raise daily_credit_limit in {settings} (or set {spend.DAILY_LIMIT_ENV}, which "
+        "wins), or wait until tomorrow."
+    )
     assert ledger(sandbox) == (0, 0)
 
 
@@ -337,7 +351,7 @@ def test_the_environment_wins_over_the_settings_file(tmp_path):
     assert spend.read_daily_limit(settings, {}) == spend.NO_LIMIT
     spend.write_daily_limit(settings, 30)
     assert json.loads(settings.read_text()) == {"daily_credit_limit": 30}
-    assert spend.read_daily_limit(settings, {}) == spend.DailyLimit(30, "settings")
+    assert spend.read_daily_limit(settings, {}) == spend.DailyLimit(30, "settings", settings)
     env = {spend.DAILY_LIMIT_ENV: " 7 "}
     assert spend.read_daily_limit(settings, env) == spend.DailyLimit(7, "env")
     spend.write_daily_limit(settings, None)
@@ -356,6 +370,13 @@ def test_a_damaged_settings_file_refuses_until_saved_again(tmp_path):
     settings.write_text("{not json")
     with pytest.raises(spend.SpendLimitConfigError) as caught:
         spend.read_daily_limit(settings, {})
-    assert "damaged" in str(caught.value)
+    assert str(caught.value) == (
+        f"The Grok Imagine settings file {settings} is damaged. Save the daily credit limit "
+        "again in Settings \u203a Grok Imagine \u203a Daily credit limit."
+    )
+    assert caught.value.line(errors.Surface.CLI) == (
+        f"The Grok Imagine settings file {settings} is damaged. Fix or delete that file (it "
+        f"holds daily_credit_limit), or set {spend.DAILY_LIMIT_ENV}, which wins over it."
+    )
     spend.write_daily_limit(settings, 12)
     assert spend.read_daily_limit(settings, {}).credits == 12

@@ -375,6 +375,6 @@ def test_the_daily_limit_refuses_a_run_whole_with_the_reason_on_the_node(
     )
     assert e2e_sandbox.create_requests == creates
     text = status_text(page, ids["t2i"])  # ">" is drawn as a look-alike (no markup on the node)
-    assert "Grok Imagine" in text and "Daily credit limit (or with" in text, text
+    assert "Grok Imagine" in text and "Daily credit limit, or wait until tomorrow" in text, text
     assert text.count("not sent") == 2, text
     assert tasks_page(spend_comfyui)["spent_today"] == spent
