@@ -15,6 +15,7 @@ def describe() -> dict[str, str]:
         "cpu": _cpu_model(),
         "cores": str(os.cpu_count() or "?"),
         "memory": _memory(),
+        "free_page_reporting": _free_page_reporting(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "torch": _version("torch"),
@@ -105,3 +106,20 @@ class LoadSampler:
         if not self.samples:
             return False
         return sorted(self.samples)[len(self.samples) // 2] > max(2.5, cores + 0.5)
+
+
+def _free_page_reporting() -> str:
+    """Does this guest hand freed memory back to its host? Then memory used again after about
+    2 s idle is faulted in from the host, page by page, which no in-process code can avoid."""
+    balloon = os.path.isdir("/sys/bus/virtio/drivers/virtio_balloon")
+    try:
+        with open("/proc/cmdline", encoding="utf-8") as cmdline:
+            words = cmdline.read().split()
+    except OSError:
+        words = []
+    order = next((w.split("=", 1)[1] for w in words if w.startswith("page_reporting.")), None)
+    if not balloon:
+        return "no (no virtio balloon)"
+    if order is None:
+        return "virtio balloon (free page reporting not set on the kernel command line)"
+    return f"virtio balloon; the kernel command line sets `page_reporting_order={order}`"

@@ -61,6 +61,7 @@ def markdown(
             ["date", machine["date"]],
             ["CPU", f"{machine['cpu']}, {machine['cores']} cores"],
             ["memory", machine["memory"]],
+            ["freed memory returned to the host", machine.get("free_page_reporting", "?")],
             ["OS", machine["os"]],
             ["Python", machine["python"]],
             [
