@@ -90,6 +90,24 @@ def build(page: Any, script: str, arg: Any = None) -> Any:
     )
 
 
+def badge_clearance(page: Any, node_id: int) -> float:
+    """Pixels between the end of a node's title and the start of its cost badge, as drawn: the
+    title from one title height in, in the canvas's title font; the badge right-aligned."""
+    return page.evaluate(
+        """(id) => {
+            const node = window.app.graph.getNodeById(id);
+            const ctx = document.createElement('canvas').getContext('2d');
+            ctx.font = node.titleFontStyle || window.app.canvas.title_text_font;
+            const title = node.getTitle ? node.getTitle() : node.title;
+            const titleEnd = window.LiteGraph.NODE_TITLE_HEIGHT + ctx.measureText(title).width;
+            ctx.font = 'bold 11px sans-serif';
+            const badgeWidth = ctx.measureText(node.grokImagineCost).width + 12;
+            return node.size[0] - badgeWidth - 6 - titleEnd;
+        }""",
+        node_id,
+    )
+
+
 def badge(page: Any, node_id: int, expected: str) -> None:
     page.wait_for_function(
         """([id, expected]) => {
@@ -151,6 +169,9 @@ def test_the_cost_badge_follows_the_inputs(page: Any, artifacts_dir: Path) -> No
     badge(page, ids["t2i"], "5 credits")
     badge(page, ids["up"], "12 credits per task id")
     badge(page, ids["load"], "free")
+    for name in ("t2i", "up", "typed", "load"):  # the longest badge beside the longest title
+        gap = badge_clearance(page, ids[name])
+        assert gap >= 4, f"the {name} node's cost badge covers its title ({gap:.1f} px)"
     for tasks, expected in (
         (3, "15 credits"),
         (8, "40 credits"),

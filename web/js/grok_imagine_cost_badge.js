@@ -40,15 +40,58 @@ export function costText(node, cost) {
   return plural(cost.credits * count, "credit");
 }
 
+const BADGE_FONT = "bold 11px sans-serif";
+const BADGE_PADDING = 12; // inside the badge, both sides together
+const BADGE_MARGIN = 6; // between the badge and the node's right edge
+const TITLE_GAP = 8; // between the end of the title and the badge
+
+let measuring = null;
+
+function titleHeight() {
+  return (window.LiteGraph && window.LiteGraph.NODE_TITLE_HEIGHT) || 30;
+}
+
+function textWidth(font, text) {
+  measuring = measuring || document.createElement("canvas").getContext("2d");
+  measuring.font = font;
+  return measuring.measureText(text).width;
+}
+
+// The node's width if its title and badge are both to be read: the title is drawn from about one
+// title height in (after the collapse dot), in the canvas's title font.
+function widthNeeded(node, text) {
+  const title = typeof node.getTitle === "function" ? node.getTitle() : node.title;
+  const font =
+    node.titleFontStyle ||
+    (app.canvas && app.canvas.title_text_font) ||
+    `${(window.LiteGraph && window.LiteGraph.NODE_TEXT_SIZE) || 14}px Arial`;
+  const badge = textWidth(BADGE_FONT, text) + BADGE_PADDING;
+  return Math.ceil(titleHeight() + textWidth(font, title || "") + TITLE_GAP + badge + BADGE_MARGIN);
+}
+
+// Widen a node whose badge would cover its title ("API in One · Grok Upscale" with "12 credits
+// per task id"), once per badge text and title; never narrows it.
+function fit(node, text) {
+  const key = `${text}\u0000${node.title}`;
+  if (node.grokImagineBadgeFitted === key) return;
+  node.grokImagineBadgeFitted = key;
+  const needed = widthNeeded(node, text);
+  if (node.size[0] >= needed) return;
+  const size = [needed, node.size[1]];
+  if (typeof node.setSize === "function") node.setSize(size);
+  else node.size = size;
+  if (node.graph) node.graph.setDirtyCanvas(true, true);
+}
+
 function drawBadge(node, ctx, text) {
   if (node.flags && node.flags.collapsed) return;
-  const titleHeight = (window.LiteGraph && window.LiteGraph.NODE_TITLE_HEIGHT) || 30;
+  fit(node, text);
   ctx.save();
-  ctx.font = "bold 11px sans-serif";
-  const width = ctx.measureText(text).width + 12;
+  ctx.font = BADGE_FONT;
+  const width = ctx.measureText(text).width + BADGE_PADDING;
   const height = 16;
-  const x = node.size[0] - width - 6;
-  const y = -titleHeight + (titleHeight - height) / 2;
+  const x = node.size[0] - width - BADGE_MARGIN;
+  const y = -titleHeight() + (titleHeight() - height) / 2;
   ctx.fillStyle = text === "free" ? "#2e7d32" : "#8a5a00";
   ctx.beginPath();
   if (ctx.roundRect) ctx.roundRect(x, y, width, height, 8);
