@@ -109,8 +109,9 @@ class LoadSampler:
 
 
 def _free_page_reporting() -> str:
-    """Does this guest hand freed memory back to its host? Then memory used again after about
-    2 s idle is faulted in from the host, page by page, which no in-process code can avoid."""
+    """Does this guest hand freed memory back to its host? Stated for the reader of a run: on
+    such a guest, mapping fresh memory has cost very different amounts from one run to the next
+    (a fresh 72 MiB array after 3 s idle: 1-2 ms in some processes, 171-228 ms in others)."""
     balloon = os.path.isdir("/sys/bus/virtio/drivers/virtio_balloon")
     try:
         with open("/proc/cmdline", encoding="utf-8") as cmdline:

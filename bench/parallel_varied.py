@@ -14,7 +14,6 @@ runs gave 6 JPEGs / bare PIL 1.91x and 1.92x and node overhead 0.370 s and 0.426
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 
 import parallel_tasks
 import phases
@@ -29,7 +28,7 @@ ORDER = (1, 8, 8, 1, 1, 8, 8, 1)
 QUICK_ORDER = (1, 8)
 
 
-def run(quick: bool, images_dir: Path | None = None) -> BenchResult:
+def run(quick: bool) -> BenchResult:
     scale = 0.05 if quick else 1.0
     low, high = (bound * scale for bound in GENERATION_S)
     with (
