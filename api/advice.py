@@ -198,19 +198,15 @@ def advice_text(advice: Advice, surface: Surface, facts: AdviceFacts | None = No
         )
     if advice is Advice.RAISE_LIMIT:
         if f.limit_source == "env":
+            how = f"raise or unset {DAILY_LIMIT_ENV}"
             if node:
-                return (
-                    f"To go on, raise or unset {DAILY_LIMIT_ENV} in ComfyUI's environment and "
-                    "restart ComfyUI, or wait until tomorrow."
-                )
-            return f"To go on, raise or unset {DAILY_LIMIT_ENV}, or wait until tomorrow."
-        if node:
-            return f"To go on, raise it in {DAILY_LIMIT_ENTRY}, or wait until tomorrow."
-        where = f"in {f.limit_file}" if f.limit_file else "in the settings file beside the key file"
-        return (
-            f"To go on, raise daily_credit_limit {where} (or set {DAILY_LIMIT_ENV}, which wins), "
-            "or wait until tomorrow."
-        )
+                how += " in ComfyUI's environment and restart ComfyUI"
+        elif node:
+            how = f"raise it in {DAILY_LIMIT_ENTRY}"
+        else:
+            where = f.limit_file or "the settings file beside the key file"
+            how = f"raise daily_credit_limit in {where} (or set {DAILY_LIMIT_ENV}, which wins)"
+        return f"To go on, {how}, or wait until tomorrow."
     if advice is Advice.SAVE_LIMIT:
         if node:
             return f"Save the daily credit limit again in {DAILY_LIMIT_ENTRY}."

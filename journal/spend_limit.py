@@ -53,7 +53,6 @@ class SpendLimitError(errors.GrokError):
         self.spent = spent
         self.limit = limit.credits or 0
         self.need = need
-        self.source = limit.source
         self.limit_source = limit.source
         self.limit_file = str(limit.where) if limit.where is not None else None
         super().__init__(
