@@ -3,7 +3,7 @@
 Overhead = the node function's wall time minus the sandbox's generation time for the task it
 created (``done_at - created_at``): the create call, the polling lag, six downloads into the
 journal's file store, and the decode into one IMAGE tensor. Generation times are drawn from
-3-4 s: inside our schedule's fast phase (reads every 0.45 s from 3 s to 12 s), where the lag is
+3-4 s: inside our schedule's fast phase (reads every 0.42 s from 3 s to 12 s), where the lag is
 the same as anywhere in the 3-10 s range, and short enough for a dozen runs in under a minute.
 """
 
@@ -171,10 +171,12 @@ def run(quick: bool) -> BenchResult:
             if summary.p50 > TARGET_S
             else f"**Target met narrowly ({summary.p50:.3f} s <= {TARGET_S} s).**"
         )
+        fast_interval = submodule("api.polling").PollSchedule().fast_interval
         result.notes.append(
             f"{verdict} The largest part is "
             f"{labels[biggest]} at {medians[biggest] * 1000:.0f} ms (table above). The polling "
-            "lag alone averages about half the fast-phase interval (0.45 s, `api/polling.py`); "
+            f"lag alone averages about half the fast-phase interval ({fast_interval:g} s, "
+            "`api/polling.py`); "
             "the six files download side by side and each is decoded as it is kept, so the "
             "downloads row includes the decode and the tensor row is only the batch's finish."
         )
