@@ -37,6 +37,9 @@ class SandboxConfig:
     keys: dict[str, int] = field(default_factory=lambda: {DEFAULT_KEY: DEFAULT_CREDITS})
     # Seconds from create to a finished task: one number, or (min, max) drawn uniformly per task.
     generation_time: float | tuple[float, float] = (3.0, 10.0)
+    # Seconds for each accepted task in turn, cycled; when set it replaces generation_time's
+    # draw (a benchmark spreads its tasks' ends evenly between two status reads this way).
+    generation_times: tuple[float, ...] = ()
     images_per_task: int = 6
     image_format: str = "JPEG"
     # Seconds after completion after which the task's file URLs answer 410; None = never.
@@ -60,6 +63,11 @@ class SandboxConfig:
         low, high = self.generation_bounds
         if low < 0 or high < low:
             raise ValueError(f"generation_time needs 0 <= min <= max, not {self.generation_time!r}")
+        self.generation_times = tuple(float(t) for t in self.generation_times)
+        if any(not 0 <= t < float("inf") for t in self.generation_times):
+            raise ValueError(
+                f"generation_times must be seconds >= 0, not {self.generation_times!r}"
+            )
         if self.images_per_task < 1:
             raise ValueError("images_per_task must be at least 1")
         if self.rate_limit is not None:
@@ -78,6 +86,7 @@ class SandboxConfig:
         return (
             f"SandboxConfig(keys=<{len(self.keys)} key(s)>, "
             f"generation_time={self.generation_time!r}, "
+            f"generation_times={self.generation_times!r}, "
             f"images_per_task={self.images_per_task}, image_format={self.image_format!r}, "
             f"file_expiry={self.file_expiry!r}, rate_limit={self.rate_limit!r}, "
             f"separate_file_host={self.separate_file_host}, port={self.port}, seed={self.seed!r})"

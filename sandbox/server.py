@@ -47,6 +47,7 @@ class Sandbox:
         self._lock = threading.Lock()  # rng draws, fault queues, request records
         self._stopping = threading.Event()
         self._create_requests = 0
+        self._accepted = 0
         self._file_requests: list[FileRequest] = []
         self._images: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._render_locks: dict[tuple[str, int], threading.Lock] = {}
@@ -210,8 +211,13 @@ class Sandbox:
         """Draw the task's fate, then let the store check limits and charge. Returns the id."""
         faults = self.faults
         low, high = self.config.generation_bounds
+        cycle = self.config.generation_times
         with self._lock:
-            generation_time = self._rng.uniform(low, high) if high > low else low
+            if cycle:
+                generation_time = cycle[self._accepted % len(cycle)]
+            else:
+                generation_time = self._rng.uniform(low, high) if high > low else low
+            self._accepted += 1
             roll = self._rng.random()
         word = faults.moderation_word
         fails_with = fail_code = None

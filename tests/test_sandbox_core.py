@@ -50,6 +50,17 @@ def test_a_started_task_is_in_progress(sandbox_factory):
     assert sb.task_info(task_id).state == "running"
 
 
+def test_listed_generation_times_are_taken_in_turn(sandbox_factory):
+    sb = sandbox_factory(generation_time=(3.0, 10.0), generation_times=(0.05, 0.15))
+    ids = [create(sb).json()["data"]["task_id"] for _ in range(3)]
+    for task_id in ids:
+        wait_done(sb, task_id)
+    took = [sb.task_info(i).done_at - sb.task_info(i).created_at for i in ids]
+    assert took == pytest.approx([0.05, 0.15, 0.05])
+    with pytest.raises(ValueError, match="generation_times"):
+        sandbox_module.SandboxConfig(generation_times=(1.0, -1.0))
+
+
 def test_task_statuses_only_move_forward(sandbox_factory):
     sb = sandbox_factory(generation_time=0.3)
     task_id = create(sb).json()["data"]["task_id"]
