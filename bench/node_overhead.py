@@ -2,15 +2,16 @@
 
 Overhead = the node function's wall time minus the sandbox's generation time for the task it
 created (``done_at - created_at``): the create call, the polling lag, six downloads into the
-journal's file store, and the decode into one IMAGE tensor. Generation times are drawn from
-3-4 s: inside our schedule's fast phase (reads every 0.42 s from 3 s to 12 s), where the lag is
-the same as anywhere in the 3-10 s range, and short enough for a dozen runs in under a minute.
+journal's file store, and the decode into one IMAGE tensor. Generation times are spread evenly
+over two whole gaps of our schedule's fast phase (reads every 0.42 s from 3 s to 12 s): there the
+lag is as anywhere in the 3-10 s range, and the runs are short enough for a dozen in a minute.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import random
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,7 +25,30 @@ from stats import Summary, ratio
 TARGET_S = 0.35
 TWICE_RUNS = {False: 8, True: 2}
 """Runs (beside the real ones) where the node decodes every file again, for the comparison."""
-GENERATION = (3.0, 4.0)
+READ_GAPS = 2
+"""The generation times cover this many whole gaps between fast-phase reads, from the second
+read on: a window that ends part-way through a gap would over-sample that gap's long lags."""
+
+
+def generation_window() -> tuple[float, float]:
+    schedule = submodule("api.polling").PollSchedule()
+    low = schedule.second_read
+    return low, low + READ_GAPS * schedule.fast_interval
+
+
+def generation_times(modes: list[str], scale: float) -> tuple[float, ...]:
+    """The warm-up's time, then one per run: each mode's runs take times spaced evenly over
+    ``generation_window()``, in a fixed shuffled order. Their ends then fall evenly between two
+    status reads, so a dozen runs sample the polling lag (most of the overhead) without the luck
+    of a dozen random draws; the expected figure is the same."""
+    low, high = generation_window()
+    strata = {}
+    for mode in sorted(set(modes)):
+        n = modes.count(mode)
+        order = random.Random(n).sample(range(n), n)
+        strata[mode] = iter([low + (high - low) * (k + 0.5) / n for k in order])
+    times = [(low + high) / 2] + [next(strata[mode]) for mode in modes]
+    return tuple(t * scale for t in times)
 
 
 def run(quick: bool) -> BenchResult:
@@ -40,19 +64,17 @@ def run(quick: bool) -> BenchResult:
         "to_tensor": [],
         "rest": [],
     }
+    # Interleaved with the real runs: the same node made to decode each file a second time
+    # (the journal's check already decoded it), to show what decoding once saves.
+    modes = ["once", "twice"] * TWICE_RUNS[quick] + ["once"] * (runs - TWICE_RUNS[quick])
     with (
         tempfile.TemporaryDirectory(prefix="grok-bench-home-") as home,
-        sandbox_run.sandbox(
-            generation_time=(GENERATION[0] * scale, GENERATION[1] * scale)
-        ) as running,
+        sandbox_run.sandbox(generation_times=generation_times(modes, scale)) as running,
         sandbox_run.PreRenderer(running),
         sandbox_run.node_environment(running, home, poll_scale=scale),
         phases.timed_phases() as log,
     ):
         sandbox_run.run_text_to_image_node("warm-up", seed=10**6)
-        # Interleaved with the real runs: the same node made to decode each file a second time
-        # (the journal's check already decoded it), to show what decoding once saves.
-        modes = ["once", "twice"] * TWICE_RUNS[quick] + ["once"] * (runs - TWICE_RUNS[quick])
         for index, mode in enumerate(modes):
             log.clear()
             with _decoding(mode):
@@ -89,15 +111,18 @@ def run(quick: bool) -> BenchResult:
         if scale == 1
         else f", time-scaled x{scale:g} (smoke run only: the lag shrinks with the schedule)"
     )
+    window = generation_window()
     result = BenchResult(
         key="node_overhead",
         title="Node overhead",
         method=(
             f"{runs} runs of Grok Text-to-Image's function, called directly (no ComfyUI) after "
             "one warm-up, one task of 6 JPEGs (1024x1024) each, against an in-process sandbox "
-            f"with generation times drawn from {GENERATION[0]:g}-{GENERATION[1]:g} s"
-            f"{scale_text}: inside the poll schedule's fast phase, so the lag is as anywhere in "
-            "3-10 s. Overhead = node wall time minus the task's generation time (`done_at - "
+            f"with generation times spaced evenly over {window[0]:g}-{window[1]:g} s"
+            f"{scale_text} (in a fixed shuffled order, so the runs' ends fall evenly between two "
+            "status reads instead of wherever a dozen random draws put them): inside the poll "
+            "schedule's fast phase, so the lag is as anywhere in 3-10 s. Overhead = node wall "
+            "time minus the task's generation time (`done_at - "
             "created_at`). The split comes from timing wrappers around `GrokClient."
             "create_text_to_image`, `GrokClient.wait`, `TaskRunner._download` (downloads + "
             "journal + kept files, and the decode: each file is decoded the moment it is "
