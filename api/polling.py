@@ -4,10 +4,9 @@ Grok Imagine takes 3-10 s. A fixed 5 s interval would leave up to 5 s of dead wa
 interval would hammer the API for long tasks (upscale time is undocumented). The default schedule:
 
 * first read 1.5 s after the create (nothing finishes sooner), the second at 3 s;
-* then every 0.42 s until 12 s after the create, where nearly every task ends: completion is
-  noticed about 0.21 s after it happens on average and never more than 0.42 s (plus latency);
-  a 7-second task costs 12 status reads (the most we allow ourselves), and no task is read
-  more than twice a second on average from create to notice;
+* then every 0.45 s until 12 s after the create, where nearly every task ends: completion is
+  noticed about 0.22 s after it happens on average and never more than 0.45 s (plus latency);
+  a 7-second task costs 11 status reads, about 1.6 per second;
 * after 12 s the gap grows by x1.3 per read (with +-10 % jitter) up to 4 s, so a slow upscale
   costs a read every few seconds.
 
@@ -84,7 +83,7 @@ class PollSchedule:
     """First status read, counted from the create."""
     second_read: float = 3.0
     """Second status read, counted from the create."""
-    fast_interval: float = 0.42
+    fast_interval: float = 0.45
     """Gap between reads from ``second_read`` until ``fast_until``."""
     fast_until: float = 12.0
     """End of the fast phase, counted from the create."""

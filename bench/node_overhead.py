@@ -3,7 +3,7 @@
 Overhead = the node function's wall time minus the sandbox's generation time for the task it
 created (``done_at - created_at``): the create call, the polling lag, six downloads into the
 journal's file store, and the decode into one IMAGE tensor. Generation times are spread evenly
-over two whole gaps of our schedule's fast phase (reads every 0.42 s from 3 s to 12 s): there the
+over two whole gaps of our schedule's fast phase (reads every 0.45 s from 3 s to 12 s): there the
 lag is as anywhere in the 3-10 s range, and the runs are short enough for a dozen in a minute.
 """
 

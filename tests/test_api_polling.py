@@ -112,7 +112,7 @@ def test_long_tasks_back_off_to_a_few_seconds_between_reads():
 def test_scaled_shrinks_every_delay_but_not_the_ratios():
     schedule = PollSchedule().scaled(0.1)
     assert schedule.first_read == pytest.approx(0.15)
-    assert schedule.fast_interval == pytest.approx(0.042)
+    assert schedule.fast_interval == pytest.approx(0.045)
     assert schedule.max_interval == pytest.approx(0.4)
     assert schedule.growth == PollSchedule().growth
     assert schedule.cancel_check == PollSchedule().cancel_check

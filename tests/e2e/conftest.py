@@ -24,7 +24,7 @@ from support import PACK_DIR, submodule
 from support.keys import TEST_KEY
 
 # Each sandbox task takes this long. The default poll schedule reads first at 1.5 s and then
-# every 0.42 s from 3 s, so a 4-second task is still running when the first read has happened:
+# every 0.45 s from 3 s, so a 4-second task is still running when the first read has happened:
 # there is time to interrupt or kill ComfyUI mid-poll (with real polling, no
 # GROK_IMAGINE_POLL_SCALE), and the suite still takes a few minutes.
 GENERATION_S = 4.0
