@@ -204,7 +204,10 @@ class ImageBatch:
         """
         with self._lock:
             if self._out is None and not self._closed and self._size is not None:
-                self._allocate(self._size)
+                try:
+                    self._allocate(self._size)
+                except (errors.GrokError, MemoryError):
+                    return  # the first ``add`` allocates again and reports it as always
             out = self._out
         if out is not None:
             _touch_pages(out)

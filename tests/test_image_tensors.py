@@ -358,6 +358,16 @@ def test_no_images_is_an_error_not_an_empty_tensor():
         tensors.images_to_tensor([])
 
 
+def test_a_batch_that_does_not_fit_in_memory_is_a_grok_error(monkeypatch):
+    def no_memory(self, size):
+        raise MemoryError
+
+    monkeypatch.setattr(tensors.ImageBatch, "_allocate", no_memory)
+    blobs = [encode(Image.fromarray(quadrants()))] * 2
+    with pytest.raises(errors.NotAnImageError, match="image 1 of 2 could not be read"):
+        tensors.images_to_tensor(blobs)
+
+
 def test_errors_are_grok_errors():
     assert issubclass(errors.NotAnImageError, errors.GrokError)
     assert issubclass(errors.TooLargeError, errors.GrokError)
