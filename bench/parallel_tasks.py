@@ -32,7 +32,16 @@ ORDER = (1, 2, 4, 8, 8, 1)
 """Two runs each of the figures the target compares (N = 1 and 8), one of the others."""
 BUSY_ORDER = (1, 8, 8, 1, 1, 8)
 QUICK_ORDER = (1, 8)
-SPLITS = ("created", "noticed", "downloaded", "to_tensor", "after_done", "late_decodes")
+SPLITS = (
+    "created",
+    "noticed",
+    "downloaded",
+    "to_tensor",
+    "after_done",
+    "late_decodes",
+    "keep_file",
+    "record_row",
+)
 
 
 def generation_time() -> float:
@@ -168,7 +177,9 @@ def run(quick: bool, images_dir: Path | None = None) -> BenchResult:
     result.details += [
         "",
         "Where the time after generation goes (medians; timing wrappers from `bench/phases.py`; "
-        "*decoded late* counts the images whose decode started after the last task was done):",
+        "*decoded late* counts the images whose decode started after the last task was done; "
+        "*per file* is the median time for one result file to be written and synced to disk, "
+        "and for its journal row to be committed):",
         "",
     ]
     split_rows = []
@@ -186,6 +197,7 @@ def run(quick: bool, images_dir: Path | None = None) -> BenchResult:
                     f"{m['downloaded'] * 1000:.0f} ms",
                     f"{m['to_tensor'] * 1000:.0f} ms",
                     f"{m['late_decodes']:.0f} of {6 * n}",
+                    f"{m['keep_file'] * 1000:.1f} / {m['record_row'] * 1000:.1f} ms",
                     f"{m['after_done'] * 1000:.0f} ms",
                 ]
             )
@@ -198,6 +210,7 @@ def run(quick: bool, images_dir: Path | None = None) -> BenchResult:
             "then: all downloads kept (and decoded)",
             "batch finished (`collect`)",
             "decoded late",
+            "per file: synced save / journal row",
             "last task done -> node returned",
         ],
         split_rows,
@@ -223,7 +236,10 @@ def run(quick: bool, images_dir: Path | None = None) -> BenchResult:
             f"returns {eight['after_done']:.2f} s after the last task is done (N = 1: "
             f"{one['after_done']:.2f} s), of which {eight['downloaded']:.2f} s until every "
             f"download is kept and decoded, with {eight['late_decodes']:.0f} of 48 images "
-            "decoded after the last task was done. Every task here takes the same time, so a "
+            "decoded after the last task was done. A file's synced save took "
+            f"{eight['keep_file'] * 1000:.1f} ms and its journal row "
+            f"{eight['record_row'] * 1000:.1f} ms (N = 1: {one['keep_file'] * 1000:.1f} and "
+            f"{one['record_row'] * 1000:.1f} ms). Every task here takes the same time, so a "
             "node's eight finish within the spread of their creates and the figure measures how "
             "fast 48 images are fetched, checked, kept and written on two cores; for tasks that "
             "finish apart, see *Parallel tasks that finish apart* below."
@@ -268,6 +284,8 @@ def run_series(running, log, order, seeds, name: str) -> dict:
                 "to_tensor": log.longest("to_tensor"),
                 "after_done": ended - last_done,
                 "late_decodes": float(log.count_after("decode", last_done)),
+                "keep_file": log.median("keep"),
+                "record_row": log.median("record"),
             }
         )
     return {"order": list(order), "walls": walls, "splits": splits}

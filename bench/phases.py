@@ -7,6 +7,7 @@ call, on calls that take milliseconds), and are removed when the block ends.
 from __future__ import annotations
 
 import contextlib
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ PHASES = (
     ("api.client", "GrokClient", "create_text_to_image", "create"),
     ("api.client", "GrokClient", "wait", "wait"),
     ("journal.runner", "TaskRunner", "_download", "download"),
+    ("journal.files", "FileStore", "save", "keep"),
+    ("journal.db", "Journal", "record_file", "record"),
     ("nodes.execution", None, "collect", "to_tensor"),
     ("nodes.image_tensors", None, "_fill", "decode"),
 )
@@ -46,6 +49,11 @@ class PhaseLog:
 
     def longest(self, phase: str) -> float:
         return max((e - s for name, s, e in self.spans if name == phase), default=float("nan"))
+
+    def median(self, phase: str) -> float:
+        """The median span of ``phase`` (nan if it never ran)."""
+        spans = [e - s for name, s, e in self.spans if name == phase]
+        return statistics.median(spans) if spans else float("nan")
 
 
 @contextlib.contextmanager
