@@ -7,12 +7,12 @@ call, on calls that take milliseconds), and are removed when the block ends.
 from __future__ import annotations
 
 import contextlib
-import statistics
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import stats
 from pack import submodule
 
 PHASES = (
@@ -52,8 +52,7 @@ class PhaseLog:
 
     def median(self, phase: str) -> float:
         """The median span of ``phase`` (nan if it never ran)."""
-        spans = [e - s for name, s, e in self.spans if name == phase]
-        return statistics.median(spans) if spans else float("nan")
+        return stats.median([e - s for name, s, e in self.spans if name == phase])
 
 
 @contextlib.contextmanager
