@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,18 @@ from support.keys import TEST_KEY
 sandbox_module = submodule("sandbox")
 
 FAST_GENERATION = (0.05, 0.15)  # seconds: long enough to see a task run, short enough for tests
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the tests' subprocesses as it would from a terminal.
+
+    A shell starts a background job (``pytest &``) with SIGINT ignored, and every child inherits
+    that: the Ctrl-C tests then signal processes that never notice (a CLI that exits 2 when its
+    standard input closes, a sandbox that never stops). Python's own handler, taken back here,
+    is reset to the default in each child, which then sees Ctrl-C as a user's would.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
