@@ -26,13 +26,18 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .api import errors, validation
 from .api.advice import Surface
-from .api.config import BASE_URL_ENV, KEY_ENV, KEY_FILE_ENV
+from .api.env import (
+    BASE_URL_ENV,
+    DAILY_LIMIT_ENV,
+    HOME_ENV,
+    JOURNAL_URL_ENV,
+    KEY_ENV,
+    KEY_FILE_ENV,
+    POLL_SCALE_ENV,
+)
 from .api.models import TEXT_TO_IMAGE_CREDITS, UPSCALE_CREDITS
-from .api.polling import POLL_SCALE_ENV
 from .api.task import DEFAULT_TASK_TIMEOUT_S
 from .journal import events, paths
-from .journal.spend_limit import DAILY_LIMIT_ENV
-from .journal.url import JOURNAL_URL_ENV
 
 if TYPE_CHECKING:
     from .api.client import GrokClient
@@ -753,7 +758,7 @@ def _epilog() -> str:
         (KEY_ENV, "the API in One key (wins over the key file)"),
         (KEY_FILE_ENV, "the key file (default: ~/.config/grok-imagine/api_key)"),
         (BASE_URL_ENV, "the API address (default https://apiin.one; the sandbox's for tests)"),
-        (paths.HOME_ENV, "journal and kept files (default ~/.local/share/grok-imagine)"),
+        (HOME_ENV, "journal and kept files (default ~/.local/share/grok-imagine)"),
         (JOURNAL_URL_ENV, "a shared PostgreSQL journal for a fleet (default: the local file)"),
         (DAILY_LIMIT_ENV, "the daily credit limit (default: none, or the settings file's)"),
         (POLL_SCALE_ENV, "scale the polling delays (sandbox only, e.g. 0.1)"),
@@ -787,8 +792,7 @@ def build_parser() -> argparse.ArgumentParser:
     def home_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--home",
-            help=f"journal and kept-files folder (default: ${paths.HOME_ENV} or the user data "
-            "folder)",
+            help=f"journal and kept-files folder (default: ${HOME_ENV} or the user data folder)",
         )
         p.add_argument(
             "--journal-url",

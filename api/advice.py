@@ -15,6 +15,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .env import DAILY_LIMIT_ENV, KEY_ENV
+
 __all__ = [
     "DAILY_LIMIT_ENTRY",
     "SETTINGS_ENTRY",
@@ -97,9 +99,6 @@ _CLI_ARGS = {
 
 def advice_text(advice: Advice, surface: Surface, facts: AdviceFacts | None = None) -> str:
     """The advice as one or two sentences for ``surface`` ("" for ``Advice.NONE``)."""
-    # At call time: config imports errors, which imports this.
-    from .config import DAILY_LIMIT_ENV, KEY_ENV
-
     f = facts or AdviceFacts()
     node = surface is Surface.NODE
     again = "queue it again" if node else "run the command again"

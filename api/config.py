@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .env import BASE_URL_ENV, KEY_ENV, KEY_FILE_ENV
 from .errors import (
     AuthError,
     InvalidRequestError,
@@ -31,11 +32,7 @@ from .errors import (
 )
 
 __all__ = [
-    "BASE_URL_ENV",
-    "DAILY_LIMIT_ENV",
     "DEFAULT_BASE_URL",
-    "KEY_ENV",
-    "KEY_FILE_ENV",
     "KeyInfo",
     "Settings",
     "base_url_from_env",
@@ -54,11 +51,6 @@ __all__ = [
 
 logger = logging.getLogger("grok_imagine.api")
 
-KEY_ENV = "APIINONE_API_KEY"
-DAILY_LIMIT_ENV = "GROK_IMAGINE_DAILY_CREDIT_LIMIT"
-"""The daily credit limit (read by ``journal.spend_limit``; here so the advice can name it)."""
-KEY_FILE_ENV = "GROK_IMAGINE_KEY_FILE"
-BASE_URL_ENV = "APIINONE_BASE_URL"
 DEFAULT_BASE_URL = "https://apiin.one"
 APP_DIR_NAME = "grok-imagine"
 KEY_FILE_NAME = "api_key"

@@ -33,6 +33,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from . import errors
+from .env import POLL_SCALE_ENV
 from .task import Task, TaskState
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
 
 logger = logging.getLogger("grok_imagine.api")
 
-POLL_SCALE_ENV = "GROK_IMAGINE_POLL_SCALE"
 MAX_CANCEL_CHECK_S = 0.25
 READ_OVERRUN_S = 5.0
 """How long a status read still in flight at the wait's deadline may run on (so a read that is

@@ -50,7 +50,8 @@ from urllib3 import exceptions as u3
 from urllib3.util.retry import Retry
 
 from . import errors, redaction
-from .config import BASE_URL_ENV, Settings
+from .config import Settings
+from .env import BASE_URL_ENV
 from .task_reader import body_error
 
 __all__ = [

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_TASK_IDS",
     "MAX_TASK_ID_CHARS",
+    "PROVIDER_DEFAULT",
     "split_task_ids",
     "validate_aspect_ratio",
     "validate_prompt",
@@ -26,6 +27,8 @@ __all__ = [
 ]
 
 ASPECT_RATIOS: tuple[str, ...] = ("1:1", "2:3", "3:2", "16:9", "9:16")
+PROVIDER_DEFAULT = "provider default"
+"""The node's aspect-ratio choice that sends none, so the provider picks its default."""
 MAX_PROMPT_CHARS = 5000
 MAX_TASK_ID_CHARS = 128
 MAX_TASK_IDS = 64

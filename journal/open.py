@@ -11,9 +11,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..api.env import JOURNAL_URL_ENV
 from .pacing import CreateRate, rate_from_env
 from .store import JournalDriverMissingError, JournalStore, JournalUnavailableError
-from .url import JOURNAL_URL_ENV, DatabaseUrl, is_database_url
+from .url import DatabaseUrl, is_database_url
 
 DRIVER_PACKAGE = '"psycopg[binary]>=3.1"'
 """The optional driver (the pack's ``postgres`` extra); named, never installed by the pack."""

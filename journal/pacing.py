@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..api import errors
+from ..api.env import CREATE_RATE_ENV
 
-CREATE_RATE_ENV = "GROK_IMAGINE_CREATE_RATE"
 DEFAULT_CREATES = 20
 DEFAULT_WINDOW_S = 10.0
 _OFF = ("off", "none", "0")

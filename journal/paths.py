@@ -10,8 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-HOME_ENV = "GROK_IMAGINE_HOME"
-"""Where the CLI (and scripts) keep the journal and the kept files, if set."""
+from ..api.env import HOME_ENV
+
 APP_DIR_NAME = "grok-imagine"
 JOURNAL_FILE_NAME = "journal.sqlite"
 FILES_DIR_NAME = "files"

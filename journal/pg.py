@@ -42,13 +42,14 @@ from typing import Any
 import psycopg
 
 from ..api import errors
+from ..api.env import JOURNAL_URL_ENV
 from ..api.redaction import safe_url
 from .db import FailedFile, JournalEntry, JournalFile, Reservation, State
 from .identity import RequestIdentity
 from .owner import current_owner
 from .pacing import CreateRate
 from .store import JournalUnavailableError, JournalVersionError
-from .url import JOURNAL_URL_ENV, DatabaseUrl
+from .url import DatabaseUrl
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..api import errors
-from ..api.config import DAILY_LIMIT_ENV
+from ..api.env import DAILY_LIMIT_ENV
 
 SETTINGS_FILE_NAME = "settings.json"
 """The pack's non-secret settings, beside the key file (never the key file itself)."""

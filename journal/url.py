@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-JOURNAL_URL_ENV = "GROK_IMAGINE_JOURNAL_URL"
 PG_SCHEMES = ("postgresql", "postgres")
 DEFAULT_PORT = 5432
 

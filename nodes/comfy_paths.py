@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api import config
+from ..api.env import KEY_FILE_ENV
 from ..journal.paths import JOURNAL_FILE_NAME, files_root, journal_path
 
 PACK_DIR_NAME = "grok_imagine"
@@ -36,7 +37,7 @@ def key_file_path() -> Path:
     ``GROK_IMAGINE_KEY_FILE`` (the api package's override) wins everywhere, so the nodes, the
     Settings entry and the CLI agree on one file when the user names it.
     """
-    explicit = os.environ.get(config.KEY_FILE_ENV, "").strip()
+    explicit = os.environ.get(KEY_FILE_ENV, "").strip()
     if explicit:
         return Path(explicit).expanduser()
     folder_paths = _folder_paths()

@@ -232,7 +232,8 @@ class PanelRoutes:
         return answer
 
     def _limit_json(self, context: PanelContext) -> dict[str, Any]:
-        from ..journal.spend_limit import DAILY_LIMIT_ENV, read_daily_limit
+        from ..api.env import DAILY_LIMIT_ENV
+        from ..journal.spend_limit import read_daily_limit
 
         limit = read_daily_limit(context.settings_file(), context.environ)
         return {"daily_limit": limit.credits, "limit_source": limit.source, "env": DAILY_LIMIT_ENV}

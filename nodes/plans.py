@@ -9,7 +9,6 @@ from __future__ import annotations
 from ..api import validation
 from ..api.task import DEFAULT_TASK_TIMEOUT_S
 from .execution import Job
-from .text_to_image import PROVIDER_DEFAULT
 
 
 def text_to_image(
@@ -18,7 +17,7 @@ def text_to_image(
     text = validation.validate_prompt(prompt)
     ratio = (
         None
-        if not aspect_ratio or aspect_ratio == PROVIDER_DEFAULT
+        if not aspect_ratio or aspect_ratio == validation.PROVIDER_DEFAULT
         else validation.validate_aspect_ratio(aspect_ratio)
     )
     count = min(validation.MAX_PARALLEL_TASKS, max(1, int(parallel_tasks)))
@@ -31,7 +30,7 @@ def text_to_image(
                 text, aspect_ratio=ratio, seed=seed, index=index, timeout=timeout, hooks=hooks
             ),
             lambda runner: runner.text_to_image_request(text, ratio, seed, index),
-            shape=f"text-to-image {ratio or PROVIDER_DEFAULT}",
+            shape=f"text-to-image {ratio or validation.PROVIDER_DEFAULT}",
         )
 
     return [job(index) for index in range(count)]

@@ -12,9 +12,7 @@ from . import labels
 from .node_cost import NodeCost
 from .queue_checks import refuse_at_queue
 
-PROVIDER_DEFAULT = "provider default"
-"""First aspect-ratio entry: send none and let the provider choose (the API documents none)."""
-ASPECT_RATIO_CHOICES = [PROVIDER_DEFAULT, *validation.ASPECT_RATIOS]
+ASPECT_RATIO_CHOICES = [validation.PROVIDER_DEFAULT, *validation.ASPECT_RATIOS]
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 DEFAULT_TIMEOUT_S = int(DEFAULT_TASK_TIMEOUT_S)
 
@@ -78,7 +76,7 @@ class GrokImagineTextToImage:
                 "aspect_ratio": (
                     ASPECT_RATIO_CHOICES,
                     {
-                        "default": PROVIDER_DEFAULT,
+                        "default": validation.PROVIDER_DEFAULT,
                         "tooltip": "Shape of the images. 'provider default' sends none and "
                         "lets Grok choose.",
                     },
@@ -117,7 +115,7 @@ class GrokImagineTextToImage:
         self,
         prompt: str,
         seed: int,
-        aspect_ratio: str = PROVIDER_DEFAULT,
+        aspect_ratio: str = validation.PROVIDER_DEFAULT,
         parallel_tasks: int = 1,
         timeout: int = DEFAULT_TIMEOUT_S,
         unique_id: str | None = None,
