@@ -174,7 +174,10 @@ def test_files_expire_with_410(sandbox_factory):
     assert code == 410
 
 
-def test_unknown_files_are_404(sandbox):
+def test_unknown_files_are_404(sandbox_factory):
+    # Long enough that the task is surely not completed while the first four are asked for (the
+    # suite's 0.05-0.15 s task finished before the first GET on a loaded 2-core machine).
+    sandbox = sandbox_factory(generation_time=2.0)
     task_id = create(sandbox).json()["data"]["task_id"]
     base = sandbox.file_base_url + "/files/"
     for path in (f"{task_id}/0.jpg", f"{task_id}/x.jpg", "nothing/0.jpg", "junk"):
