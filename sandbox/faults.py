@@ -32,6 +32,7 @@ DOWNLOAD_FAULTS: tuple[str, ...] = (
     "expired",  # 410
     "forbidden",  # 403
     "missing",  # 404
+    "unavailable",  # 503, every time (a file host that is down)
 )
 
 

@@ -7,7 +7,11 @@ to another origin.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from . import bad_files, images
+from .faults import DOWNLOAD_FAULTS
 from .http_base import Handler
 from .shapes import COMPLETED
 from .wire import ApiError
@@ -19,6 +23,7 @@ _STATUS_FAULTS = {
     "expired": ApiError(410, "Gone: this result URL has expired"),
     "forbidden": ApiError(403, "Forbidden"),
     "missing": ApiError(404, "Not found"),
+    "unavailable": ApiError(503, "Service temporarily unavailable"),
 }
 
 
@@ -32,6 +37,7 @@ def file_path(task_id: str, index: int, extension: str) -> str:
 
 
 def serve_file(handler: Handler, method: str) -> None:
+    """One file request: the switched-on download fault answers, else the file itself."""
     sandbox = handler.sandbox
     path = handler.path.split("?", 1)[0]
     sandbox.record_file_request(path, handler.headers.get("Authorization") is not None)
@@ -41,13 +47,8 @@ def serve_file(handler: Handler, method: str) -> None:
     only = sandbox.faults.download_only_index
     if fault is not None and only is not None and _index_of(path) != only:
         fault = None  # the fault hits one file of the task; the others are served whole
-    if fault == "silent":
-        _stay_silent(handler)
-        return
-    if fault in _STATUS_FAULTS:
-        raise _STATUS_FAULTS[fault]
-    if fault == "redirect_scheme":
-        handler.send_bytes(302, b"", "text/plain", {"Location": "file:///etc/passwd"})
+    if fault in _BEFORE_LOOKUP:
+        _BEFORE_LOOKUP[fault](handler)
         return
 
     task_id, index, extension = _parse(path)
@@ -59,37 +60,13 @@ def serve_file(handler: Handler, method: str) -> None:
     if sandbox.expired(info):
         raise ApiError(410, "Gone: this result URL has expired")
 
-    if fault == "bomb":
-        handler.send_bytes(200, images.decompression_bomb(), "image/png")
+    content_type = CONTENT_TYPES[extension]
+    if fault in _INSTEAD_OF_THE_FILE:
+        _INSTEAD_OF_THE_FILE[fault](handler, content_type)
         return
-    if fault == "not_image":  # a lying Content-Type: only the bytes tell the truth
-        handler.send_bytes(200, images.NOT_AN_IMAGE, CONTENT_TYPES[extension])
-        return
-    if fault in ("oversized", "oversized_unannounced"):
-        _send_endless(handler, CONTENT_TYPES[extension], announce=fault == "oversized")
-        return
-    if fault == "huge_header":
-        handler.send_bytes(200, bad_files.huge_header_png(), "image/png")
-        return
-    if fault is not None and fault.startswith("garbage_"):
-        kind = fault.removeprefix("garbage_")
-        handler.send_bytes(200, bad_files.garbage_after_magic(kind), CONTENT_TYPES[extension])
-        return
-    if fault == "empty":
-        handler.send_bytes(200, b"", CONTENT_TYPES[extension])
-        return
-
     body = sandbox.image_bytes(info, index)
-    if fault == "truncated_image":
-        handler.send_bytes(200, bad_files.truncated(body), CONTENT_TYPES[extension])
-    elif fault == "short_length":
-        _send_short_length(handler, body, CONTENT_TYPES[extension])
-    elif fault == "slow":
-        _send_dripping(handler, body, CONTENT_TYPES[extension])
-    elif fault == "truncate":
-        _send_truncated(handler, body, CONTENT_TYPES[extension])
-    else:
-        handler.send_bytes(200, body, CONTENT_TYPES[extension])
+    answer = _WITH_THE_FILE.get(fault or "", _send_whole)
+    answer(handler, body, content_type)
 
 
 def _parse(path: str) -> tuple[str, int, str]:
@@ -180,3 +157,63 @@ def _send_endless(handler: Handler, content_type: str, announce: bool) -> None:
         piece = (zeros if sent else first)[: size - sent]
         handler.wfile.write(piece)
         sent += len(piece)
+
+
+def _refuse(error: ApiError) -> Callable[[Handler], None]:
+    def answer(handler: Handler) -> None:
+        raise error
+
+    return answer
+
+
+def _redirect_to_a_file_url(handler: Handler) -> None:
+    handler.send_bytes(302, b"", "text/plain", {"Location": "file:///etc/passwd"})
+
+
+def _send(
+    body: Callable[[], bytes], content_type: str | None = None
+) -> Callable[[Handler, str], None]:
+    """An answer of ``body()`` (a fixed bad file), as the file's own type unless one is given."""
+
+    def answer(handler: Handler, file_type: str) -> None:
+        handler.send_bytes(200, body(), content_type or file_type)
+
+    return answer
+
+
+def _send_whole(handler: Handler, body: bytes, content_type: str) -> None:
+    handler.send_bytes(200, body, content_type)
+
+
+def _send_cut_image(handler: Handler, body: bytes, content_type: str) -> None:
+    handler.send_bytes(200, bad_files.truncated(body), content_type)
+
+
+# Each download fault answers at one of three points (see DOWNLOAD_FAULTS for what each is):
+_BEFORE_LOOKUP: dict[str | None, Callable[[Handler], None]] = {
+    "silent": _stay_silent,
+    "redirect_scheme": _redirect_to_a_file_url,
+    **{name: _refuse(error) for name, error in _STATUS_FAULTS.items()},
+}
+"""...before the task is looked up: whatever the URL names."""
+_INSTEAD_OF_THE_FILE: dict[str | None, Callable[[Handler, str], None]] = {
+    "bomb": _send(images.decompression_bomb, "image/png"),
+    "not_image": _send(lambda: images.NOT_AN_IMAGE),  # a lying Content-Type
+    "oversized": functools.partial(_send_endless, announce=True),
+    "oversized_unannounced": functools.partial(_send_endless, announce=False),
+    "huge_header": _send(bad_files.huge_header_png, "image/png"),
+    "empty": _send(lambda: b""),
+    **{
+        name: _send(functools.partial(bad_files.garbage_after_magic, name.removeprefix("garbage_")))
+        for name in DOWNLOAD_FAULTS
+        if name.startswith("garbage_")
+    },
+}
+"""...for a file that exists, instead of it."""
+_WITH_THE_FILE: dict[str, Callable[[Handler, bytes, str], None]] = {
+    "truncated_image": _send_cut_image,
+    "short_length": _send_short_length,
+    "slow": _send_dripping,
+    "truncate": _send_truncated,
+}
+"""...with the file's own bytes, sent badly."""

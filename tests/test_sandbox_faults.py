@@ -323,7 +323,8 @@ def test_redirect_to_a_file_url(sandbox):
 
 
 @pytest.mark.parametrize(
-    ("fault", "code"), [("expired", 410), ("forbidden", 403), ("missing", 404)]
+    ("fault", "code"),
+    [("expired", 410), ("forbidden", 403), ("missing", 404), ("unavailable", 503)],
 )
 def test_download_status_faults(sandbox, fault, code):
     urls = completed_urls(sandbox)
@@ -331,6 +332,16 @@ def test_download_status_faults(sandbox, fault, code):
     assert requests.get(urls[0], timeout=10).status_code == code
     sandbox.faults.download = None
     assert requests.get(urls[0], timeout=10).status_code == 200
+
+
+def test_every_download_fault_has_its_answer():
+    file_host = submodule("sandbox.file_host")
+    answered = [
+        *file_host._BEFORE_LOOKUP,
+        *file_host._INSTEAD_OF_THE_FILE,
+        *file_host._WITH_THE_FILE,
+    ]
+    assert sorted(answered) == sorted(sandbox_module.DOWNLOAD_FAULTS)
 
 
 def test_download_faults_still_record_the_request(sandbox):
