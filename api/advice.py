@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from .env import DAILY_LIMIT_ENV, KEY_ENV
 
 __all__ = [
+    "ADVICE_WORDS",
     "DAILY_LIMIT_ENTRY",
     "SETTINGS_ENTRY",
     "Advice",
     "AdviceFacts",
     "Surface",
+    "Words",
     "advice_text",
 ]
 
@@ -95,122 +97,191 @@ _CLI_ARGS = {
     "timeout": "--timeout",
     "seed": "--seed",
 }
+"""How the CLI names an input the node calls ``field`` (others are ``--field``)."""
+
+Text = str | tuple[tuple[str, str], ...]
+"""A template, or ``(condition, template)`` cases tried in order: the condition names a fact
+that must be known (see ``_known``), "" always holds."""
+
+
+@dataclass(frozen=True)
+class Words:
+    """One advice kind: the node's words and the CLI's, side by side."""
+
+    node: Text
+    cli: Text
+
+
+_NODE_LOOK = (
+    # In ComfyUI the journal row is settled where the user already is: the Grok Imagine sidebar
+    # tab shows the row with its task-id box, Fetch and Not created.
+    "Look for it in your API in One dashboard; if you find its task id, enter it on the task's "
+    "row in the Grok Imagine sidebar tab and press Fetch (free), or press Not created there if "
+    "it was never made. "
+)
+_CLI_LOOK = (
+    "Look for it in your API in One dashboard or with `grok-imagine tasks`; if you find its task "
+    "id, fetch it with `grok-imagine task TASK_ID` (free). "
+)
+_LIMIT_TAIL = ", or wait until tomorrow."
+
+ADVICE_WORDS: dict[Advice, Words] = {
+    Advice.NONE: Words("", ""),
+    Advice.SET_KEY: Words(
+        "Set the {key_env} environment variable or save the key in ComfyUI ({settings_entry}).",
+        "Run `grok-imagine key set` (it reads the key from standard input) or set {key_env}; to "
+        "try it without a key or credits, add --sandbox.",
+    ),
+    Advice.CHECK_KEY: Words(
+        "Check it in your API in One dashboard and set it again ({key_env} or {settings_entry}).",
+        "Check it in your API in One dashboard and set it again ({key_env} or `grok-imagine key "
+        "set`).",
+    ),
+    Advice.ADD_CREDITS: Words(
+        "Top up in your API in One dashboard, then queue it again.",
+        "Top up in your API in One dashboard, then run the command again.",
+    ),
+    Advice.RATE_LIMITED: Words(
+        "Wait that long and queue it again, or lower parallel_tasks.",
+        "Wait that long and run the command again, or lower --tasks.",
+    ),
+    Advice.RETRY: Words("Queue it again.", "Run the command again."),
+    Advice.RETRY_LATER: Words(
+        "Try again in a few minutes (queue it again then).",
+        "Try again in a few minutes (run the command again then).",
+    ),
+    Advice.RETRY_FAILED: Words(
+        "Queue it again (a new task is created), or change the prompt if it keeps failing.",
+        "Run the command again (a new task is created), or change the prompt if it keeps failing.",
+    ),
+    Advice.FIX_INPUT: Words(
+        (("field", "Fix the {field} input and queue it again."), ("", "Check the node's inputs.")),
+        (
+            ("field", "Fix {cli_arg} and run the command again."),
+            ("", "Check the command's arguments."),
+        ),
+    ),
+    Advice.RESUME: Words(
+        (
+            (
+                "task_id",
+                "Queue the same node again to resume it without paying again, or use Grok Load "
+                "Task with the id {task_id}.",
+            ),
+            ("", "Queue the same node again to pick the request up without paying again."),
+        ),
+        (
+            (
+                "task_id",
+                "Run {rerun} to resume it without paying again, or fetch it with `grok-imagine "
+                "task {task_id}`.",
+            ),
+            ("", "Run {rerun} to pick the request up without paying again."),
+        ),
+    ),
+    Advice.LOAD_LATER: Words(
+        (
+            ("task_id", "Try again later: use Grok Load Task with the id {task_id} (free)."),
+            ("", "Try again later (queue it again)."),
+        ),
+        (
+            ("task_id", "Try again later: fetch it with `grok-imagine task {task_id}` (free)."),
+            ("", "Try again later (run the command again)."),
+        ),
+    ),
+    Advice.CHECK_UNCERTAIN: Words(
+        (
+            (
+                "source_task_id",
+                _NODE_LOOK + "To pay for a new upscale on purpose, run `grok-imagine upscale "
+                "{source_task_id} --new` (Grok Upscale has no seed input).",
+            ),
+            ("", _NODE_LOOK + "To create a new task on purpose, change the seed."),
+        ),
+        (
+            (
+                "journal_row",
+                "Look for it in your API in One dashboard; if you find its task id, run "
+                "`grok-imagine resolve {journal_row} --task-id ID` (free), or `grok-imagine "
+                "resolve {journal_row} --not-created` if it was never made. To pay for a new task "
+                "on purpose, run the command with --new.",
+            ),
+            ("", _CLI_LOOK + "To pay for a new task on purpose, run the command with --new."),
+        ),
+    ),
+    Advice.NEW_TASK: Words(
+        "Change the seed to create a new task (5 credits).",
+        "Run the command with --new to create a new task.",
+    ),
+    Advice.MOVE_STORAGE: Words(
+        "Or start ComfyUI with a --user-directory / --output-directory on a disk that works; then "
+        "queue it again.",
+        "Or point --home (see --help) at a folder on a disk that works; then run the command "
+        "again.",
+    ),
+    Advice.RAISE_LIMIT: Words(
+        (
+            (
+                "limit_from_env",
+                "To go on, raise or unset {daily_limit_env} in ComfyUI's environment and restart "
+                "ComfyUI" + _LIMIT_TAIL,
+            ),
+            ("", "To go on, raise it in {daily_limit_entry}" + _LIMIT_TAIL),
+        ),
+        (
+            ("limit_from_env", "To go on, raise or unset {daily_limit_env}" + _LIMIT_TAIL),
+            (
+                "",
+                "To go on, raise daily_credit_limit in {limit_file} (or set {daily_limit_env}, "
+                "which wins)" + _LIMIT_TAIL,
+            ),
+        ),
+    ),
+    Advice.SAVE_LIMIT: Words(
+        "Save the daily credit limit again in {daily_limit_entry}.",
+        "Fix or delete that file (it holds daily_credit_limit), or set {daily_limit_env}, which "
+        "wins over it.",
+    ),
+}
+"""Every advice kind in both surfaces' words; ``{name}`` is filled from ``_fill``."""
 
 
 def advice_text(advice: Advice, surface: Surface, facts: AdviceFacts | None = None) -> str:
     """The advice as one or two sentences for ``surface`` ("" for ``Advice.NONE``)."""
+    words = ADVICE_WORDS.get(advice)
+    if words is None:
+        raise ValueError(f"unknown advice {advice!r}")
     f = facts or AdviceFacts()
-    node = surface is Surface.NODE
-    again = "queue it again" if node else "run the command again"
-    rerun = "the same node again" if node else (f"`{f.rerun}`" if f.rerun else "the same command")
-    queue_rerun = f"Queue {rerun}" if node else f"Run {rerun}"
-    load = (
-        f"use Grok Load Task with the id {f.task_id}"
-        if node
-        else f"fetch it with `grok-imagine task {f.task_id}`"
-    )
-    if advice is Advice.NONE:
-        return ""
-    if advice is Advice.SET_KEY:
-        if node:
-            return (
-                f"Set the {KEY_ENV} environment variable or save the key in ComfyUI "
-                f"({SETTINGS_ENTRY})."
-            )
-        return (
-            f"Run `grok-imagine key set` (it reads the key from standard input) or set "
-            f"{KEY_ENV}; to try it without a key or credits, add --sandbox."
-        )
-    if advice is Advice.CHECK_KEY:
-        where = SETTINGS_ENTRY if node else "`grok-imagine key set`"
-        return f"Check it in your API in One dashboard and set it again ({KEY_ENV} or {where})."
-    if advice is Advice.ADD_CREDITS:
-        return f"Top up in your API in One dashboard, then {again}."
-    if advice is Advice.RATE_LIMITED:
-        fewer = "lower parallel_tasks" if node else "lower --tasks"
-        return f"Wait that long and {again}, or {fewer}."
-    if advice is Advice.RETRY:
-        return f"{again[0].upper()}{again[1:]}."
-    if advice is Advice.RETRY_LATER:
-        return f"Try again in a few minutes ({again} then)."
-    if advice is Advice.RETRY_FAILED:
-        return (
-            f"{again[0].upper()}{again[1:]} (a new task is created), or change the prompt if it "
-            "keeps failing."
-        )
-    if advice is Advice.FIX_INPUT:
-        if f.field:
-            name = f"the {f.field} input" if node else _CLI_ARGS.get(f.field, f"--{f.field}")
-            return f"Fix {name} and {again}."
-        return "Check the node's inputs." if node else "Check the command's arguments."
-    if advice is Advice.RESUME:
-        if f.task_id:
-            return f"{queue_rerun} to resume it without paying again, or {load}."
-        return f"{queue_rerun} to pick the request up without paying again."
-    if advice is Advice.LOAD_LATER:
-        if f.task_id:
-            return f"Try again later: {load} (free)."
-        return f"Try again later ({again})."
-    if advice is Advice.CHECK_UNCERTAIN:
-        if node:
-            # In ComfyUI the journal row is settled where the user already is: the Grok Imagine
-            # sidebar tab shows the row with its task-id box, Fetch and Not created.
-            text = (
-                "Look for it in your API in One dashboard; if you find its task id, enter it on "
-                "the task's row in the Grok Imagine sidebar tab and press Fetch (free), or press "
-                "Not created there if it was never made. "
-            )
-        else:
-            text = (
-                "Look for it in your API in One dashboard or with `grok-imagine tasks`; if you "
-                "find its task id, fetch it with `grok-imagine task TASK_ID` (free). "
-            )
-        if f.source_task_id and node:
-            return text + (
-                "To pay for a new upscale on purpose, run `grok-imagine upscale "
-                f"{f.source_task_id} --new` (Grok Upscale has no seed input)."
-            )
-        if node:
-            return text + "To create a new task on purpose, change the seed."
-        if f.journal_row is not None:
-            row = f.journal_row
-            return (
-                "Look for it in your API in One dashboard; if you find its task id, run "
-                f"`grok-imagine resolve {row} --task-id ID` (free), or `grok-imagine resolve "
-                f"{row} --not-created` if it was never made. To pay for a new task on purpose, "
-                "run the command with --new."
-            )
-        return text + "To pay for a new task on purpose, run the command with --new."
-    if advice is Advice.NEW_TASK:
-        if node:
-            return "Change the seed to create a new task (5 credits)."
-        return "Run the command with --new to create a new task."
-    if advice is Advice.MOVE_STORAGE:
-        if node:
-            return (
-                "Or start ComfyUI with a --user-directory / --output-directory on a disk that "
-                "works; then queue it again."
-            )
-        return (
-            "Or point --home (see --help) at a folder on a disk that works; then run "
-            "the command again."
-        )
-    if advice is Advice.RAISE_LIMIT:
-        if f.limit_source == "env":
-            how = f"raise or unset {DAILY_LIMIT_ENV}"
-            if node:
-                how += " in ComfyUI's environment and restart ComfyUI"
-        elif node:
-            how = f"raise it in {DAILY_LIMIT_ENTRY}"
-        else:
-            where = f.limit_file or "the settings file beside the key file"
-            how = f"raise daily_credit_limit in {where} (or set {DAILY_LIMIT_ENV}, which wins)"
-        return f"To go on, {how}, or wait until tomorrow."
-    if advice is Advice.SAVE_LIMIT:
-        if node:
-            return f"Save the daily credit limit again in {DAILY_LIMIT_ENTRY}."
-        return (
-            f"Fix or delete that file (it holds daily_credit_limit), or set {DAILY_LIMIT_ENV}, "
-            "which wins over it."
-        )
-    raise ValueError(f"unknown advice {advice!r}")
+    text = words.node if surface is Surface.NODE else words.cli
+    if isinstance(text, tuple):
+        known = _known(f)
+        text = next(template for condition, template in text if not condition or condition in known)
+    return text.format_map(_fill(f))
+
+
+def _known(f: AdviceFacts) -> set[str]:
+    """The conditions a case of ``ADVICE_WORDS`` may name, that hold for these facts."""
+    conditions = {
+        "task_id": bool(f.task_id),
+        "source_task_id": bool(f.source_task_id),
+        "field": bool(f.field),
+        "journal_row": f.journal_row is not None,
+        "limit_from_env": f.limit_source == "env",
+    }
+    return {name for name, holds in conditions.items() if holds}
+
+
+def _fill(f: AdviceFacts) -> dict[str, object]:
+    return {
+        "task_id": f.task_id,
+        "source_task_id": f.source_task_id,
+        "field": f.field,
+        "cli_arg": _CLI_ARGS.get(f.field or "", f"--{f.field}"),
+        "rerun": f"`{f.rerun}`" if f.rerun else "the same command",
+        "journal_row": f.journal_row,
+        "limit_file": f.limit_file or "the settings file beside the key file",
+        "key_env": KEY_ENV,
+        "settings_entry": SETTINGS_ENTRY,
+        "daily_limit_env": DAILY_LIMIT_ENV,
+        "daily_limit_entry": DAILY_LIMIT_ENTRY,
+    }
