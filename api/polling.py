@@ -212,106 +212,150 @@ def wait_for_task(
     then follow the schedule from that moment. Otherwise (a task resumed later) the first read
     happens at once and the fast phase follows. Raises ``TaskFailedError`` / ``ModerationError``,
     ``TaskTimeoutError`` (the task keeps running), ``CancelledError``, or a non-passing error
-    of the read itself (bad key, task not found, ...).
+    of the read itself (bad key, task not found, ...). ``read`` is one request: this loop is the
+    one layer that retries a failed status read.
     """
-    draw = (rng or random).uniform
     start = clock()
-    deadline = start + (math.inf if timeout is None else max(0.0, timeout))
-    origin = created_at if created_at is not None else start - schedule.second_read
+    w = _Wait(
+        task_id=task_id,
+        schedule=schedule,
+        timeout=timeout,
+        created_at=created_at,
+        start=start,
+        origin=created_at if created_at is not None else start - schedule.second_read,
+        deadline=start + (math.inf if timeout is None else max(0.0, timeout)),
+        draw=(rng or random).uniform,
+    )
     check_every = min(schedule.cancel_check, MAX_CANCEL_CHECK_S)
-
-    last_read: float | None = None
-    due = origin + schedule.first_read if created_at is not None else start
-    slow_reads = 0
-    failures = 0
-    empty_successes = 0
-    reads = 0
-    last_seen: tuple[object, ...] | None = None
+    due = w.origin + schedule.first_read if created_at is not None else start
 
     while True:
-        final = due >= deadline
-        _sleep_until(min(due, deadline), clock, sleep, check_every, should_cancel, task_id)
+        final = due >= w.deadline
+        _sleep_until(min(due, w.deadline), clock, sleep, check_every, should_cancel, task_id)
         read_at = clock()
-        reads += 1
+        w.reads += 1
         try:
             task = _read_cancellably(
-                read, should_cancel, check_every, task_id, deadline, clock, timeout
+                read, should_cancel, check_every, task_id, w.deadline, clock, timeout
             )
-        except errors.TaskNotFoundError:
-            if created_at is None or read_at - origin > schedule.not_found_grace or final:
-                raise
-            failures += 1
-            due = read_at + schedule.backoff(failures, draw(-1.0, 1.0))
-            logger.debug("task %s not visible yet (read %d); reading again", task_id, reads)
-            continue
         except errors.GrokError as exc:
-            if not is_transient(exc):
-                raise
-            if final:
-                raise errors.TaskTimeoutError(
-                    task_id, timeout, last_error=errors.what_happened(exc)
-                ) from None
-            failures += 1
-            wait = schedule.backoff(failures, draw(-1.0, 1.0))
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after:
-                wait = max(wait, float(retry_after))
-            log = logger.warning if failures >= 3 else logger.info
-            log(
-                "task %s: status read failed (%s); retrying in %.1f s",
-                task_id,
-                type(exc).__name__,
-                wait,
-            )
-            due = max(read_at + wait, _scheduled(schedule, origin, read_at, slow_reads, draw))
+            due = w.after_failed_read(exc, read_at, final)
             continue
-        failures = 0
-
-        seen = (task.state, task.raw_status, task.progress)
-        if seen != last_seen:
-            last_seen = seen
-            logger.debug(
-                "task %s: %s (%s) after %d read(s)",
-                task_id,
-                task.state.value,
-                task.raw_status,
-                reads,
-            )
-            if on_update is not None:
-                on_update(task, clock() - (created_at if created_at is not None else start))
-
-        if task.state is TaskState.SUCCEEDED:
-            if task.result_urls:
-                return task
-            empty_successes += 1
-            if empty_successes > EMPTY_SUCCESS_REREADS or final:
-                error = errors.BadResponseError(
-                    f"Task {task_id} is reported succeeded but API in One listed no result "
-                    "files; if it persists, report it.",
-                    advice=errors.Advice.LOAD_LATER,
-                )
-                error.task_id = task_id
-                raise error
-        elif task.state is TaskState.FAILED:
-            raise failure_error(task)
-
+        w.failures = 0
+        if w.changed(task) and on_update is not None:
+            on_update(task, clock() - (created_at if created_at is not None else start))
+        if w.finished(task, final):
+            return task
         if final:
             raise errors.TaskTimeoutError(task_id, timeout)
-        since_create = read_at - origin
-        if last_read is not None and last_read >= schedule.fast_until:
-            slow_reads += 1
-        last_read = since_create
-        due = origin + schedule.next_read(since_create, slow_reads, draw(-1.0, 1.0))
+        due = w.next_read(read_at)
 
 
-def _scheduled(
-    schedule: PollSchedule,
-    origin: float,
-    read_at: float,
-    slow_reads: int,
-    draw: Callable[[float, float], float],
-) -> float:
-    return origin + schedule.next_read(read_at - origin, slow_reads, draw(-1.0, 1.0))
+@dataclass
+class _Wait:
+    """What one wait for a task knows between its reads."""
+
+    task_id: str
+    schedule: PollSchedule
+    timeout: float | None
+    created_at: float | None
+    start: float
+    origin: float
+    """The ``clock()`` time the schedule counts from (the create, or as if just past it)."""
+    deadline: float
+    draw: Callable[[float, float], float]
+    reads: int = 0
+    failures: int = 0
+    """Failed reads in a row."""
+    slow_reads: int = 0
+    last_read: float | None = None
+    """When the previous good read started, in seconds since ``origin``."""
+    empty_successes: int = 0
+    last_seen: tuple[object, ...] | None = None
+
+    def after_failed_read(self, exc: errors.GrokError, read_at: float, final: bool) -> float:
+        """When to read again; raises when the failure ends the wait."""
+        schedule = self.schedule
+        if isinstance(exc, errors.TaskNotFoundError):
+            just_made = self.created_at is not None and read_at - self.origin <= (
+                schedule.not_found_grace
+            )
+            if not just_made or final:
+                raise exc
+            self.failures += 1
+            logger.debug(
+                "task %s not visible yet (read %d); reading again", self.task_id, self.reads
+            )
+            return read_at + schedule.backoff(self.failures, self.draw(-1.0, 1.0))
+        if not is_transient(exc):
+            raise exc
+        if final:
+            raise errors.TaskTimeoutError(
+                self.task_id, self.timeout, last_error=errors.what_happened(exc)
+            ) from None
+        self.failures += 1
+        wait = schedule.backoff(self.failures, self.draw(-1.0, 1.0))
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            wait = max(wait, float(retry_after))
+        log = logger.warning if self.failures >= 3 else logger.info
+        log(
+            "task %s: status read failed (%s); retrying in %.1f s",
+            self.task_id,
+            type(exc).__name__,
+            wait,
+        )
+        return max(read_at + wait, self._scheduled(read_at))
+
+    def changed(self, task: Task) -> bool:
+        """Is this read's state, status word or progress new? (Logged once when it is.)"""
+        seen = (task.state, task.raw_status, task.progress)
+        if seen == self.last_seen:
+            return False
+        self.last_seen = seen
+        logger.debug(
+            "task %s: %s (%s) after %d read(s)",
+            self.task_id,
+            task.state.value,
+            task.raw_status,
+            self.reads,
+        )
+        return True
+
+    def finished(self, task: Task, final: bool) -> bool:
+        """True when the task succeeded with its files; raises when it failed, or when it keeps
+        reading as succeeded without any."""
+        if task.state is TaskState.FAILED:
+            raise failure_error(task)
+        if task.state is not TaskState.SUCCEEDED:
+            return False
+        if task.result_urls:
+            return True
+        self.empty_successes += 1
+        if self.empty_successes > EMPTY_SUCCESS_REREADS or final:
+            error = errors.BadResponseError(
+                f"Task {self.task_id} is reported succeeded but API in One listed no result "
+                "files; if it persists, report it.",
+                advice=errors.Advice.LOAD_LATER,
+            )
+            error.task_id = self.task_id
+            raise error
+        return False
+
+    def next_read(self, read_at: float) -> float:
+        """When the read after a good one is due (``clock()`` time)."""
+        since_create = read_at - self.origin
+        if self.last_read is not None and self.last_read >= self.schedule.fast_until:
+            self.slow_reads += 1
+        self.last_read = since_create
+        return self.origin + self.schedule.next_read(
+            since_create, self.slow_reads, self.draw(-1.0, 1.0)
+        )
+
+    def _scheduled(self, read_at: float) -> float:
+        return self.origin + self.schedule.next_read(
+            read_at - self.origin, self.slow_reads, self.draw(-1.0, 1.0)
+        )
 
 
 def _read_cancellably(
