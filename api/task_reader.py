@@ -333,9 +333,9 @@ def _text_of(value: Any) -> str | None:
         return text if text.lower() not in ("null", "none") else None
     if isinstance(value, dict):
         for key in ("message", "msg", "detail", "error", "reason", "description"):
-            text = _text_of(value.get(key))
-            if text:
-                return text
+            found = _text_of(value.get(key))
+            if found:
+                return found
     return None
 
 
