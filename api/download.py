@@ -35,7 +35,8 @@ from urllib3 import exceptions as u3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import errors
-from .transport import exception_chain, make_session
+from .http_errors import exception_chain
+from .transport import make_session
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

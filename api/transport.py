@@ -18,13 +18,10 @@ Retry policy (never pay twice):
 * Redirects are not followed for API calls (a POST would turn into a GET); a 3xx says which
   address to configure instead.
 
-Error mapping: the HTTP status, else an error ``code`` in a 200 body (``{"code": 401, ...}``),
-becomes one of ``errors``' classes with a message saying what to do. ``requests``/urllib3
-exceptions become ``NetworkError`` naming the local cause (DNS, refused, reset, TLS, proxy,
-timeout) with no traceback chained in. Messages never hold the key: the Authorization header is
-set per request (never on the session, so no other host can receive it), nothing logs headers,
-and every message goes through ``errors.redact``. DEBUG log lines (logger ``grok_imagine.api``)
-carry method, path, status and elapsed time only.
+Errors: ``http_errors`` turns an HTTP status, an error ``code`` in a 200 body, or a ``requests``
+exception into one of ``errors``' classes. The Authorization header is set per request (never on
+the session, so no other host can receive it) and nothing logs headers. DEBUG log lines (logger
+``grok_imagine.api``) carry method, path, status and elapsed time only.
 """
 
 from __future__ import annotations
@@ -35,23 +32,26 @@ import json
 import logging
 import math
 import random
-import re
-import socket
-import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3 import exceptions as u3
 from urllib3.util.retry import Retry
 
 from . import errors, redaction
 from .config import Settings
 from .env import BASE_URL_ENV
+from .http_errors import (
+    Call,
+    map_api_error,
+    message_from_body,
+    network_error,
+    rate_limited,
+    without_query,
+)
 from .task_reader import body_error
 
 __all__ = [
@@ -59,8 +59,6 @@ __all__ = [
     "Call",
     "Transport",
     "make_session",
-    "map_api_error",
-    "network_error",
     "origin_of",
     "parse_retry_after",
 ]
@@ -77,16 +75,6 @@ where Cancel is still checked."""
 CANCEL_SLICE_S = 0.1
 """Longest sleep between Cancel checks while a rate-limited create waits to be re-sent."""
 MAX_ERROR_BODY_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Call:
-    """What an API call is for, so an error can say something specific."""
-
-    kind: str  # "create" or "status"
-    task_id: str | None = None
-    """For a status read: the task read. For an upscale create: the source task."""
-    model: str | None = None
 
 
 def origin_of(url: str) -> tuple[str, str, int | None]:
@@ -205,7 +193,7 @@ class Transport:
             wait = backoff if retry_after is None else max(retry_after, backoff)
             wait *= 1.0 + random.uniform(0.0, 0.1)  # many rate-limited clients must not resync
             if time.monotonic() + wait > give_up_at:
-                raise _rate_limited(retry_after, creating=True)
+                raise rate_limited(retry_after, creating=True)
             logger.info("create rate limited (HTTP 429); sending it again in %.1f s", wait)
             self._wait_before_resend(wait, should_cancel)
 
@@ -309,7 +297,7 @@ class Transport:
         status = response.status_code
         if 300 <= status < 400:
             location = response.headers.get("Location", "")
-            target = _without_query(location) if location else "another address"
+            target = without_query(location) if location else "another address"
             return errors.ServerError(
                 f"API in One answered with a redirect (HTTP {status}) to {target}: set "
                 f"{BASE_URL_ENV} to the address the API really lives at.",
@@ -319,250 +307,9 @@ class Transport:
             body = self._read_body(response, call, MAX_ERROR_BODY_BYTES)
         except errors.NetworkError:
             body = b""
-        message = _message_from_body(body)
+        message = message_from_body(body)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return map_api_error(status, message, call, self.settings, retry_after=retry_after)
-
-
-# -- error mapping ---------------------------------------------------------------------------------
-
-_NOT_FOUND_WORDS = ("recordinfo is null", "not found", "not exist", "no such task", "unknown task")
-_FIELD_WORDS = (
-    ("aspect_ratio", ("aspect_ratio", "aspect ratio", "aspectratio")),
-    ("task_id", ("task_id", "task id", "taskid")),
-    ("prompt", ("prompt",)),
-    ("model", ("model",)),
-)
-
-
-def map_api_error(
-    status: int,
-    message: str,
-    call: Call,
-    settings: Settings,
-    *,
-    retry_after: float | None = None,
-) -> errors.GrokError:
-    """The typed error for an API refusal: an HTTP status, or an error ``code`` in a 200 body."""
-    said = errors.one_line(errors.redact(message, (settings.api_key,)), limit=300)
-    quoted = f": {said}" if said else ""
-    lowered = said.lower()
-    task = call.task_id
-
-    if status == 401:
-        return errors.AuthError(
-            f"API in One did not accept the API key (HTTP 401{quoted}). The key in use comes "
-            f"from {settings.key_source}."
-        )
-    if status == 403:
-        return errors.AuthError(
-            f"API in One refused this key access (HTTP 403{quoted}): check the key's permissions "
-            "in your API in One dashboard, or use another key."
-        )
-    if status == 402:
-        return errors.InsufficientCreditsError(
-            f"Not enough API in One credits for this request (HTTP 402{quoted}); text-to-image "
-            "costs 5 credits, upscale 12."
-        )
-    if status == 433:
-        return errors.InsufficientCreditsError(
-            f"This API key has reached its usage limit (HTTP 433, sub-key limit{quoted}): raise "
-            "the key's limit in your API in One dashboard or use another key.",
-            advice=errors.Advice.NONE,
-        )
-    if status == 429:
-        return _rate_limited(retry_after, creating=call.kind == "create", said=said)
-    if status == 404 or (status in (400, 422) and any(w in lowered for w in _NOT_FOUND_WORDS)):
-        wrong_address = status == 404 and ("endpoint" in lowered or "route" in lowered)
-        if not wrong_address and (call.kind == "status" or (call.kind == "create" and task)):
-            return _not_found(call, f" (HTTP {status}{quoted})")
-        return errors.ServerError(
-            f"API in One answered {status} Not Found for the {call.kind} request{quoted}: check "
-            "that "
-            f"{BASE_URL_ENV} ({settings.base_url}) is the API's address.",
-            status=status,
-            advice=errors.Advice.NONE,
-        )
-    if status == 455:
-        return errors.ServerError(
-            f"API in One is under maintenance (HTTP 455{quoted}).",
-            status=status,
-        )
-    if status in (400, 413, 422) or (400 <= status < 500 and status not in (405, 408)):
-        field = _guess_field(lowered) or ("task_id" if call.kind == "status" else None)
-        return errors.InvalidRequestError(
-            f"API in One rejected the request (HTTP {status}{quoted}).",
-            field=field,
-            from_server=True,
-        )
-    if status == 501:
-        return errors.TaskFailedError(task if call.kind == "status" else None, said or None)
-    if status == 505:
-        return errors.ServerError(
-            f"The provider has switched this feature off for now (HTTP 505{quoted}): try again "
-            "later or ask API in One support.",
-            status=status,
-            advice=errors.Advice.NONE,
-        )
-    if call.kind == "create" and status in (502, 504):
-        # A gateway answered for the API: it lost the API's answer (502) or gave up waiting for
-        # it (504), so the create may have been taken and charged. Never claim it was not.
-        return errors.UncertainCreateError(
-            f"A create was sent but its answer was lost: a gateway in front of API in One "
-            f"answered it with HTTP {status}{quoted}, so the task may exist and may have been "
-            "charged. It is not sent again automatically.",
-            reason=f"a gateway answered HTTP {status}",
-        )
-    if status == 408 or status >= 500:
-        after = " (nothing was created, so nothing was charged)" if call.kind == "create" else ""
-        return errors.ServerError(
-            f"API in One had a server error (HTTP {status}{quoted}){after}; if it persists, "
-            "check the API in One status page.",
-            status=status,
-        )
-    return errors.ServerError(
-        f"API in One answered HTTP {status} unexpectedly{quoted}: check {BASE_URL_ENV} "
-        f"({settings.base_url}) and try again.",
-        status=status,
-        advice=errors.Advice.NONE,
-    )
-
-
-def _not_found(call: Call, said: str) -> errors.TaskNotFoundError:
-    if call.kind == "create":
-        return errors.TaskNotFoundError(
-            f"API in One does not know the task {call.task_id} to upscale{said}: check the id "
-            "(it must be a finished text-to-image task made with this same key).",
-            task_id=call.task_id,
-        )
-    return errors.TaskNotFoundError(
-        f"API in One does not know the task {call.task_id}{said}: check the id, and that the "
-        "key in use is the one that created it (tasks belong to one account).",
-        task_id=call.task_id,
-    )
-
-
-def _rate_limited(
-    retry_after: float | None, *, creating: bool, said: str = ""
-) -> errors.RateLimitedError:
-    when = f"retry in {math.ceil(retry_after)} s" if retry_after else "retry in a minute"
-    what = "new tasks" if creating else "requests"
-    note = " Nothing was created or charged." if creating else ""
-    quoted = f" ({said})" if said else ""
-    return errors.RateLimitedError(
-        f"API in One is rate limiting {what} (HTTP 429{quoted}); {when}.{note}",
-        retry_after=retry_after,
-    )
-
-
-def network_error(
-    exc: BaseException,
-    settings: Settings,
-    call: Call,
-    timeouts: tuple[float, float],
-    *,
-    body_started: bool = False,
-) -> errors.NetworkError:
-    """A ``requests`` exception as ``NetworkError`` / ``UncertainCreateError`` (no traceback)."""
-    reason, not_sent = _describe_network_failure(exc, timeouts)
-    origin = _without_query(settings.base_url)
-    local = (
-        "This is a local network problem (connection, DNS, firewall, proxy or TLS), not an API "
-        "error"
-    )
-    if call.kind == "create":
-        if not_sent and not body_started:
-            return errors.NetworkError(
-                f"Could not reach API in One at {origin} to create the task ({reason}); nothing "
-                f"was sent, so nothing was charged. {local}: check it."
-            )
-        return errors.UncertainCreateError(
-            f"A create was sent but its answer was lost ({reason}), so the task may exist and "
-            "may have been charged. It is not sent again automatically.",
-            reason=reason,
-        )
-    if reason.startswith(TIMEOUT_REASON_START):
-        # It was reached: the connection was taken and the request sent. Not a local problem.
-        error = errors.NetworkError(
-            f"API in One at {origin} took the task status request but {reason}: it is slow or "
-            "stalled right now; the task keeps running at API in One.",
-            advice=errors.Advice.RESUME,
-        )
-        error.task_id = call.task_id
-        return error
-    error = errors.NetworkError(
-        f"Could not reach API in One at {origin} to read the task status ({reason}). {local}: "
-        "check it; the task keeps running at API in One.",
-        advice=errors.Advice.RESUME,
-    )
-    error.task_id = call.task_id
-    return error
-
-
-def _describe_network_failure(
-    exc: BaseException, timeouts: tuple[float, float]
-) -> tuple[str, bool]:
-    """(plain-words reason, True when the request provably never left this machine)."""
-    chain = list(exception_chain(exc))
-
-    def has(*types: type) -> bool:
-        return any(isinstance(e, types) for e in chain)
-
-    if has(requests.exceptions.ProxyError, u3.ProxyError):
-        return (
-            "the HTTP(S) proxy failed or refused the connection; check HTTPS_PROXY, "
-            "HTTP_PROXY and NO_PROXY"
-        ), True
-    if has(u3.NameResolutionError, socket.gaierror):
-        return "DNS lookup failed: the API's host name could not be resolved", True
-    if has(requests.exceptions.SSLError, u3.SSLError, ssl.SSLError):
-        return (
-            "the TLS certificate check failed; if a proxy or antivirus inspects HTTPS, "
-            "point REQUESTS_CA_BUNDLE at its CA certificate"
-        ), True
-    if has(ConnectionRefusedError):
-        return "the connection was refused", True
-    if has(requests.exceptions.ConnectTimeout, u3.ConnectTimeoutError) and not has(
-        requests.exceptions.ReadTimeout, u3.ReadTimeoutError
-    ):
-        if has(u3.NewConnectionError):
-            return "the connection could not be opened", True
-        return f"no connection within {timeouts[0]:g} s", True
-    if has(requests.exceptions.ReadTimeout, u3.ReadTimeoutError, TimeoutError, socket.timeout):
-        return f"{TIMEOUT_REASON_START} {timeouts[1]:g} s", False
-    cut_off = (requests.exceptions.ChunkedEncodingError, u3.IncompleteRead, u3.ProtocolError)
-    if has(*cut_off) and not has(ConnectionResetError):
-        return "the connection closed before the answer was complete", False
-    if has(ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-        return "the connection was reset", False
-    if has(
-        requests.exceptions.InvalidURL,
-        requests.exceptions.MissingSchema,
-        requests.exceptions.InvalidSchema,
-    ):
-        return f"the API address is not a valid URL; check {BASE_URL_ENV}", True
-    return f"network error {type(exc).__name__}", False
-
-
-TIMEOUT_REASON_START = "it did not answer within"
-"""How a read timeout is named: the server took the connection and never answered (never "could
-not be reached", which would send the user hunting for a local network fault)."""
-
-
-def exception_chain(exc: BaseException):  # type: ignore[no-untyped-def]
-    """The exception, its causes/contexts, urllib3's ``reason``s and wrapped args, each once."""
-    seen: set[int] = set()
-    stack = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen or len(seen) > 32:
-            continue
-        seen.add(id(current))
-        yield current
-        for nxt in (current.__cause__, current.__context__, getattr(current, "reason", None)):
-            if isinstance(nxt, BaseException):
-                stack.append(nxt)
-        stack.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -594,46 +341,6 @@ def _retry_after_in_body(payload: Any) -> float | None:
                     if isinstance(value, (int, float, str)) and not isinstance(value, bool):
                         return parse_retry_after(str(value))
     return None
-
-
-def _message_from_body(body: bytes) -> str:
-    text = body.decode("utf-8", errors="replace").strip()
-    if not text:
-        return ""
-    try:
-        payload = json.loads(text)
-    except (ValueError, RecursionError):
-        payload = None
-    if payload is not None:
-        found = body_error(payload)
-        if found is not None and found[1]:
-            return found[1]
-        if isinstance(payload, dict):
-            for key in ("message", "msg", "detail", "error"):
-                value = payload.get(key)
-                if isinstance(value, str) and value.strip():
-                    return value
-        return ""
-    if text[:1] == "<":
-        match = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-        return f"an HTML page: {match.group(1).strip()}" if match else "an HTML page"
-    return text[:200]
-
-
-def _guess_field(lowered_message: str) -> str | None:
-    for field, words in _FIELD_WORDS:
-        if any(word in lowered_message for word in words):
-            return field
-    return None
-
-
-def _without_query(url: str) -> str:
-    """A URL fit for a message: no credentials, query or fragment (signed URLs carry tokens)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else parts.path
 
 
 class _CappedRetry(Retry):

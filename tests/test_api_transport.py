@@ -1,4 +1,5 @@
-"""Error mapping: every API status / body code and every network failure kind, by its class."""
+"""Error mapping (api/http_errors.py): every API status / body code and every network failure kind,
+by its class; Retry-After and origins (api/transport.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from urllib3 import exceptions as u3
 api = public_api()
 errors = submodule("api.errors")
 transport = submodule("api.transport")
+http_errors = submodule("api.http_errors")
 
 SETTINGS = api.Settings(api_key=TEST_KEY, base_url="http://127.0.0.1:9")
-CREATE = transport.Call("create", model="grok-imagine/text-to-image")
-UPSCALE = transport.Call("create", task_id="src1", model="grok-imagine/upscale")
-STATUS = transport.Call("status", task_id="t1")
+CREATE = http_errors.Call("create", model="grok-imagine/text-to-image")
+UPSCALE = http_errors.Call("create", task_id="src1", model="grok-imagine/upscale")
+STATUS = http_errors.Call("status", task_id="t1")
 TIMEOUTS = (10.0, 30.0)
 
 
@@ -53,7 +55,7 @@ TIMEOUTS = (10.0, 30.0)
     ],
 )
 def test_every_status_maps_to_its_kind(status, message, call, expected):
-    error = transport.map_api_error(status, message, call, SETTINGS, retry_after=3.0)
+    error = http_errors.map_api_error(status, message, call, SETTINGS, retry_after=3.0)
     assert type(error) is expected
     text = str(error)
     assert "\n" not in text and len(text) < 700
@@ -62,26 +64,26 @@ def test_every_status_maps_to_its_kind(status, message, call, expected):
 
 
 def test_details_of_the_mapping():
-    field = transport.map_api_error(422, "aspect_ratio must be one of", CREATE, SETTINGS)
+    field = http_errors.map_api_error(422, "aspect_ratio must be one of", CREATE, SETTINGS)
     assert field.field == "aspect_ratio" and field.from_server
-    assert transport.map_api_error(400, "bad prompt", CREATE, SETTINGS).field == "prompt"
-    limited = transport.map_api_error(429, "", CREATE, SETTINGS, retry_after=12.2)
+    assert http_errors.map_api_error(400, "bad prompt", CREATE, SETTINGS).field == "prompt"
+    limited = http_errors.map_api_error(429, "", CREATE, SETTINGS, retry_after=12.2)
     assert limited.retry_after == 12.2 and "retry in 13 s" in str(limited)
     assert "Nothing was created" in str(limited)
-    assert transport.map_api_error(455, "", STATUS, SETTINGS).retryable
-    assert not transport.map_api_error(505, "", STATUS, SETTINGS).retryable
-    failed = transport.map_api_error(501, "upstream model error", STATUS, SETTINGS)
+    assert http_errors.map_api_error(455, "", STATUS, SETTINGS).retryable
+    assert not http_errors.map_api_error(505, "", STATUS, SETTINGS).retryable
+    failed = http_errors.map_api_error(501, "upstream model error", STATUS, SETTINGS)
     assert failed.task_id == "t1" and failed.reason == "upstream model error"
-    not_found = transport.map_api_error(404, "", UPSCALE, SETTINGS)
+    not_found = http_errors.map_api_error(404, "", UPSCALE, SETTINGS)
     assert not_found.task_id == "src1" and "upscale" in str(not_found)
-    auth = transport.map_api_error(401, "", CREATE, SETTINGS)
+    auth = http_errors.map_api_error(401, "", CREATE, SETTINGS)
     assert "APIINONE_API_KEY" in str(auth) and "Grok Imagine \u203a API key" in str(auth)
 
 
 def test_a_server_echoing_the_key_is_redacted():
     echoed = f"Invalid API key: {TEST_KEY}"
     for status in (400, 401, 500, 501):
-        error = transport.map_api_error(status, echoed, CREATE, SETTINGS)
+        error = http_errors.map_api_error(status, echoed, CREATE, SETTINGS)
         assert TEST_KEY not in str(error) and TEST_KEY not in repr(error)
 
 
@@ -140,13 +142,13 @@ def _reset() -> BaseException:
     ],
 )
 def test_network_failures_say_what_and_whether_a_create_may_have_been_taken(make, words, sent):
-    on_read = transport.network_error(make(), SETTINGS, STATUS, TIMEOUTS)
+    on_read = http_errors.network_error(make(), SETTINGS, STATUS, TIMEOUTS)
     assert type(on_read) is errors.NetworkError
     assert words in str(on_read)
     # a timeout is the server's silence, not a local fault; everything else is local
     timed_out = "did not answer" in words
     assert ("local" in str(on_read)) is not timed_out, str(on_read)
-    on_create = transport.network_error(make(), SETTINGS, CREATE, TIMEOUTS)
+    on_create = http_errors.network_error(make(), SETTINGS, CREATE, TIMEOUTS)
     if sent:
         assert type(on_create) is errors.UncertainCreateError
         assert "may have been charged" in str(on_create) and words in str(on_create)
