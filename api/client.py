@@ -21,6 +21,7 @@ from .download import Downloaded, download, make_download_session
 from .http_errors import Call, map_api_error
 from .models import TEXT_TO_IMAGE_MODEL, UPSCALE_MODEL
 from .polling import PollSchedule, wait_for_task
+from .retries import ONE_TRY, STATUS_READ, RetryPolicy
 from .task import DEFAULT_TASK_TIMEOUT_S, Task
 from .task_reader import body_error, parse_task, read_created_task_id
 from .transport import Transport, origin_of
@@ -93,10 +94,13 @@ class GrokClient:
     # -- reading tasks (free) ---------------------------------------------------------------------
 
     def get_task(self, task_id: str) -> Task:
-        """One status read, normalized whatever shape the API answered in."""
-        task_id = validate_task_id(task_id)
+        """One status read, normalized whatever shape the API answered in; a passing HTTP or
+        connection failure is tried again a couple of times (``retries.STATUS_READ``)."""
+        return self._read_task(validate_task_id(task_id), STATUS_READ)
+
+    def _read_task(self, task_id: str, policy: RetryPolicy) -> Task:
         call = Call("status", task_id=task_id)
-        payload = self._transport.get_json(TASK_PATH + quote(task_id, safe=""), call)
+        payload = self._transport.get_json(TASK_PATH + quote(task_id, safe=""), call, policy)
         found = body_error(payload)
         if found is not None:
             code, message = found
@@ -128,7 +132,7 @@ class GrokClient:
         with self._lock:
             created_at = self._created_at.get(task_id)
         return wait_for_task(
-            lambda: self.get_task(task_id),
+            lambda: self._read_task(task_id, ONE_TRY),  # the poll loop is the retry layer
             task_id,
             schedule=self.poll,
             timeout=timeout,

@@ -11,7 +11,9 @@ image by their magic numbers (JPEG, PNG, WEBP, GIF), whatever the Content-Type c
 (the upscale model has been described as a video upscaler) is named as such.
 
 Transient failures (connection errors, timeouts, a body shorter than its Content-Length,
-408/429/5xx) are retried a few times within the deadline; 403/404/410 mean the URL has expired
+408/425/429/5xx) are tried again as ``retries.RESULT_FILE`` says (3 requests in all, within the
+deadline, ``Retry-After`` honoured up to 4 s; the session itself retries nothing, so the count
+in the message is the count of requests); 403/404/410 mean the URL has expired
 (they last hours to days) and are not retried. A body that is still empty after the retries is a
 permanent failure of that file (``NotAnImageError``): the host has nothing to give. A host that
 takes the connection and never answers is named as such ("did not answer within N s"). Redirects
@@ -22,7 +24,6 @@ query, its userinfo, or a key the server echoed into it.
 from __future__ import annotations
 
 import logging
-import random
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -36,7 +37,8 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import errors
 from .http_errors import exception_chain
-from .transport import make_session
+from .retries import RESULT_FILE
+from .transport import make_session, parse_retry_after
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -54,7 +56,6 @@ CHUNK_BYTES = 16 * 1024
 SNIFF_BYTES = 32
 MAX_REDIRECTS = 5
 EXPIRED_STATUSES = frozenset({403, 404, 410})
-TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,9 @@ def describe_non_image(data: bytes) -> str:
 
 
 def make_download_session() -> requests.Session:
-    """A session for file hosts: urllib3 retries for GET, no credentials of ours, ever."""
-
-    session = make_session(
-        statuses=frozenset(TRANSIENT_STATUSES), total=3, backoff_factor=0.25, backoff_max=2.0
-    )
+    """A session for file hosts: no credentials of ours, ever, and no retries of its own
+    (``download`` tries a file as ``retries.RESULT_FILE`` says)."""
+    session = make_session()
     session.max_redirects = MAX_REDIRECTS
     return session
 
@@ -125,77 +124,126 @@ def download(
     timeouts: tuple[float, float] = (10.0, 30.0),
     deadline_s: float = 300.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    attempts: int = 3,
+    attempts: int = RESULT_FILE.attempts,
     headers: Mapping[str, str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Downloaded:
-    """Fetch one result file; raises ``DownloadError`` or one of its kinds, nothing else."""
+    """Fetch one result file; raises ``DownloadError`` or one of its kinds, nothing else.
+
+    The file is requested at most ``attempts`` times in all (each try is one request): a
+    passing failure is tried again after ``RESULT_FILE``'s backoff while the deadline allows."""
     shown = _shown(url)
     if urlsplit(url).scheme.lower() not in ("http", "https"):
         raise errors.DownloadError(
             f"The result address {shown!r} is not an http(s) URL, so it was not fetched: "
             "report it; the task's other files are unaffected."
         )
-    url = _without_echoed_key_userinfo(url)
-    deadline = time.monotonic() + deadline_s
-    attempt = 0
+    fetch = _Fetch(
+        _without_echoed_key_userinfo(url),
+        shown,
+        session,
+        timeouts,
+        time.monotonic() + deadline_s,
+        deadline_s,
+        max_bytes,
+        dict(headers or {}),
+    )
+    failures = 0
     while True:
-        attempt += 1
         try:
-            return _fetch_once(
-                url, shown, session, timeouts, deadline, deadline_s, max_bytes, headers
-            )
+            return _fetch_once(fetch)
         except _Transient as exc:
-            left = deadline - time.monotonic()
-            wait = min(4.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
-            if (attempt >= attempts or left <= wait) and exc.empty:
-                raise errors.NotAnImageError(
-                    f"The result file {shown} was empty each of the {attempt} time(s) it was "
-                    "fetched: the file host has nothing for this URL. The task is paid; report "
-                    "it, or use Grok Load Task later in case the file appears."
-                ) from None
-            if attempt >= attempts or left <= wait:
-                raise errors.DownloadError(
-                    f"Downloading {shown} failed {attempt} time(s), last: {exc.reason}. This is "
-                    "usually passing (network or file host); the task is paid and its result is "
-                    "fetched again without creating a new one."
-                ) from None
+            failures += 1
+            wait = RESULT_FILE.wait(failures, exc.retry_after)
+            if failures >= attempts or fetch.deadline - time.monotonic() <= wait:
+                raise _gave_up(shown, failures, exc) from None
             logger.info("download of %s failed (%s); retrying in %.1f s", shown, exc.reason, wait)
             sleep(wait)
 
 
+def _gave_up(shown: str, tries: int, last: _Transient) -> errors.DownloadError:
+    if last.empty:
+        return errors.NotAnImageError(
+            f"The result file {shown} was empty each of the {tries} time(s) it was fetched: the "
+            "file host has nothing for this URL. The task is paid; report it, or use Grok Load "
+            "Task later in case the file appears."
+        )
+    return errors.DownloadError(
+        f"Downloading {shown} failed {tries} time(s), last: {last.reason}. This is usually "
+        "passing (network or file host); the task is paid and its result is fetched again "
+        "without creating a new one."
+    )
+
+
 class _Transient(Exception):
-    def __init__(self, reason: str, *, empty: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, empty: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.empty = empty
         """The host answered 200 with no body at all (permanent once the retries agree)."""
+        self.retry_after = retry_after
+        """The host's ``Retry-After``, in seconds, when it sent one."""
 
 
-def _fetch_once(
-    url: str,
-    shown: str,
-    session: requests.Session,
-    timeouts: tuple[float, float],
-    deadline: float,
-    deadline_s: float,
-    max_bytes: int,
-    headers: Mapping[str, str] | None,
-) -> Downloaded:
+@dataclass(frozen=True)
+class _Fetch:
+    """One file to fetch, and the bounds every try of it keeps."""
 
+    url: str
+    shown: str
+    session: requests.Session
+    timeouts: tuple[float, float]
+    deadline: float
+    """``time.monotonic()`` by which the whole download, retries included, must end."""
+    deadline_s: float
+    max_bytes: int
+    headers: dict[str, str]
+
+
+def _fetch_once(fetch: _Fetch) -> Downloaded:
+    """One request for the file: its bytes, verified, or a typed error / ``_Transient``."""
     started = time.perf_counter()
+    response = _open(fetch)
+    with response:
+        status = response.status_code
+        logger.debug("GET %s -> %d in %.3f s", fetch.shown, status, time.perf_counter() - started)
+        _check_status(response, fetch.shown)
+        announced = _content_length(response)
+        if announced is not None and announced > fetch.max_bytes:
+            raise _too_large(fetch.shown, announced, fetch.max_bytes)
+        data = _read_capped(response, fetch)
+    if not data:
+        raise _Transient("the file host sent an empty file", empty=True)
+    if announced is not None and len(data) < announced:  # urllib3 1.x does not check this
+        raise _Transient(
+            f"only {len(data)} of the {announced} bytes its Content-Length announced arrived"
+        )
+    image_format = _require_image(data, fetch.shown)
+    logger.debug("downloaded %s: %d bytes, %s", fetch.shown, len(data), image_format)
+    return Downloaded(
+        url=fetch.url,
+        data=data,
+        content_type=response.headers.get("Content-Type"),
+        image_format=image_format,
+    )
+
+
+def _open(fetch: _Fetch) -> requests.Response:
+    """The response, its body not read yet; redirects followed to http(s) only."""
     try:
-        response = session.get(
-            url,
+        return fetch.session.get(
+            fetch.url,
             stream=True,
-            timeout=timeouts,
-            headers=dict(headers or {}),
+            timeout=fetch.timeouts,
+            headers=fetch.headers,
             allow_redirects=True,
             hooks={"response": _refuse_odd_redirects},
         )
     except requests.TooManyRedirects:
         raise errors.DownloadError(
-            f"The result file {shown} redirects more than {MAX_REDIRECTS} times: report it."
+            f"The result file {fetch.shown} redirects more than {MAX_REDIRECTS} times: report it."
         ) from None
     except (
         requests.exceptions.InvalidSchema,
@@ -203,67 +251,54 @@ def _fetch_once(
         requests.exceptions.MissingSchema,
     ):
         raise errors.DownloadError(
-            f"The result file {shown} redirects to an address that is not http(s); it was not "
-            "followed. Report it."
+            f"The result file {fetch.shown} redirects to an address that is not http(s); it was "
+            "not followed. Report it."
         ) from None
     except requests.RequestException as exc:
-        raise _Transient(_network_reason(exc, timeouts)) from None
+        raise _Transient(_network_reason(exc, fetch.timeouts)) from None
 
-    with response:
-        status = response.status_code
-        logger.debug("GET %s -> %d in %.3f s", shown, status, time.perf_counter() - started)
-        if status in EXPIRED_STATUSES:
-            raise errors.ResultExpiredError(
-                f"The result file {shown} is no longer available (HTTP {status}); result URLs "
-                "expire after hours or days, so files must be fetched soon after the task ends.",
-                status=status,
-            )
-        if status in TRANSIENT_STATUSES:
-            raise _Transient(f"the file host answered HTTP {status}")
-        if status != 200:
-            raise errors.DownloadError(
-                f"The file host answered HTTP {status} for {shown}; if it persists, report it.",
-                advice=errors.Advice.RETRY_LATER,
-            )
-        announced = _content_length(response)
-        if announced is not None and announced > max_bytes:
-            raise _too_large(shown, announced, max_bytes)
 
-        buffer = bytearray()
-        checked = False
-        try:
-            for chunk in _body_chunks(response, timeouts):
-                buffer += chunk
-                if len(buffer) > max_bytes:
-                    raise _too_large(shown, None, max_bytes)
-                if not checked and len(buffer) >= SNIFF_BYTES:
-                    _require_image(bytes(buffer[:SNIFF_BYTES]), shown)
-                    checked = True
-                if time.monotonic() > deadline:
-                    raise errors.DownloadError(
-                        f"Downloading {shown} took longer than {deadline_s:g} s (only "
-                        f"{len(buffer)} bytes arrived): the file host or the network is very "
-                        "slow.",
-                        advice=errors.Advice.RETRY_LATER,
-                    )
-        except requests.RequestException as exc:
-            raise _Transient(_network_reason(exc, timeouts)) from None
-
-    data = bytes(buffer)
-    if not data:
-        raise _Transient("the file host sent an empty file", empty=True)
-    if announced is not None and len(data) < announced:  # urllib3 1.x does not check this
-        raise _Transient(
-            f"only {len(data)} of the {announced} bytes its Content-Length announced arrived"
+def _check_status(response: requests.Response, shown: str) -> None:
+    """Nothing for HTTP 200; else the error its status means (expired, passing, or odd)."""
+    status = response.status_code
+    if status in EXPIRED_STATUSES:
+        raise errors.ResultExpiredError(
+            f"The result file {shown} is no longer available (HTTP {status}); result URLs "
+            "expire after hours or days, so files must be fetched soon after the task ends.",
+            status=status,
         )
-    image_format = _require_image(data, shown)
-    logger.debug("downloaded %s: %d bytes, %s", shown, len(data), image_format)
-    return Downloaded(
-        url=url,
-        data=data,
-        content_type=response.headers.get("Content-Type"),
-        image_format=image_format,
-    )
+    if status in RESULT_FILE.statuses:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise _Transient(f"the file host answered HTTP {status}", retry_after=retry_after)
+    if status != 200:
+        raise errors.DownloadError(
+            f"The file host answered HTTP {status} for {shown}; if it persists, report it.",
+            advice=errors.Advice.RETRY_LATER,
+        )
+
+
+def _read_capped(response: requests.Response, fetch: _Fetch) -> bytes:
+    """The body, read as it arrives: checked to start like an image, cut off past the size cap,
+    given up past the deadline."""
+    buffer = bytearray()
+    checked = False
+    try:
+        for chunk in _body_chunks(response, fetch.timeouts):
+            buffer += chunk
+            if len(buffer) > fetch.max_bytes:
+                raise _too_large(fetch.shown, None, fetch.max_bytes)
+            if not checked and len(buffer) >= SNIFF_BYTES:
+                _require_image(bytes(buffer[:SNIFF_BYTES]), fetch.shown)
+                checked = True
+            if time.monotonic() > fetch.deadline:
+                raise errors.DownloadError(
+                    f"Downloading {fetch.shown} took longer than {fetch.deadline_s:g} s (only "
+                    f"{len(buffer)} bytes arrived): the file host or the network is very slow.",
+                    advice=errors.Advice.RETRY_LATER,
+                )
+    except requests.RequestException as exc:
+        raise _Transient(_network_reason(exc, fetch.timeouts)) from None
+    return bytes(buffer)
 
 
 def _body_chunks(response: requests.Response, timeouts: tuple[float, float]) -> Iterator[bytes]:
@@ -331,7 +366,8 @@ def _content_length(response: requests.Response) -> int | None:
 
 def _network_reason(exc: BaseException, timeouts: tuple[float, float]) -> str:
 
-    # requests wraps a timeout that urllib3 retried in a ConnectionError: look down the chain.
+    # requests may wrap a timeout in a ConnectionError (urllib3's MaxRetryError): look down the
+    # chain.
     chain = list(exception_chain(exc))
 
     def has(*types: type) -> bool:

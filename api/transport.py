@@ -1,20 +1,19 @@
-"""HTTP for the API calls: one ``requests`` session, timeouts, retries, and error mapping.
+"""HTTP for the API calls: one ``requests`` session, timeouts, and which requests are sent again.
 
-Retry policy (never pay twice):
+Never pay twice: a create is sent again only when the server provably did not take it, and each
+kind of request is retried by one layer whose policy lives in ``retries`` (the session itself
+retries nothing):
 
-* **Status reads** (``GET``) are idempotent. urllib3's ``Retry`` (mounted on the session) retries
-  them on connection errors, read errors, 408, 429, 455, 500, 502, 503 and 504 with exponential
-  backoff and jitter, a couple of times, honouring ``Retry-After`` up to a short cap. Whatever
-  still fails is raised as a typed error, and the wait loop in ``polling`` keeps retrying those
-  that pass (so a long ``Retry-After`` is slept there, where Cancel is still checked).
-* **Creates** (``POST``) cost money and are re-sent only when the server provably did not take
-  them: the connection could not be opened (refused, DNS, connect timeout, proxy, TLS handshake;
-  urllib3 retries those for any method), or the answer was HTTP 429 (rate limited: nothing
-  created). 429 is retried honouring ``Retry-After`` for at most ``Settings.rate_limit_wait``
-  seconds in total, then ``RateLimitedError`` says how long to wait. A create whose request went
-  out but whose answer did not come back (read timeout, connection reset, truncated answer) is
-  *never* re-sent: ``UncertainCreateError`` is raised so the journal can record it and the user
-  can decide.
+* **Creates** (``POST``): sent again when the connection could not be opened (refused, DNS,
+  connect timeout: ``retries.CREATE``), or when the answer was HTTP 429 (rate limited: nothing
+  created), honouring ``Retry-After`` for at most ``Settings.rate_limit_wait`` seconds in total,
+  after which ``RateLimitedError`` says how long to wait. A create whose request went out but
+  whose answer did not come back (read timeout, connection reset, truncated answer) is *never*
+  sent again: ``UncertainCreateError`` is raised so the journal can record it and the user can
+  decide. Cancel is heard during every wait before a create is sent again.
+* **Status reads** (``GET``): ``get_json`` sends once by default: inside a wait, the poll loop
+  (``polling.wait_for_task``) is the one layer that retries. A lone read (``GrokClient.get_task``)
+  passes ``retries.STATUS_READ``.
 * Redirects are not followed for API calls (a POST would turn into a GET); a 3xx says which
   address to configure instead.
 
@@ -27,11 +26,10 @@ the session, so no other host can receive it) and nothing logs headers. DEBUG lo
 from __future__ import annotations
 
 import email.utils
-import inspect
+import functools
 import json
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,23 +37,23 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from . import errors, redaction
 from .config import Settings
 from .env import BASE_URL_ENV
 from .http_errors import (
     Call,
+    classify,
     map_api_error,
     message_from_body,
     network_error,
     rate_limited,
     without_query,
 )
+from .retries import CREATE, ONE_TRY, RATE_LIMITED_CREATE, RetryPolicy
 from .task_reader import body_error
 
 __all__ = [
-    "API_RETRY_STATUSES",
     "Call",
     "Transport",
     "make_session",
@@ -68,13 +66,11 @@ logger = logging.getLogger("grok_imagine.api")
 USER_AGENT = (
     "ComfyUI-Grok-Imagine/0.1 (+https://github.com/grok-imagine-nodes/ComfyUI-Grok-Imagine)"
 )
-API_RETRY_STATUSES = frozenset({408, 429, 455, 500, 502, 503, 504})
-RETRY_AFTER_CAP_S = 1.0
-"""Longest ``Retry-After`` urllib3 sleeps inside one call; longer waits happen in the poll loop,
-where Cancel is still checked."""
 CANCEL_SLICE_S = 0.1
-"""Longest sleep between Cancel checks while a rate-limited create waits to be re-sent."""
+"""Longest sleep between Cancel checks while a create waits to be sent again."""
 MAX_ERROR_BODY_BYTES = 64 * 1024
+
+Pause = Callable[[float], None]
 
 
 def origin_of(url: str) -> tuple[str, str, int | None]:
@@ -89,38 +85,16 @@ def origin_of(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
-def make_session(
-    *,
-    statuses: frozenset[int] = API_RETRY_STATUSES,
-    total: int = 3,
-    backoff_factor: float = 0.1,
-    backoff_max: float = 1.0,
-) -> requests.Session:
-    """A ``requests.Session`` with urllib3 retries for idempotent methods (GET/HEAD only).
+def make_session() -> requests.Session:
+    """A ``requests.Session`` that retries nothing: every retry is the caller's (``retries``).
 
     ``trust_env`` stays on: ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` and
     ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` apply as for any ``requests`` user.
     """
     redaction.install()  # before the first request line is logged
-    retry_class = _CappedRetry
-    retry = retry_class(
-        total=total,
-        connect=min(2, total),
-        read=min(2, total),
-        status=min(2, total),
-        other=0,
-        redirect=False,
-        allowed_methods=frozenset({"GET", "HEAD"}),
-        status_forcelist=statuses,
-        backoff_factor=backoff_factor,
-        raise_on_status=False,
-        raise_on_redirect=False,
-        respect_retry_after_header=True,
-        **_supported(retry_class, backoff_max=backoff_max, backoff_jitter=backoff_factor),
-    )
     session = requests.Session()
     session.trust_env = True
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=16)
+    adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=16)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
@@ -153,9 +127,10 @@ class Transport:
 
     # -- calls ------------------------------------------------------------------------------------
 
-    def get_json(self, path: str, call: Call) -> Any:
-        """GET an API path and return its JSON; HTTP errors raised as typed errors."""
-        response = self._send("GET", path, call)
+    def get_json(self, path: str, call: Call, policy: RetryPolicy = ONE_TRY) -> Any:
+        """GET an API path and return its JSON; tried as ``policy`` allows (once by default: a
+        wait's poll loop does its own retrying). HTTP errors raised as typed errors."""
+        response = self._send("GET", path, call, policy, self._sleep)
         try:
             return self._json_of(response, call)
         finally:
@@ -168,37 +143,47 @@ class Transport:
         call: Call,
         should_cancel: Callable[[], bool] | None = None,
     ) -> Any:
-        """POST a create; re-sent only on HTTP 429 (nothing created), within a bounded wait that
-        Cancel (``should_cancel``) or Ctrl-C ends with ``CancelledError``: nothing was created."""
+        """POST a create; sent again only when nothing was sent or nothing was created (see the
+        module's docstring). Cancel (``should_cancel``) or Ctrl-C during a wait before sending
+        it again ends it with ``CancelledError``: nothing was created."""
         give_up_at = time.monotonic() + max(0.0, self.settings.rate_limit_wait)
-        attempt = 0
+        pause = functools.partial(self._wait_before_resend, should_cancel=should_cancel)
+        refused = 0
         while True:
-            attempt += 1
-            response = self._send("POST", path, call, json_body=body, passthrough=(429,))
-            try:
-                if response.status_code == 429:
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                    payload: Any = None
-                else:
-                    payload = self._json_of(response, call)
-                    found = body_error(payload)
-                    if found is None or found[0] != 429:
-                        return payload
-                    retry_after = _retry_after_in_body(payload)
-            finally:
-                response.close()
-            backoff = min(8.0, 0.5 * 2 ** (attempt - 1))
+            response = self._send(
+                "POST", path, call, CREATE, pause, json_body=body, passthrough=(429,)
+            )
+            limited, payload, retry_after = self._create_answer(response, call)
+            if not limited:
+                return payload
+            refused += 1
             # Retry-After is a floor, not a licence: "0" (or a date already past) must not turn
             # a 429 storm into a tight loop of creates.
-            wait = backoff if retry_after is None else max(retry_after, backoff)
-            wait *= 1.0 + random.uniform(0.0, 0.1)  # many rate-limited clients must not resync
+            wait = RATE_LIMITED_CREATE.wait(refused, retry_after)
             if time.monotonic() + wait > give_up_at:
                 raise rate_limited(retry_after, creating=True)
             logger.info("create rate limited (HTTP 429); sending it again in %.1f s", wait)
-            self._wait_before_resend(wait, should_cancel)
+            pause(wait)
 
-    def _wait_before_resend(self, seconds: float, should_cancel: Callable[[], bool] | None) -> None:
-        """Sleep out a 429 in short slices: a Cancel here must not send a paid create later."""
+    def _create_answer(
+        self, response: requests.Response, call: Call
+    ) -> tuple[bool, Any, float | None]:
+        """(rate limited, the JSON answer, Retry-After): HTTP 429, or 429 as the body's code."""
+        try:
+            if response.status_code == 429:
+                return True, None, parse_retry_after(response.headers.get("Retry-After"))
+            payload = self._json_of(response, call)
+        finally:
+            response.close()
+        found = body_error(payload)
+        if found is not None and found[0] == 429:
+            return True, payload, _retry_after_in_body(payload)
+        return False, payload, None
+
+    def _wait_before_resend(
+        self, seconds: float, should_cancel: Callable[[], bool] | None = None
+    ) -> None:
+        """Sleep in short slices: a Cancel here must not send a paid create later."""
         end = time.monotonic() + seconds
         try:
             while (left := end - time.monotonic()) > 0:
@@ -215,9 +200,46 @@ class Transport:
         method: str,
         path: str,
         call: Call,
+        policy: RetryPolicy,
+        pause: Pause,
+        *,
         json_body: dict[str, Any] | None = None,
         passthrough: tuple[int, ...] = (),
     ) -> requests.Response:
+        """The request, sent again as ``policy`` allows; an HTTP error status (other than
+        ``passthrough``) or a lost answer raised as a typed error."""
+        failures = 0
+        while True:
+            try:
+                response = self._request(method, path, json_body)
+            except requests.RequestException as exc:
+                failures += 1
+                failure = classify(exc, self.timeouts)
+                if failure.cause not in policy.causes or not policy.allows(failures):
+                    raise network_error(exc, self.settings, call, self.timeouts) from None
+                wait = policy.wait(failures)
+                logger.info("%s %s: %s; trying again in %.1f s", method, path, failure.reason, wait)
+                pause(wait)
+                continue
+            status = response.status_code
+            if status in policy.statuses and policy.allows(failures + 1):
+                failures += 1
+                wait = policy.wait(failures, parse_retry_after(response.headers.get("Retry-After")))
+                response.close()
+                logger.info("%s %s -> %d; trying again in %.1f s", method, path, status, wait)
+                pause(wait)
+                continue
+            if status >= 300 and status not in passthrough:
+                try:
+                    raise self._http_error(response, call)
+                finally:
+                    response.close()
+            return response
+
+    def _request(
+        self, method: str, path: str, json_body: dict[str, Any] | None
+    ) -> requests.Response:
+        """One HTTP exchange, logged at DEBUG without headers."""
         headers = {
             "Authorization": f"Bearer {self.settings.api_key}",
             "Accept": "application/json",
@@ -234,26 +256,11 @@ class Transport:
                 stream=True,  # bodies are read with a cap below
             )
         except requests.RequestException as exc:
-            logger.debug(
-                "%s %s failed after %.3f s: %s",
-                method,
-                path,
-                time.perf_counter() - started,
-                type(exc).__name__,
-            )
-            raise network_error(exc, self.settings, call, self.timeouts) from None
-        logger.debug(
-            "%s %s -> %d in %.3f s",
-            method,
-            path,
-            response.status_code,
-            time.perf_counter() - started,
-        )
-        if response.status_code >= 300 and response.status_code not in passthrough:
-            try:
-                raise self._http_error(response, call)
-            finally:
-                response.close()
+            elapsed = time.perf_counter() - started
+            logger.debug("%s %s failed after %.3f s: %s", method, path, elapsed, type(exc).__name__)
+            raise
+        elapsed = time.perf_counter() - started
+        logger.debug("%s %s -> %d in %.3f s", method, path, response.status_code, elapsed)
         return response
 
     def _read_body(self, response: requests.Response, call: Call, limit: int) -> bytes:
@@ -341,17 +348,3 @@ def _retry_after_in_body(payload: Any) -> float | None:
                     if isinstance(value, (int, float, str)) and not isinstance(value, bool):
                         return parse_retry_after(str(value))
     return None
-
-
-class _CappedRetry(Retry):
-    """urllib3's ``Retry`` with ``Retry-After`` sleeps capped (long waits belong to the loop)."""
-
-    def get_retry_after(self, response):  # type: ignore[no-untyped-def]
-        seconds = super().get_retry_after(response)
-        return None if seconds is None else min(seconds, RETRY_AFTER_CAP_S)
-
-
-def _supported(retry_class: type, **options: float) -> dict[str, float]:
-    """The options this urllib3's ``Retry`` takes (1.26 lacks backoff_max / backoff_jitter)."""
-    accepted = inspect.signature(retry_class.__init__).parameters
-    return {name: value for name, value in options.items() if name in accepted}

@@ -337,12 +337,12 @@ def test_single_status_reads_map_each_fault(sandbox, client):
     with pytest.raises(errors.ServerError) as caught:
         client.get_task(task_id)
     assert caught.value.retryable
-    sandbox.faults.html_error = 5  # more than urllib3's retries absorb
+    sandbox.faults.html_error = 5  # more than a lone read's 3 tries absorb
     with pytest.raises(errors.ServerError) as caught:
         client.get_task(task_id)
     assert caught.value.status == 502 and "HTML" in str(caught.value)
     sandbox.faults.html_error = 0
-    sandbox.faults.status_errors = [503]  # absorbed by urllib3's retry for idempotent GETs
+    sandbox.faults.status_errors = [503]  # absorbed by the lone read's retry (STATUS_READ)
     assert client.get_task(task_id).id == task_id
 
 

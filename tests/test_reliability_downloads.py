@@ -281,13 +281,41 @@ def test_empty_body_is_a_permanent_failure_after_the_retries(sandbox, tmp_path):
 def test_a_silent_file_host_is_named_as_a_timeout(sandbox_factory, tmp_path):
     sb = sandbox_factory(images_per_task=1)
     rig = make_rig(tmp_path, sb, read_timeout=0.3)
-    sb.faults.download = "silent"
+    message = _three_requests_then_fetched_when_back(sb, rig, "silent")
+    assert "did not answer within 0.3 s" in message, message
+    assert "could not be reached" not in message
+
+
+def _three_requests_then_fetched_when_back(sb, rig, fault: str) -> str:
+    """A one-file task whose file host fails with ``fault``: the run fails after exactly 3
+    requests and keeps nothing; once the host is back the same request fetches the file with
+    a fourth (no new create). Returns the message of the failure."""
+    sb.faults.download = fault
     caught = rig.expect(errors.DownloadError, lambda: rig.runner.text_to_image(PROMPT))
-    assert "did not answer within 0.3 s" in str(caught), str(caught)
-    assert "could not be reached" not in str(caught)
+    message = str(caught)
+    assert "failed 3 time(s)" in message and len(sb.file_requests) == 3, message
+    assert rig.kept() == [] and [e.state for e in rig.history()] == ["succeeded"]
     sb.faults.download = None
     result = rig.runner.text_to_image(PROMPT)
-    assert len(result.files) == 1 and rig.ledger() == (1, 5)
+    assert len(result.files) == 1 and len(sb.file_requests) == 4
+    assert rig.ledger() == (1, 5)
+    return message
+
+
+@matrix_row(
+    AREA, "a file host that is down (HTTP 503 on every request)",
+    "`DownloadError`: \"Downloading <url> failed 3 time(s), last: the file host answered HTTP "
+    "503. This is usually passing ...\" after exactly 3 requests for the file (the session "
+    "retries nothing itself, so the count in the message is the count of requests)",
+    "nothing kept; journal row `succeeded` with the URLs; queueing again once the host is back "
+    "fetches the files; 1 create, 5 credits",
+)  # fmt: skip
+def test_a_file_host_that_is_down_is_asked_three_times_per_file(sandbox_factory, tmp_path):
+    sb = sandbox_factory(images_per_task=1)
+    rig = make_rig(tmp_path, sb)
+    message = _three_requests_then_fetched_when_back(sb, rig, "unavailable")
+    assert "failed 3 time(s), last: the file host answered HTTP 503" in message, message
+    assert "without creating a new one" in message
 
 
 @matrix_row(
