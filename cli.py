@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .api.client import GrokClient
     from .api.config import Settings
     from .journal import RunHooks, TaskResult, TaskRunner
-    from .journal.db import JournalEntry
+    from .journal.model import JournalEntry
     from .journal.spend_limit import DailyLimit
     from .journal.store import JournalStore, SpendLedger
 

@@ -20,7 +20,7 @@ PHASES = (
     ("api.client", "GrokClient", "wait", "wait"),
     ("journal.runner", "TaskRunner", "_download", "download"),
     ("journal.files", "FileStore", "save", "keep"),
-    ("journal.db", "Journal", "record_file", "record"),
+    ("journal.sqlite", "Journal", "record_file", "record"),
     ("nodes.execution", None, "collect", "to_tensor"),
     ("nodes.image_tensors", None, "_fill", "decode"),
 )

@@ -6,12 +6,13 @@ Not imported when ComfyUI loads the pack (only when a node first runs), so plain
 from __future__ import annotations
 
 from . import events
-from .db import Journal, JournalEntry, JournalFile, State
 from .files import FileStore
 from .identity import RequestIdentity
+from .model import JournalEntry, JournalFile, State
 from .open import open_journal
 from .paths import default_home, files_root, journal_path
 from .runner import RunHooks, TaskResult, TaskRunner, UncertainTaskError
+from .sqlite import Journal
 from .store import JournalStore, JournalUnavailableError
 
 __all__ = [

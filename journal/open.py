@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..api.env import JOURNAL_URL_ENV
 from .pacing import CreateRate, rate_from_env
-from .store import JournalDriverMissingError, JournalStore, JournalUnavailableError
+from .store import JournalDriverMissingError, JournalUnavailableError, LedgerStore
 from .url import DatabaseUrl, is_database_url
 
 DRIVER_PACKAGE = '"psycopg[binary]>=3.1"'
@@ -46,7 +46,7 @@ def checked_journal_url(value: str, source: str) -> str:
 
 def open_journal(
     target: str | os.PathLike[str], rate: CreateRate | str | None = "env"
-) -> JournalStore:
+) -> LedgerStore:
     """A PostgreSQL journal for a ``postgresql://`` URL, else the SQLite journal at that path.
 
     ``rate`` paces creates across a shared journal (``"env"``: ``GROK_IMAGINE_CREATE_RATE``, else
@@ -57,14 +57,14 @@ def open_journal(
         pace = rate_from_env() if rate == "env" else rate
         assert not isinstance(pace, str)
         return _open_postgres(target, pace)
-    from .db import Journal
+    from .sqlite import Journal
 
     return Journal(Path(target))
 
 
-def _open_postgres(url: str, rate: CreateRate | None) -> JournalStore:
+def _open_postgres(url: str, rate: CreateRate | None) -> LedgerStore:
     try:
-        from .pg import PgJournal
+        from .postgres import PgJournal
     except ImportError as exc:
         if exc.name not in ("psycopg", "psycopg_binary", "psycopg_c"):
             raise

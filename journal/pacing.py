@@ -2,7 +2,13 @@
 
 The provider allows about 20 new tasks per 10 s per account and refuses (429) the rest. Workers
 pacing themselves alone would together overrun it, so a shared journal hands out turns
-(``JournalStore.create_turn``); this module only says what the rate is.
+(``JournalStore.create_turn``). This module says what the rate is and what a turn is; each store
+keeps the turns in its own dialect.
+
+The rule: a create's turn is the earliest moment at which the last ``rate.creates`` turns, its
+own included, fit in one window of ``rate.window_s + PACING_MARGIN_S``: first come, first
+served, no polling herd. A turn is taken once per attempt; turns older than two windows are
+forgotten; a create refused before it was sent gives its unreached turn back.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from ..api.env import CREATE_RATE_ENV
 
 DEFAULT_CREATES = 20
 DEFAULT_WINDOW_S = 10.0
+PACING_MARGIN_S = 1.0
+"""Added to the pacing window: a create reaches the API a little after its turn begins."""
 _OFF = ("off", "none", "0")
 
 
@@ -28,6 +36,16 @@ class CreateRate:
 
     def __str__(self) -> str:
         return f"{self.creates} per {self.window_s:g} s"
+
+    @property
+    def turn_window_s(self) -> float:
+        """The window turns are spaced by: the account's, and the margin."""
+        return self.window_s + PACING_MARGIN_S
+
+    @property
+    def turns_kept_s(self) -> float:
+        """How long a turn is remembered: long enough to space every later one."""
+        return 2 * self.turn_window_s
 
 
 DEFAULT_RATE = CreateRate(DEFAULT_CREATES, DEFAULT_WINDOW_S)

@@ -38,9 +38,9 @@ from ..api.redaction import safe_url
 from ..api.task import DEFAULT_TASK_TIMEOUT_S, Task, TaskState
 from . import durability, events
 from .client import ApiClient, ClientFactory
-from .db import JournalEntry, Reservation, State
 from .files import FileStore
 from .identity import RequestIdentity
+from .model import JournalEntry, Reservation, State, request_note
 from .spend_limit import NO_LIMIT, DailyLimit, SpendLimitConfigError, SpendLimitError, day_start
 from .store import Claim, JournalStore, JournalUnavailableError, LedgerClaim, SpendLedger
 from .verify import VerifiedImage, verify_image
@@ -173,11 +173,10 @@ class TaskRunner:
         reservation = None
         if not isinstance(self.journal, SpendLedger):
             limit = NO_LIMIT  # no ledger: each create refuses itself (``_check_limit``)
-        if limit is None or limit.credits is not None:
+        credits = 0 if limit is None else limit.credits  # unreadable: nothing may be set aside
+        if credits is not None:
             since = day_start(self.clock())
-            reservation = _ledger(self.journal).reserve(
-                requests, limit=limit.credits if limit else 0, since=since
-            )
+            reservation = _ledger(self.journal).reserve(requests, limit=credits, since=since)
             if not reservation.granted:
                 if limit is None:
                     self.daily_limit()  # raises the unreadable-limit error again, for its text
@@ -420,7 +419,7 @@ class TaskRunner:
                 exc_info=True,
             )
         try:  # a second record of the paid task, outside the journal
-            self.files.note_task(task_id, _request_note(entry))
+            self.files.note_task(task_id, request_note(entry))
         except Exception as exc:
             logger.info("could not note task %s in its folder: %s", task_id, exc)
         _emit(hooks, events.TaskCreated(task_id, entry.credits))
@@ -608,16 +607,6 @@ def _report_recorded_failures(entry: JournalEntry, hooks: RunHooks) -> None:
             errors.NotAnImageError(first.reason),
         )
         _emit(hooks, event)
-
-
-def _request_note(entry: JournalEntry) -> dict[str, object]:
-    """What ``.request.json`` in the task's folder says about the request (nothing secret)."""
-    return {
-        "identity": entry.identity, "model": entry.model, "prompt": entry.prompt,
-        "aspect_ratio": entry.aspect_ratio, "seed": entry.seed, "index": entry.index,
-        "source_task_id": entry.source_task_id, "credits": entry.credits,
-        "created_at": entry.created_at,
-    }  # fmt: skip
 
 
 _Create = Callable[[ApiClient, Callable[[], bool] | None], str]

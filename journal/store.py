@@ -1,9 +1,10 @@
 """What the runner needs from a journal, whichever database keeps it.
 
-Two backends implement it: SQLite (``db.Journal``, the default: one machine, nothing to set up)
-and PostgreSQL (``pg.PgJournal``: one journal shared by a fleet of workers). The runner is typed
-against these Protocols only, so a backend is chosen in one place (``open.open_journal``) and
-every guarantee the runner makes (never pay twice, never lose a paid image) holds on both.
+Two backends implement it: SQLite (``sqlite.Journal``, the default: one machine, nothing to set
+up) and PostgreSQL (``postgres.PgJournal``: one journal shared by a fleet of workers). The runner
+is typed against these Protocols only, so a backend is chosen in one place (``open.open_journal``,
+whose return type makes the type checker hold both to ``LedgerStore``) and every guarantee the
+runner makes (never pay twice, never lose a paid image) holds on both.
 """
 
 from __future__ import annotations
@@ -12,26 +13,11 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..api import errors
-
-if TYPE_CHECKING:
-    from .db import JournalEntry, Reservation
-    from .identity import RequestIdentity
-
-
-class RowOwner(Protocol):
-    """Who wrote a ``creating`` row, and whether its create may still be on the wire."""
-
-    @property
-    def pid(self) -> int: ...
-
-    def is_current(self) -> bool: ...
-
-    def is_alive(self) -> bool:
-        """True unless it is known to have ended (unknowable counts as alive)."""
-        ...
+from .identity import RequestIdentity
+from .model import JournalEntry, Reservation
 
 
 class Claim(Protocol):
@@ -128,7 +114,7 @@ class JournalStore(Protocol):
 @runtime_checkable
 class SpendLedger(Protocol):
     """A journal that can count what was spent and set credits aside (the daily limit, the
-    panel). ``db.Journal`` is one; a store that is not cannot run under a daily limit (the
+    panel). Both stores the pack ships are; a store that is not cannot run under a daily limit (the
     runner refuses paid work then: fail closed) and is not listed in the panel."""
 
     def spent(self, since: float, until: float | None = None) -> int: ...
@@ -146,6 +132,12 @@ class SpendLedger(Protocol):
     def uncertain(self) -> list[JournalEntry]: ...
 
     def resolve_uncertain(self, entry_id: int, task_id: str | None) -> JournalEntry | None: ...
+
+
+class LedgerStore(JournalStore, SpendLedger, Protocol):
+    """A journal that keeps the spend ledger too, as both stores the pack ships do."""
+
+    def claim(self, identity: RequestIdentity) -> AbstractContextManager[LedgerClaim]: ...
 
 
 class JournalUnavailableError(errors.GrokError):

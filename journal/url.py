@@ -27,9 +27,10 @@ class DatabaseUrl:
         """``postgresql://user:password@host:port/database``; a missing host means the local
         Unix socket (libpq's default), a ``?host=/dir`` query names a socket folder."""
         parts = urlsplit(url)
-        query = dict(
-            pair.split("=", 1) if "=" in pair else (pair, "") for pair in parts.query.split("&")
-        )
+        query: dict[str, str] = {}
+        for pair in parts.query.split("&"):
+            name, _, value = pair.partition("=")
+            query[name] = value
         try:
             port = parts.port or int(query.get("port") or DEFAULT_PORT)
         except ValueError:

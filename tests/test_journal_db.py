@@ -14,15 +14,15 @@ import pytest
 from support import mounts, submodule
 from support.journal_views import history as journal_history
 
-db = submodule("journal.db")
+db = submodule("journal.sqlite")
 durability = submodule("journal.durability")
 errors = submodule("api.errors")
-salvage_mod = submodule("journal.salvage")
+salvage_mod = submodule("journal.sqlite.salvage")
 identity_mod = submodule("journal.identity")
 owner_mod = submodule("journal.owner")
 
 Journal = db.Journal
-State = db.State
+State = submodule("journal.model").State
 RequestIdentity = identity_mod.RequestIdentity
 
 T2I = RequestIdentity.text_to_image("a red fox in snow", "3:2", seed=7, index=1)
@@ -168,7 +168,8 @@ def _record_files_side_by_side(journal, count, *, fail_batch=None):
     """``count`` threads each record one kept file while the first commit is held up, as the
     downloads of eight tasks do; returns (rows per commit, each caller's error or None)."""
     batches: list[int] = []
-    original = db._insert_files
+    rows_mod = submodule("journal.sqlite.rows")
+    original = rows_mod.insert_files
     first_commit_started = threading.Event()
 
     def commit(conn, rows):
@@ -177,7 +178,7 @@ def _record_files_side_by_side(journal, count, *, fail_batch=None):
             first_commit_started.set()
             # A synced commit on a slow disk: every other caller queues its row meanwhile.
             deadline = time.monotonic() + 30
-            while len(journal._file_rows) < count - 1 and time.monotonic() < deadline:
+            while len(journal._file_rows.queued) < count - 1 and time.monotonic() < deadline:
                 time.sleep(0.005)
         if fail_batch is not None and len(batches) == fail_batch:
             raise sqlite3.OperationalError("disk I/O error")
@@ -192,7 +193,7 @@ def _record_files_side_by_side(journal, count, *, fail_batch=None):
         except BaseException as exc:
             outcomes[n] = exc
 
-    db._insert_files = commit
+    rows_mod.insert_files = commit
     try:
         first = threading.Thread(target=keep, args=(0,))
         first.start()
@@ -203,7 +204,7 @@ def _record_files_side_by_side(journal, count, *, fail_batch=None):
         for thread in [first, *rest]:
             thread.join(timeout=30)
     finally:
-        db._insert_files = original
+        rows_mod.insert_files = original
     return batches, outcomes
 
 
@@ -412,11 +413,11 @@ def test_corruption_found_mid_run_is_salvaged(tmp_path, caplog):
     journal = Journal(path)
     try:
         _create(journal)
-        journal._conn.close()
+        journal._db.conn.close()
         _not_a_database(path)
         for suffix in ("-wal", "-shm"):
             (tmp_path / (path.name + suffix)).unlink(missing_ok=True)
-        journal._conn = journal._connect()  # a connection to the now-damaged file
+        journal._db.conn = journal._db.connect()  # a connection to the now-damaged file
         caplog.set_level(logging.WARNING)
         assert journal.get("task-1") is None  # salvaged: nothing readable was left in it
         assert journal.salvaged is not None and journal.salvaged.tasks == 0
@@ -434,11 +435,11 @@ def test_a_task_id_arriving_after_the_journal_was_salvaged_is_kept(tmp_path, cap
     try:
         with journal.claim(T2I) as claim:
             entry = claim.start_create()  # the create request is now on the wire...
-        journal._conn.close()
+        journal._db.conn.close()
         _not_a_database(path)  # ...and the journal file is damaged meanwhile
         for suffix in ("-wal", "-shm"):
             (tmp_path / (path.name + suffix)).unlink(missing_ok=True)
-        journal._conn = journal._connect()
+        journal._db.conn = journal._db.connect()
         caplog.set_level(logging.WARNING)
         journal.record_task_id(entry, "task-paid")
         kept = journal.get("task-paid")
@@ -448,6 +449,31 @@ def test_a_task_id_arriving_after_the_journal_was_salvaged_is_kept(tmp_path, cap
         journal.close()
     assert len(caplog.records) == 1
     assert any(p.name.startswith("journal.sqlite.damaged-") for p in tmp_path.iterdir())
+
+
+def _table_columns(path):
+    raw = sqlite3.connect(path)
+    try:
+        tables = raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        return {
+            name: tuple(row[1] for row in raw.execute(f"PRAGMA table_info({name})"))
+            for (name,) in tables
+            if not name.startswith("sqlite_")
+        }
+    finally:
+        raw.close()
+
+
+def test_the_migrations_make_the_models_columns_new_or_migrated(tmp_path):
+    """A field is the model's column and one migration: a fresh journal and a migrated v1 one
+    both hold exactly the model's tables and columns, in its order (salvage reads by position)."""
+    model = submodule("journal.model")
+    wanted = {table.name: table.names for table in model.TABLES}
+    fresh, old = tmp_path / "fresh.sqlite", tmp_path / "old.sqlite"
+    old.write_bytes((DATA / "journal-v1.sqlite").read_bytes())
+    for path in (fresh, old):
+        Journal(path).close()
+        assert _table_columns(path) == wanted
 
 
 def test_older_journal_is_migrated_forward_keeping_every_row(tmp_path, caplog):
@@ -620,9 +646,9 @@ class Catch(logging.Handler):
     def emit(self, record):
         warnings.append(record.getMessage())
 logging.getLogger().addHandler(Catch(level=logging.WARNING))
-db = submodule("journal.db")
+db = submodule("journal.sqlite")
 durability = submodule("journal.durability")
-salvage_mod = submodule("journal.salvage")
+salvage_mod = submodule("journal.sqlite.salvage")
 open({go!r} + "." + str(os.getpid()), "w").close()
 while not os.path.exists({go!r}):
     time.sleep(0.001)

@@ -36,7 +36,14 @@ WAIT_LIMIT_S = 60.0
 
 @pytest.fixture
 def pg_mod(pg_url):
-    return submodule("journal.pg")
+    """The shared journal's schema module (its versions and migrations)."""
+    return submodule("journal.postgres.schema")
+
+
+@pytest.fixture
+def pg_database(pg_url):
+    """The shared journal's connection module (its heartbeat and timeouts)."""
+    return submodule("journal.postgres.database")
 
 
 def _poll():
@@ -60,8 +67,8 @@ def ledger(sb):
 
 def _sql(journal, statement, params=()):
     """A statement on the journal's own connection (tests set up rows other workers left)."""
-    with journal._lock:
-        journal._connection("test").execute(statement, params)
+    with journal._db.lock:
+        journal._db.connection("test").execute(statement, params)
 
 
 # -- the same promises as on one machine ----------------------------------------------------------
@@ -127,7 +134,7 @@ def _foreign_creating_row(runner, identity, lease_s):
     """A ``creating`` row as a worker on another host leaves it, leased for ``lease_s``."""
     with runner.journal.claim(identity) as claim:
         entry = claim.start_create()
-    runner.journal._release(entry.id)  # not ours to renew
+    runner.journal._db.release(entry.id)  # not ours to renew
     _sql(
         runner.journal,
         "UPDATE grok_imagine_requests SET owner_host = 'other-host', owner_pid = 4242,"
@@ -211,7 +218,7 @@ def test_a_live_workers_create_is_waited_for_whatever_this_hosts_clock_says(
     runner.journal.close()
 
 
-def test_a_lease_runs_out_when_its_worker_stops_renewing_it(tmp_path, sandbox, pg_url, pg_mod):
+def test_a_lease_runs_out_when_its_worker_stops_renewing_it(tmp_path, sandbox, pg_url, pg_database):
     runner = make_runner(tmp_path, sandbox, pg_url)
     identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=6)
     entry = _foreign_creating_row(runner, identity, lease_s=0.5)
@@ -222,7 +229,7 @@ def test_a_lease_runs_out_when_its_worker_stops_renewing_it(tmp_path, sandbox, p
     mine = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=7)
     with runner.journal.claim(mine) as claim:
         own = claim.start_create()
-    time.sleep(pg_mod.HEARTBEAT_S * 1.5)
+    time.sleep(pg_database.HEARTBEAT_S * 1.5)
     row = runner.journal.entry(own.id)
     assert row.owner.is_current() and row.owner.lease_live
     runner.journal.close()
@@ -231,14 +238,14 @@ def test_a_lease_runs_out_when_its_worker_stops_renewing_it(tmp_path, sandbox, p
 # -- fleet-wide pacing ----------------------------------------------------------------------------
 
 
-def test_turns_keep_any_window_under_the_rate(tmp_path, sandbox, pg_url, pg_mod):
+def test_turns_keep_any_window_under_the_rate(tmp_path, sandbox, pg_url):
     rate = pacing.CreateRate(3, 1.0)
     journal = open_mod.open_journal(pg_url, rate=rate)
     waits = []
     for seed in range(5):
         with journal.claim(journal_mod.RequestIdentity.text_to_image(PROMPT, seed=seed)) as c:
             waits.append(journal.create_turn(c.start_create()))
-    window = rate.window_s + pg_mod.PACING_MARGIN_S
+    window = rate.window_s + pacing.PACING_MARGIN_S
     assert waits[:3] == [0.0, 0.0, 0.0]
     assert window - 0.5 < waits[3] <= window and window - 0.5 < waits[4] <= window
     journal.close()
@@ -264,9 +271,9 @@ def test_a_create_waits_for_its_turn_and_cancel_sends_nothing(tmp_path, sandbox,
     identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=9)
     cancelled = runner.journal.latest(identity)
     assert cancelled.state == "rejected"
-    with runner.journal._lock:
+    with runner.journal._db.lock:
         turns = (
-            runner.journal._connection("test")
+            runner.journal._db.connection("test")
             .execute(
                 "SELECT count(*) FROM grok_imagine_create_turns WHERE request_id = %s",
                 (cancelled.id,),
@@ -292,15 +299,32 @@ def test_the_create_rate_setting(monkeypatch):
 
 def test_a_fresh_database_gets_the_current_schema(pg_url, pg_mod):
     journal = open_mod.open_journal(pg_url)
-    with journal._lock:
+    with journal._db.lock:
         row = (
-            journal._connection("test")
+            journal._db.connection("test")
             .execute("SELECT version, oldest_compatible FROM grok_imagine_schema")
             .fetchone()
         )
     assert row == (pg_mod.SCHEMA_VERSION, pg_mod.OLDEST_COMPATIBLE)
     journal.close()
     open_mod.open_journal(pg_url).close()  # opening again migrates nothing and keeps the row
+
+
+def test_the_migrations_make_the_models_columns(pg_url):
+    """A field is the model's column and one migration: the shared tables hold the model's
+    columns (the requests table also the lease's), no more and no fewer."""
+    model, rows = submodule("journal.model"), submodule("journal.postgres.rows")
+    journal = open_mod.open_journal(pg_url, rate=None)
+    with journal._db.lock:
+        conn = journal._db.connection("test")
+        for table in model.TABLES:
+            names = conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s",
+                (rows.table(table.name),),
+            ).fetchall()
+            extra = rows.LEASE_COLUMNS if table is model.REQUESTS else ()
+            assert sorted(name for (name,) in names) == sorted((*table.names, *extra))
+    journal.close()
 
 
 def _schema_1_database(url, pg_mod):
@@ -337,8 +361,8 @@ def test_a_schema_1_journal_is_migrated_and_keeps_every_row(pg_url, pg_mod, capl
     kept = journal.latest(identity)
     assert kept.task_id == "sbxfromschema1_grok" and kept.state == "succeeded"
     assert len(kept.files) == 1 and kept.credits == 5
-    with journal._lock:
-        conn = journal._connection("test")
+    with journal._db.lock:
+        conn = journal._db.connection("test")
         assert conn.execute("SELECT version FROM grok_imagine_schema").fetchone()[0] == latest
         workers = conn.execute("SELECT pid, schema_version FROM grok_imagine_workers").fetchall()
     assert workers == [(os.getpid(), pg_mod.SCHEMA_VERSION)]  # and it says who uses it
@@ -461,15 +485,17 @@ class SilentHost:
         self._listener.close()
 
 
-def test_a_silent_database_host_never_stalls_a_paid_tasks_writes(tmp_path, pg_url, pg_mod, caplog):
+def test_a_silent_database_host_never_stalls_a_paid_tasks_writes(
+    tmp_path, pg_url, pg_database, caplog
+):
     journal = open_mod.open_journal(pg_url, rate=None)
     silent = SilentHost()
     try:
-        with journal._lock:  # the host goes silent and the connection we held is dropped
-            journal._dsn = f"postgresql://fleet:{PASSWORD}@127.0.0.1:{silent.port}/grok"
-            journal._broken()
+        with journal._db.lock:  # the host goes silent and the connection we held is dropped
+            journal._db.dsn = f"postgresql://fleet:{PASSWORD}@127.0.0.1:{silent.port}/grok"
+            journal._db.broken()
         slowest = 0.0
-        deadline = time.monotonic() + 2 * pg_mod.CONNECT_TIMEOUT_S + pg_mod.HEARTBEAT_S
+        deadline = time.monotonic() + 2 * pg_database.CONNECT_TIMEOUT_S + pg_database.HEARTBEAT_S
         calls = 0
         with caplog.at_level("WARNING"):
             while time.monotonic() < deadline:  # as a paid poll's updates and downloads do
@@ -482,23 +508,27 @@ def test_a_silent_database_host_never_stalls_a_paid_tasks_writes(tmp_path, pg_ur
                 calls += 1
                 time.sleep(0.05)
         print(f"{calls} pairs of writes against a silent host: slowest {slowest * 1000:.1f} ms")
-        assert slowest < 0.5 and len(journal._pending) == 2 * calls
+        assert slowest < 0.5 and len(journal._db.pending) == 2 * calls
         assert [r for r in caplog.records if "cannot be reached" in r.getMessage()]
-        with journal._lock:
-            journal._dsn = pg_url  # the database answers again: the heartbeat saves everything
-        saved_by = time.monotonic() + pg_mod.CONNECT_TIMEOUT_S + 2 * pg_mod.HEARTBEAT_S + 5
-        while journal._pending and time.monotonic() < saved_by:
+        with journal._db.lock:
+            journal._db.dsn = pg_url  # the database answers again: the heartbeat saves everything
+        saved_by = (
+            time.monotonic() + pg_database.CONNECT_TIMEOUT_S + 2 * pg_database.HEARTBEAT_S + 5
+        )
+        while journal._db.pending and time.monotonic() < saved_by:
             time.sleep(0.05)
-        assert not journal._pending
+        assert not journal._db.pending
     finally:
         journal.close()
         silent.close()
     check = open_mod.open_journal(pg_url, rate=None)
     try:
         # record_state updates rows the journal knows; record_file rows are there as written
-        files = check._read("test", "SELECT count(*) FROM grok_imagine_files")[0][0]
+        files = check._db.read("test", "SELECT count(*) FROM grok_imagine_files")[0][0]
         assert files == calls
-        assert check._read("test", "SELECT max(path) FROM grok_imagine_files WHERE idx = 0")[0][0]
+        assert check._db.read("test", "SELECT max(path) FROM grok_imagine_files WHERE idx = 0")[0][
+            0
+        ]
     finally:
         check.close()
 
@@ -692,7 +722,7 @@ def test_a_dead_workers_reservation_stops_counting(tmp_path, sandbox, pg_url):
     reservation = runner.journal.reserve([request], limit=5, since=0)
     assert reservation.granted and runner.journal.spent(0) == 5
     held = reservation.entries[0]
-    runner.journal._release(held.id)  # as if its worker died: nobody renews the lease
+    runner.journal._db.release(held.id)  # as if its worker died: nobody renews the lease
     _sql(
         runner.journal,
         "UPDATE grok_imagine_requests SET owner_host = 'gone', lease_until = 0 WHERE id = %s",
@@ -746,9 +776,9 @@ def test_a_database_restart_between_writes_is_not_an_outage(
         # a write never reconnects itself (a silent host would stall it there): the heartbeat,
         # woken at once, saves it on a new connection
         saved_by = time.monotonic() + 1.0
-        while runner.journal._pending and time.monotonic() < saved_by:
+        while runner.journal._db.pending and time.monotonic() < saved_by:
             time.sleep(0.01)
-    assert not runner.journal._pending
+    assert not runner.journal._db.pending
     assert not [r for r in caplog.records if "cannot be reached" in r.getMessage()]
     assert runner.journal.get(first.task_id).error == "after the restart"
     runner.journal.close()

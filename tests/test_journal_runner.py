@@ -360,7 +360,7 @@ def test_waits_for_another_live_process_that_is_creating(tmp_path, sb):
             pytest.skip("needs /proc to describe another process")
         with runner.journal.claim(identity) as claim:
             entry = claim.start_create()
-        runner.journal._execute(
+        runner.journal._db.execute(
             lambda c: c.execute(
                 "UPDATE requests SET owner_pid = ?, owner_marker = ? WHERE id = ?",
                 (other.pid, f"linux-start:{start}", entry.id),
@@ -438,7 +438,7 @@ def test_row_left_creating_by_a_dead_process_is_uncertain(tmp_path, sb):
     identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=11)
     with runner.journal.claim(identity) as claim:
         entry = claim.start_create()
-    runner.journal._execute(  # as if written by a process that was killed mid-create
+    runner.journal._db.execute(  # as if written by a process that was killed mid-create
         lambda c: c.execute(
             "UPDATE requests SET owner_pid = ?, owner_marker = ? WHERE id = ?",
             (os.getpid(), "linux-start:0-a-process-long-gone", entry.id),
@@ -461,7 +461,7 @@ def test_an_old_creating_row_is_uncertain_even_if_its_pid_is_alive(tmp_path, sb)
         with runner.journal.claim(identity) as claim:
             entry = claim.start_create()
         long_ago = time.time() - 2 * journal_mod.runner.CREATE_IN_FLIGHT_LIMIT_S
-        runner.journal._execute(
+        runner.journal._db.execute(
             lambda c: c.execute(
                 "UPDATE requests SET owner_pid = ?, owner_marker = ?, created_at = ? WHERE id = ?",
                 (other.pid, "token:reused-pid", long_ago, entry.id),
@@ -648,7 +648,7 @@ def _probes_recorded(monkeypatch, journal):
     def fsync(fd):
         name = os.readlink(f"/proc/self/fd/{fd}")
         if ".grok-imagine-probe-" in name:
-            probes.append((Path(name).parent, journal._lock._is_owned()))
+            probes.append((Path(name).parent, journal._db.lock._is_owned()))
         return real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)

@@ -32,7 +32,8 @@ from support.reliability import (
 
 errors = submodule("api.errors")
 durability = submodule("journal.durability")
-journal_db = submodule("journal.db")
+journal_db = submodule("journal.sqlite")
+sqlite_database = submodule("journal.sqlite.database")
 journal_mod = submodule("journal")
 events = submodule("journal.events")
 execution = submodule("nodes.execution")
@@ -211,7 +212,7 @@ def test_disk_full_after_the_create_through_the_node(sandbox_factory, tmp_path, 
 
         # A reserve big enough for the task id's write, too small for an image: what it gives
         # back on the full disk records the id, and the images still find no room.
-        monkeypatch.setattr(journal_db, "RESERVE_BYTES", 16 * 1024)
+        monkeypatch.setattr(sqlite_database, "RESERVE_BYTES", 16 * 1024)
 
         def fill_once_created():
             wait_until(lambda: sb.create_requests >= 1, "the create request")

@@ -24,24 +24,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..model import FILE_FAILURES, FILES, REQUESTS, State
+from .rows import immediate, insert
+
 logger = logging.getLogger(__name__)
 
 RECOVER_TIMEOUT_S = 120.0
 
-REQUEST_COLUMNS = (
-    "id", "identity", "model", "prompt", "aspect_ratio", "seed", "batch_index", "source_task_id",
-    "task_id", "state", "credits", "result_urls", "error", "created_at", "task_created_at",
-    "updated_at", "finished_at", "owner_pid", "owner_marker",
-)  # fmt: skip
-FILE_COLUMNS = ("task_id", "idx", "path", "sha256", "size", "url", "saved_at")
-FAILURE_COLUMNS = ("task_id", "idx", "reason", "url", "failed_at")
+REQUEST_COLUMNS = REQUESTS.names
+FILE_COLUMNS = FILES.names
+FAILURE_COLUMNS = FILE_FAILURES.names
 PARTIAL_ROW_REASON = (
     "recovered from a damaged journal: only the request's identity could be read, so whether its "
     "create was sent is not known"
 )
 _STATES = frozenset(
-    {"creating", "uncertain", "rejected", "queued", "running", "succeeded", "failed"}
-)
+    {
+        State.CREATING, State.UNCERTAIN, State.REJECTED, State.QUEUED, State.RUNNING,
+        State.SUCCEEDED, State.FAILED,
+    }
+)  # fmt: skip
+"""Reservations are not copied: nothing was sent for them."""
 
 
 @dataclass
@@ -57,6 +60,40 @@ class Counts:
     rows: int
     tasks: int
     files: int
+
+
+@dataclass(frozen=True)
+class SalvageReport:
+    """What happened to a damaged journal: where it is kept and how much of it came back."""
+
+    reason: str
+    kept_as: Path
+    """The damaged file, moved beside the fresh journal (with its -wal, if it had one)."""
+    rows: int
+    """Request rows recovered into the fresh journal."""
+    tasks: int
+    """Of those, rows that name a task id (each one a paid task that will not be paid again)."""
+    files: int
+    """Kept-file records recovered."""
+
+    def line(self, journal_path: Path) -> str:
+        return (
+            f"The task journal {journal_path} was damaged ({self.reason}); {self.tasks} task(s) "
+            f"were recovered from it into a fresh journal, and the damaged file is kept as "
+            f"{self.kept_as}."
+        )
+
+
+def salvage_into(conn: sqlite3.Connection, damaged: Path, reason: str) -> SalvageReport:
+    """Every row that can be read from ``damaged`` (already set aside), copied into the fresh
+    journal ``conn``; what came back."""
+    recovered = recover_rows(damaged)
+    try:
+        counts = insert_rows(conn, recovered)
+    except sqlite3.Error as exc:
+        logger.warning("could not copy rows recovered from %s: %s", damaged, exc)
+        counts = Counts(0, 0, 0)
+    return SalvageReport(reason, damaged, counts.rows, counts.tasks, counts.files)
 
 
 def recover_rows(damaged: Path) -> Recovered:
@@ -84,8 +121,7 @@ def recover_rows(damaged: Path) -> Recovered:
 def insert_rows(conn: sqlite3.Connection, recovered: Recovered) -> Counts:
     """Copy the recovered rows into the fresh journal ``conn``, in one transaction."""
     rows = tasks = files = 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn):
         for row in recovered.requests:
             if not _plausible_request(row):
                 continue
@@ -103,22 +139,12 @@ def insert_rows(conn: sqlite3.Connection, recovered: Recovered) -> Counts:
         for row in recovered.failures:
             if row.get("task_id") and row.get("reason"):
                 _insert(conn, "file_failures", FAILURE_COLUMNS, row)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return Counts(rows, tasks, files)
 
 
 def _insert(conn: sqlite3.Connection, table: str, columns: tuple[str, ...], row: dict) -> bool:
-    present = [c for c in columns if c in row]
-    marks = ", ".join("?" for _ in present)
     try:
-        cursor = conn.execute(
-            f"INSERT OR IGNORE INTO {table} ({', '.join(present)}) VALUES ({marks})",
-            [row[c] for c in present],
-        )
+        cursor = insert(conn, table, {c: row[c] for c in columns if c in row}, "INSERT OR IGNORE")
     except sqlite3.IntegrityError:  # a NOT NULL column the damage emptied
         return False
     return cursor.rowcount > 0
