@@ -18,7 +18,7 @@ from pack import submodule
 PHASES = (
     ("api.client", "GrokClient", "create_text_to_image", "create"),
     ("api.client", "GrokClient", "wait", "wait"),
-    ("journal.runner", "TaskRunner", "_download", "download"),
+    ("journal.result_files", "ResultFiles", "fetch", "download"),
     ("journal.files", "FileStore", "save", "keep"),
     ("journal.sqlite", "Journal", "record_file", "record"),
     ("nodes.execution", None, "collect", "to_tensor"),

@@ -46,3 +46,25 @@ class ApiClient(Protocol):
 
 ClientFactory = Callable[[], ApiClient]
 """Makes a new client each call; the runner calls it only when an API call is needed."""
+
+
+class LazyClient:
+    """The API client, made on first use (a reused result never even builds one) and closed at
+    the end of the ``with`` block."""
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self._factory = factory
+        self._client: ApiClient | None = None
+
+    def get(self) -> ApiClient:
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    def __enter__(self) -> LazyClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        close = getattr(self._client, "close", None)  # a test's stand-in may have none
+        if close is not None:
+            close()

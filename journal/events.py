@@ -7,18 +7,17 @@ the runner's words back. ``describe()`` is the one place an event becomes human 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..api import errors
 from ..api.task import Task, TaskState
+from .result import TaskResult
 
 if TYPE_CHECKING:
     from PIL import Image
-
-    from .runner import TaskResult
 
 
 @dataclass(frozen=True)
@@ -170,48 +169,63 @@ def state_word(state: TaskState) -> str:
 
 def describe(event: RunEvent) -> str:
     """The event as one line of text, for a log, the CLI or a node's status note."""
-    if isinstance(event, TaskCreated):
-        return f"created task {event.task_id} ({event.credits} credits)"
-    if isinstance(event, TaskResumed):
-        return f"resuming task {event.task_id} (created {ago(event.age_s)})"
-    if isinstance(event, ResultReused):
-        return f"task {event.task_id}: kept images from the journal (no API call)"
-    if isinstance(event, RefetchingKeptFiles):
-        return f"task {event.task_id}: kept images missing, downloading them again (free)"
-    if isinstance(event, WaitingForThread):
-        return "the same request is already running in this process; waiting for it"
-    if isinstance(event, WaitingForProcess):
-        who = f"process {event.pid}" if event.pid is not None else "another process"
-        return f"{who} is creating this same request; waiting for it"
-    if isinstance(event, WaitingForTurn):
-        return (
-            f"waiting {event.wait_s:.1f} s for a turn to create (the account's create rate is "
-            "shared by the fleet)"
-        )
-    if isinstance(event, WaitingForTask):
-        return f"task {event.task_id} is still {state_word(event.state)}; waiting for it"
-    if isinstance(event, TaskUpdated):
-        task = event.task
-        shown = task.progress is not None and not task.done  # a failed task's 0% is no news
-        progress = f" {task.progress:.0%}" if shown else ""
-        return f"task {task.id}: {state_word(task.state)}{progress} ({event.elapsed_s:.0f} s)"
-    if isinstance(event, Downloading):
-        return f"task {event.task_id}: downloading {event.count} of {event.total} files"
-    if isinstance(event, FileKept):
-        return f"task {event.task_id}: file {event.index + 1} of {event.total} kept"
-    if isinstance(event, FilesLost):
-        return (
-            f"task {event.task_id}: {event.lost} of {event.total} result files could not be "
-            f"kept ({errors.what_happened(event.error)}); returning the other "
-            f"{event.total - event.lost}"
-        )
-    if isinstance(event, FilesNotKept):
-        return (
-            f"task {event.task_id}: {event.count} of {event.total} images could not be written "
-            f"to {event.folder} ({errors.exception_line(event.error)}); they are shown but NOT "
-            "kept: free some space (or fix the folder) and run it again to keep them (free)"
-        )
-    raise TypeError(f"not a run event: {event!r}")
+    words = _WORDS.get(type(event))
+    if words is None:
+        raise TypeError(f"not a run event: {event!r}")
+    return words(event)
+
+
+def _waiting_for_process(event: WaitingForProcess) -> str:
+    who = f"process {event.pid}" if event.pid is not None else "another process"
+    return f"{who} is creating this same request; waiting for it"
+
+
+def _task_updated(event: TaskUpdated) -> str:
+    task = event.task
+    shown = task.progress is not None and not task.done  # a failed task's 0% is no news
+    progress = f" {task.progress:.0%}" if shown else ""
+    return f"task {task.id}: {state_word(task.state)}{progress} ({event.elapsed_s:.0f} s)"
+
+
+def _files_lost(event: FilesLost) -> str:
+    return (
+        f"task {event.task_id}: {event.lost} of {event.total} result files could not be "
+        f"kept ({errors.what_happened(event.error)}); returning the other "
+        f"{event.total - event.lost}"
+    )
+
+
+def _files_not_kept(event: FilesNotKept) -> str:
+    return (
+        f"task {event.task_id}: {event.count} of {event.total} images could not be written "
+        f"to {event.folder} ({errors.exception_line(event.error)}); they are shown but NOT "
+        "kept: free some space (or fix the folder) and run it again to keep them (free)"
+    )
+
+
+_WORDS: dict[type, Callable[[Any], str]] = {
+    TaskCreated: lambda e: f"created task {e.task_id} ({e.credits} credits)",
+    TaskResumed: lambda e: f"resuming task {e.task_id} (created {ago(e.age_s)})",
+    ResultReused: lambda e: f"task {e.task_id}: kept images from the journal (no API call)",
+    RefetchingKeptFiles: lambda e: (
+        f"task {e.task_id}: kept images missing, downloading them again (free)"
+    ),
+    WaitingForThread: lambda e: (
+        "the same request is already running in this process; waiting for it"
+    ),
+    WaitingForProcess: _waiting_for_process,
+    WaitingForTurn: lambda e: (
+        f"waiting {e.wait_s:.1f} s for a turn to create (the account's create rate is "
+        "shared by the fleet)"
+    ),
+    WaitingForTask: lambda e: f"task {e.task_id} is still {state_word(e.state)}; waiting for it",
+    TaskUpdated: _task_updated,
+    Downloading: lambda e: f"task {e.task_id}: downloading {e.count} of {e.total} files",
+    FileKept: lambda e: f"task {e.task_id}: file {e.index + 1} of {e.total} kept",
+    FilesLost: _files_lost,
+    FilesNotKept: _files_not_kept,
+}
+"""Each event's line (``describe``): one entry per ``RunEvent``."""
 
 
 def outcome_kind(result: TaskResult) -> str:

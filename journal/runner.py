@@ -23,71 +23,34 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
 from ..api import errors, validation
-from ..api.redaction import safe_url
 from ..api.task import DEFAULT_TASK_TIMEOUT_S, Task, TaskState
 from . import durability, events
-from .client import ApiClient, ClientFactory
+from .client import ApiClient, ClientFactory, LazyClient
 from .files import FileStore
+from .hooks import RunHooks, check_cancel, emit
 from .identity import RequestIdentity
 from .model import JournalEntry, Reservation, State, request_note
+from .result import TaskResult
+from .result_files import ResultFiles
 from .spend_limit import NO_LIMIT, DailyLimit, SpendLimitConfigError, SpendLimitError, day_start
 from .store import Claim, JournalStore, JournalUnavailableError, LedgerClaim, SpendLedger
-from .verify import VerifiedImage, verify_image
+from .waits import (
+    creator_may_still_be_sending,
+    exclusive,
+    wait_for_create_turn,
+    wait_for_other_process,
+)
 
 logger = logging.getLogger(__name__)
 
-DOWNLOAD_WORKERS = 4
-"""Result files of one task fetched at once (a task has about 6)."""
-CANCEL_CHECK_S = 0.1
-"""How often waits that happen outside ``client.wait`` (for a lock, for another process) look at
-``should_cancel``; the nodes promise Cancel within 1 s."""
-
-
-CREATE_IN_FLIGHT_LIMIT_S = 300.0
-"""A create request (connect + read timeouts, rate-limit waits) is long over by then."""
-
-
-@dataclass
-class RunHooks:
-    """What the caller wants to hear while a request runs (all optional)."""
-
-    on_event: Callable[[events.RunEvent], None] | None = None
-    """What the runner does, as typed events (``journal.events``): created, resumed, kept, ..."""
-    should_cancel: Callable[[], bool] | None = None
-    """Polled while waiting; True stops the wait with ``errors.CancelledError``."""
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    task_id: str
-    files: list[Path] = field(default_factory=list)
-    """The kept files, in result order."""
-    urls: tuple[str, ...] = ()
-    reused: bool = False
-    """Served from the journal and the kept files: no API call at all."""
-    resumed: bool = False
-    """An earlier, unfinished task was polled again instead of creating a new one."""
-    credits: int = 0
-    """What this run charged: the task's price for a new task, else 0."""
-    sources: tuple[Path | bytes, ...] = ()
-    """Every image of this run in result order: its kept file, or its bytes when it arrived but
-    could not be written to disk (returned from memory, not kept). Empty means ``files``."""
-
-    @property
-    def images(self) -> tuple[Path | bytes, ...]:
-        """What the node converts: ``sources`` when set, else the kept ``files``."""
-        return self.sources or tuple(self.files)
+__all__ = ["NotUncertainError", "RunHooks", "TaskResult", "TaskRunner", "UncertainTaskError"]
 
 
 class UncertainTaskError(errors.UncertainCreateError):
@@ -135,6 +98,8 @@ class TaskRunner:
         """The API's base URL, part of every request identity (sandbox tasks stay apart)."""
         self.journal = journal
         self.files = files
+        self.results = ResultFiles(journal, files)
+        """The tasks' result files: kept ones reused, missing ones fetched and kept."""
         # A journal salvaged from a damaged file: tasks its rows lost but whose folders name
         # them (.request.json) come back too, so they are resumed, not paid again.
         journal.adopt_noted(files.noted_tasks)
@@ -237,21 +202,19 @@ class TaskRunner:
         """Results of an existing task, by id. Never creates anything, so it is always free."""
         task_id = validation.validate_task_id(task_id)
         hooks = hooks or RunHooks()
-        turn = _exclusive(self.journal, f"task:{task_id}", hooks)
-        with turn, _LazyClient(self.client_factory) as client:
+        turn = exclusive(self.journal, f"task:{task_id}", hooks)
+        with turn, LazyClient(self.client_factory) as client:
             entry = self.journal.get(task_id)
             if entry is not None and entry.state == State.SUCCEEDED and entry.result_urls:
-                kept = self._kept_files(task_id, entry)
-                if kept is not None:
-                    _emit(hooks, events.ResultReused(task_id))
-                    _report_recorded_failures(entry, hooks)
-                    return TaskResult(task_id, kept, entry.result_urls, reused=True)
-                return self._download(client, task_id, entry.result_urls, hooks, resumed=False)
+                reused = self.results.reuse(task_id, entry, hooks)
+                if reused is not None:
+                    return reused
+                return self.results.fetch(client, task_id, entry.result_urls, hooks, False)
             task = client.get().get_task(task_id)  # an unknown id stops here, leaving no row
             if entry is None:
                 self.journal.record_loaded(task_id)
             if task.state not in (TaskState.SUCCEEDED, TaskState.FAILED):
-                _emit(hooks, events.WaitingForTask(task_id, task.state))
+                emit(hooks, events.WaitingForTask(task_id, task.state))
             return self._finish(client, task_id, timeout, hooks, resumed=False)
 
     def resolve(
@@ -282,7 +245,7 @@ class TaskRunner:
                 "answer to this lost create; look for another task id in the dashboard.",
                 field="task_id",
             )
-        with _LazyClient(self.client_factory) as client:
+        with LazyClient(self.client_factory) as client:
             client.get().get_task(task_id)  # an unknown id stops here, the row unchanged
         if _ledger(self.journal).resolve_uncertain(entry_id, task_id) is None:
             raise NotUncertainError(entry_id, None)
@@ -298,13 +261,13 @@ class TaskRunner:
         hooks: RunHooks,
     ) -> TaskResult:
         deadline = time.monotonic() + timeout
-        turn = _exclusive(self.journal, identity.key, hooks)
-        with turn, _LazyClient(self.client_factory) as client:
+        turn = exclusive(self.journal, identity.key, hooks)
+        with turn, LazyClient(self.client_factory) as client:
             while True:
                 action, entry = self._decide(identity)
                 if action != "wait":
                     break
-                _wait_for_other_process(self.journal, identity, entry, hooks, deadline)
+                wait_for_other_process(self.journal, identity, entry, hooks, deadline)
 
             if action == "uncertain":
                 raise _uncertain_error(entry)
@@ -312,14 +275,12 @@ class TaskRunner:
                 return self._create(client, entry, create, timeout, hooks)
             assert entry.task_id is not None
             if action == "done":
-                kept = self._kept_files(entry.task_id, entry)
-                if kept is not None:
-                    _emit(hooks, events.ResultReused(entry.task_id))
-                    _report_recorded_failures(entry, hooks)
-                    return TaskResult(entry.task_id, kept, entry.result_urls, reused=True)
-                _emit(hooks, events.RefetchingKeptFiles(entry.task_id))
-                return self._download(client, entry.task_id, entry.result_urls, hooks, True)
-            _emit(hooks, events.TaskResumed(entry.task_id, _age_s(entry)))
+                reused = self.results.reuse(entry.task_id, entry, hooks)
+                if reused is not None:
+                    return reused
+                emit(hooks, events.RefetchingKeptFiles(entry.task_id))
+                return self.results.fetch(client, entry.task_id, entry.result_urls, hooks, True)
+            emit(hooks, events.TaskResumed(entry.task_id, _age_s(entry)))
             return self._finish(client, entry.task_id, timeout, hooks, resumed=True)
 
     def _decide(self, identity: RequestIdentity) -> tuple[str, JournalEntry]:
@@ -341,7 +302,7 @@ class TaskRunner:
             if latest.task_id is not None:
                 return ("done" if latest.state == State.SUCCEEDED else "resume"), latest
             if latest.state == State.CREATING:
-                if _creator_may_still_be_sending(latest):
+                if creator_may_still_be_sending(latest):
                     return "wait", latest
                 # Its process is gone (or it is us, and our identity lock says no thread of ours
                 # is creating it): the create may have been sent, its answer never recorded.
@@ -385,7 +346,7 @@ class TaskRunner:
 
     def _create(
         self,
-        client: _LazyClient,
+        client: LazyClient,
         entry: JournalEntry,
         create: _Create,
         timeout: float,
@@ -397,8 +358,8 @@ class TaskRunner:
             self.journal.mark(entry.id, State.REJECTED, errors.what_happened(exc))
             raise
         try:
-            _check_cancel(hooks, None)
-            _wait_for_create_turn(self.journal, entry, hooks)
+            check_cancel(hooks, None)
+            wait_for_create_turn(self.journal, entry, hooks)
             task_id = create(api, hooks.should_cancel)
         except (errors.UncertainCreateError, errors.BadResponseError) as exc:
             reason = getattr(exc, "reason", None) or errors.what_happened(exc)
@@ -422,13 +383,13 @@ class TaskRunner:
             self.files.note_task(task_id, request_note(entry))
         except Exception as exc:
             logger.info("could not note task %s in its folder: %s", task_id, exc)
-        _emit(hooks, events.TaskCreated(task_id, entry.credits))
+        emit(hooks, events.TaskCreated(task_id, entry.credits))
         result = self._finish(client, task_id, timeout, hooks, resumed=False)
         return dataclasses.replace(result, credits=entry.credits)
 
     def _finish(
         self,
-        client: _LazyClient,
+        client: LazyClient,
         task_id: str,
         timeout: float,
         hooks: RunHooks,
@@ -446,7 +407,7 @@ class TaskRunner:
                     self.journal.record_state(task_id, state)
                 except Exception:  # a busy journal must not break a paid wait
                     logger.warning("could not record state of task %s", task_id, exc_info=True)
-            _emit(hooks, events.TaskUpdated(task, elapsed))
+            emit(hooks, events.TaskUpdated(task, elapsed))
 
         try:
             task = client.get().wait(
@@ -465,148 +426,7 @@ class TaskRunner:
             self.journal.record_state(task_id, State.SUCCEEDED, result_urls=urls)
         except Exception:  # a full disk: the images are still fetched and returned
             logger.warning("could not record that task %s finished", task_id, exc_info=True)
-        return self._download(client, task_id, urls, hooks, resumed)
-
-    def _download(
-        self,
-        client: _LazyClient,
-        task_id: str,
-        urls: Sequence[str],
-        hooks: RunHooks,
-        resumed: bool,
-    ) -> TaskResult:
-        try:
-            entry = self.journal.get(task_id)
-        except JournalUnavailableError:  # a shared journal away mid-task: the paid files still
-            entry = None  # come; their rows wait in the journal's memory until it is back
-        recorded = {f.index: f for f in entry.files} if entry is not None else {}
-        known_bad = {f.index: f for f in entry.failed_files} if entry is not None else {}
-        paths: list[Path | bytes | None] = []
-        for index in range(len(urls)):
-            known = recorded.get(index)
-            paths.append(self.files.verified(task_id, index, known.sha256) if known else None)
-        # A file recorded as undecodable is not fetched again: the same bytes would come back.
-        lost: dict[int, errors.GrokError] = {
-            index: errors.NotAnImageError(bad.reason)
-            for index, bad in known_bad.items()
-            if index < len(paths) and paths[index] is None
-        }
-        missing = [i for i, path in enumerate(paths) if path is None and i not in lost]
-        unkept: dict[int, OSError] = {}
-        if missing:
-            _check_cancel(hooks, task_id)
-            api = client.get()  # made once, before the pool: the client is shared by its threads
-
-            def fetch(index: int) -> Path | bytes:
-                _check_cancel(hooks, task_id)
-                try:
-                    blob = api.download(urls[index])
-                except errors.ResultExpiredError as exc:
-                    raise _expired_error(task_id, index, len(urls), self.files, exc) from exc
-                try:
-                    # A kept file is a decodable file. Its pixels ride on in the FileKept event
-                    # (closed once it is delivered), so a node does not decode it a second time.
-                    verified = verify_image(blob.data, keep_decoded=True)
-                except (errors.NotAnImageError, errors.TooLargeError) as exc:
-                    failure = type(exc)(
-                        f"Result file {index + 1} of {len(urls)} of task {task_id} was not kept: "
-                        f"{exc}"
-                    )
-                    self.journal.record_file_failure(task_id, index, str(failure), urls[index])
-                    raise failure from exc
-                try:
-                    return keep(index, blob.data, blob.image_format, verified)
-                finally:
-                    if verified.image is not None:
-                        verified.image.close()
-
-            def keep(
-                index: int, data: bytes, image_format: str | None, verified: VerifiedImage
-            ) -> Path | bytes:
-                try:
-                    stored = self.files.save(task_id, index, data, image_format, verified=verified)
-                except OSError as exc:  # disk full or read-only: shown from memory, not kept
-                    unkept[index] = OSError(exc.errno, exc.strerror)
-                    kept = events.FileKept(task_id, index, len(urls), None, data, verified.image)
-                    _emit(hooks, kept)
-                    return data
-                try:
-                    self.journal.record_file(
-                        task_id, index, stored.path, stored.sha256, stored.size, urls[index]
-                    )
-                except Exception:  # kept on disk; the next run fetches it again (free)
-                    logger.warning("could not record kept file %s", stored.path, exc_info=True)
-                kept = events.FileKept(task_id, index, len(urls), stored.path, data, verified.image)
-                _emit(hooks, kept)
-                return stored.path
-
-            _emit(hooks, events.Downloading(task_id, len(missing), len(urls)))
-
-            # A task's files download side by side (most of the node's overhead after the task is
-            # done); each is kept the moment it arrives, so one bad file loses none of the others.
-            workers = min(DOWNLOAD_WORKERS, len(missing))
-            pool = ThreadPoolExecutor(workers, thread_name_prefix="grok-download")
-            try:
-                fetched = {index: pool.submit(fetch, index) for index in missing}
-                for index, future in fetched.items():
-                    try:
-                        paths[index] = future.result()
-                    except _PERMANENT_FILE_ERRORS as exc:
-                        lost[index] = exc
-            except BaseException:
-                # Cancel, Ctrl-C or a network failure: return now. Files already on their way
-                # still finish and are kept in the background; queued ones are dropped.
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown()
-        if lost and all(path is None for path in paths):
-            raise lost[min(lost)]
-        if lost:
-            # Paid images that did arrive are never withheld because a sibling cannot be had.
-            event = events.FilesLost(task_id, len(lost), len(urls), lost[min(lost)])
-            logger.warning("%s", events.describe(event))
-            _emit(hooks, event)
-        if unkept:
-            not_kept = events.FilesNotKept(
-                task_id, len(unkept), len(urls), self.files.task_dir(task_id), unkept[min(unkept)]
-            )
-            logger.warning("%s", events.describe(not_kept))
-            _emit(hooks, not_kept)
-        kept = [path for path in paths if isinstance(path, Path)]
-        sources = tuple(path for path in paths if path is not None) if unkept else ()
-        shown = tuple(safe_url(url) for url in urls)
-        return TaskResult(task_id, kept, shown, reused=False, resumed=resumed, sources=sources)
-
-    def _kept_files(self, task_id: str, entry: JournalEntry) -> list[Path] | None:
-        """Every result file, verified on disk, or None if any is missing or damaged.
-
-        A file recorded as undecodable counts as settled (it is reported, not fetched again).
-        """
-        recorded = {f.index: f for f in entry.files}
-        failed = {f.index for f in entry.failed_files}
-        paths = []
-        for index in range(len(entry.result_urls)):
-            if index in failed:
-                continue
-            known = recorded.get(index)
-            path = self.files.verified(task_id, index, known.sha256) if known else None
-            if path is None:
-                return None
-            paths.append(path)
-        return paths or None
-
-
-def _report_recorded_failures(entry: JournalEntry, hooks: RunHooks) -> None:
-    """Kept results served without the files recorded as bad: say which and why, every time."""
-    if entry.failed_files and entry.task_id is not None:
-        first = entry.failed_files[0]
-        event = events.FilesLost(
-            entry.task_id,
-            len(entry.failed_files),
-            len(entry.result_urls),
-            errors.NotAnImageError(first.reason),
-        )
-        _emit(hooks, event)
+        return self.results.fetch(client, task_id, urls, hooks, resumed)
 
 
 _Create = Callable[[ApiClient, Callable[[], bool] | None], str]
@@ -614,105 +434,6 @@ _Create = Callable[[ApiClient, Callable[[], bool] | None], str]
 _JOURNAL_STATES = {TaskState.QUEUED: State.QUEUED, TaskState.RUNNING: State.RUNNING}
 _PERMANENT_FILE_ERRORS = (errors.ResultExpiredError, errors.NotAnImageError, errors.TooLargeError)
 """A result file that will never be had: the task's other files are still returned."""
-
-
-class _LazyClient:
-    """The API client, made on first use (a reused result never even builds one)."""
-
-    def __init__(self, factory: ClientFactory) -> None:
-        self._factory = factory
-        self._client: ApiClient | None = None
-
-    def get(self) -> ApiClient:
-        if self._client is None:
-            self._client = self._factory()
-        return self._client
-
-    def __enter__(self) -> _LazyClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        close = getattr(self._client, "close", None)
-        if close is not None:
-            close()
-
-
-class _IdentityLock:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-
-
-_locks: weakref.WeakValueDictionary[tuple[str, str], _IdentityLock] = weakref.WeakValueDictionary()
-_locks_guard = threading.Lock()
-
-
-@contextmanager
-def _exclusive(journal: JournalStore, key: str, hooks: RunHooks) -> Iterator[None]:
-    """One thread per identity per journal in this process; waiters stay cancellable."""
-    with _locks_guard:
-        slot_key = (journal.where, key)
-        slot = _locks.get(slot_key)
-        if slot is None:
-            slot = _locks[slot_key] = _IdentityLock()
-    announced = False
-    while not slot.lock.acquire(timeout=CANCEL_CHECK_S):
-        _check_cancel(hooks, None)
-        if not announced:
-            _emit(hooks, events.WaitingForThread())
-            announced = True
-    try:
-        yield
-    finally:
-        slot.lock.release()
-
-
-def _wait_for_create_turn(journal: JournalStore, entry: JournalEntry, hooks: RunHooks) -> None:
-    """A shared journal paces the fleet's creates: wait for this one's turn, cancellable."""
-    wait = journal.create_turn(entry)
-    announced = False
-    while wait > 0:
-        if not announced:
-            announced = True
-            _emit(hooks, events.WaitingForTurn(wait))
-        until = time.monotonic() + wait
-        while (left := until - time.monotonic()) > 0:
-            _check_cancel(hooks, None)
-            time.sleep(min(CANCEL_CHECK_S, left))
-        wait = journal.create_turn(entry)
-
-
-def _wait_for_other_process(
-    journal: JournalStore,
-    identity: RequestIdentity,
-    entry: JournalEntry,
-    hooks: RunHooks,
-    deadline: float,
-) -> None:
-    """Another live process is sending this very create: wait until its row changes."""
-    _emit(hooks, events.WaitingForProcess(entry.owner.pid if entry.owner else None))
-    while True:
-        latest = journal.latest(identity)
-        if latest is None or latest.id != entry.id or latest.state != State.CREATING:
-            return
-        if not _creator_may_still_be_sending(latest):
-            return  # it died mid-create; the next decision reports the row as uncertain
-        _check_cancel(hooks, None)
-        if time.monotonic() > deadline:
-            raise errors.TaskTimeoutError(None)
-        time.sleep(CANCEL_CHECK_S)
-
-
-def _creator_may_still_be_sending(entry: JournalEntry) -> bool:
-    """Is the ``creating`` row's create request possibly still on the wire in another process?
-
-    Its process must be alive and not us (our identity lock rules out our own threads), and the
-    row young: no create request lives longer than ``CREATE_IN_FLIGHT_LIMIT_S``, which also covers
-    a reused pid on systems where the owner's start time cannot be read.
-    """
-    owner = entry.owner
-    if owner is None or owner.is_current() or not owner.is_alive():
-        return False
-    return entry.now() - entry.created_at < CREATE_IN_FLIGHT_LIMIT_S
 
 
 def _reread(journal: JournalStore, entry: JournalEntry) -> JournalEntry:
@@ -732,18 +453,6 @@ def _ledger(journal: JournalStore) -> SpendLedger:
             "machine's own journal."
         )
     return journal
-
-
-def _check_cancel(hooks: RunHooks, task_id: str | None) -> None:
-    if hooks.should_cancel is not None and hooks.should_cancel():
-        raise errors.CancelledError(task_id)
-
-
-def _emit(hooks: RunHooks, event: events.RunEvent) -> None:
-    if not isinstance(event, (events.TaskUpdated, events.FileKept)):
-        logger.info("%s", events.describe(event))
-    if hooks.on_event is not None:
-        hooks.on_event(event)
 
 
 def _age_s(entry: JournalEntry) -> float:
@@ -768,17 +477,3 @@ def _uncertain_error(entry: JournalEntry) -> UncertainTaskError:
         f"{entry.credits} credits. It is not sent again automatically.",
         entry,
     )
-
-
-def _expired_error(
-    task_id: str, index: int, count: int, files: FileStore, cause: errors.ResultExpiredError
-) -> errors.ResultExpiredError:
-    answer = f", HTTP {cause.status}" if cause.status else ""
-    error = errors.ResultExpiredError(
-        f"The result file is no longer available: the URLs of task {task_id} have expired (file "
-        f"{index + 1} of {count}{answer}) and the kept copy is not in {files.task_dir(task_id)}, "
-        "so the images cannot be fetched again.",
-        status=cause.status,
-    )
-    error.task_id = task_id
-    return error

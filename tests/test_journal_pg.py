@@ -208,6 +208,7 @@ def test_a_live_workers_create_is_waited_for_whatever_this_hosts_clock_says(
     skewed = {n: getattr(time, n) for n in dir(time) if not n.startswith("_")}
     skewed["time"] = lambda: time.clock_gettime(time.CLOCK_REALTIME) + skew_s
     monkeypatch.setattr(runner_mod, "time", types.SimpleNamespace(**skewed))
+    monkeypatch.setattr(submodule("journal.waits"), "time", types.SimpleNamespace(**skewed))
     assert abs(runner_mod.time.time() - time.time() - skew_s) < 1.0
     runner = make_runner(tmp_path, sandbox, pg_url)
     identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=8)

@@ -460,7 +460,7 @@ def test_an_old_creating_row_is_uncertain_even_if_its_pid_is_alive(tmp_path, sb)
     try:
         with runner.journal.claim(identity) as claim:
             entry = claim.start_create()
-        long_ago = time.time() - 2 * journal_mod.runner.CREATE_IN_FLIGHT_LIMIT_S
+        long_ago = time.time() - 2 * journal_mod.waits.CREATE_IN_FLIGHT_LIMIT_S
         runner.journal._db.execute(
             lambda c: c.execute(
                 "UPDATE requests SET owner_pid = ?, owner_marker = ?, created_at = ? WHERE id = ?",

@@ -378,7 +378,7 @@ def test_each_fresh_file_is_decoded_once_and_a_kept_result_from_its_paths(comfy,
     earlier run is decoded from its files, on the decode pool."""
     tensors = submodule("nodes.image_tensors")
     verify = submodule("journal.verify")
-    runner = submodule("journal.runner")
+    result_files = submodule("journal.result_files")
     open_header, decoded_header = tensors._open_header, tensors._decoded_header
     check = verify.verify_image
     seen: list[tuple[str, str]] = []
@@ -397,7 +397,7 @@ def test_each_fresh_file_is_decoded_once_and_a_kept_result_from_its_paths(comfy,
 
     monkeypatch.setattr(tensors, "_open_header", spy_open)
     monkeypatch.setattr(tensors, "_decoded_header", spy_decoded)
-    monkeypatch.setattr(runner, "verify_image", spy_check)
+    monkeypatch.setattr(result_files, "verify_image", spy_check)
     sb = grok()
     first, task_ids, _ = asyncio.run(T2I().generate("a lighthouse", 3, parallel_tasks=2))
     assert first.shape[0] == 4
