@@ -16,11 +16,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from .. import durability
-from . import salvage, schema
+from . import schema
 from .errors import JOURNAL_ROLE, first_line, is_busy, is_corruption, is_full, storage_error
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,28 @@ RESERVE_SUFFIX = ".reserve"
 RESERVE_BYTES = 512 * 1024
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SalvageReport:
+    """What happened to a damaged journal: where it is kept and how much of it came back."""
+
+    reason: str
+    kept_as: Path
+    """The damaged file, moved beside the fresh journal (with its -wal, if it had one)."""
+    rows: int
+    """Request rows recovered into the fresh journal."""
+    tasks: int
+    """Of those, rows that name a task id (each one a paid task that will not be paid again)."""
+    files: int
+    """Kept-file records recovered."""
+
+    def line(self, journal_path: Path) -> str:
+        return (
+            f"The task journal {journal_path} was damaged ({self.reason}); {self.tasks} task(s) "
+            f"were recovered from it into a fresh journal, and the damaged file is kept as "
+            f"{self.kept_as}."
+        )
 
 
 class Database:
@@ -44,7 +67,7 @@ class Database:
         self.path = path
         self.lock = threading.RLock()
         self.refusal: durability.StorageUnavailableError | None = None
-        self.salvaged: salvage.SalvageReport | None = None
+        self.salvaged: SalvageReport | None = None
         """Set when the file was found damaged at open (or mid-run) and salvaged."""
         self.conn = self._open()
         if self.refusal is not None:
@@ -218,6 +241,8 @@ class Database:
 
     def _salvage(self, reason: str) -> sqlite3.Connection:
         """Keep the damaged file beside, recover every readable row into a fresh journal."""
+        from . import salvage  # its readers (and the sqlite3 command line's) only when needed
+
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
         moved = True
@@ -238,7 +263,8 @@ class Database:
             self.refusal = storage_error(self.path, exc)
             return self._free_work_only()
         if moved:
-            self.salvaged = salvage.salvage_into(conn, aside, reason)
+            counts = salvage.salvage_into(conn, aside)
+            self.salvaged = SalvageReport(reason, aside, counts.rows, counts.tasks, counts.files)
             logger.warning("%s", self.salvaged.line(self.path))
         return conn
 

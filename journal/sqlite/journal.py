@@ -35,10 +35,9 @@ from ..model import (
 )
 from . import rows
 from .claim import SqliteClaim
-from .database import Database
+from .database import Database, SalvageReport
 from .errors import JOURNAL_ROLE, is_full
 from .group_commit import GroupCommit
-from .salvage import SalvageReport
 
 logger = logging.getLogger(__name__)
 

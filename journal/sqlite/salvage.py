@@ -62,38 +62,16 @@ class Counts:
     files: int
 
 
-@dataclass(frozen=True)
-class SalvageReport:
-    """What happened to a damaged journal: where it is kept and how much of it came back."""
-
-    reason: str
-    kept_as: Path
-    """The damaged file, moved beside the fresh journal (with its -wal, if it had one)."""
-    rows: int
-    """Request rows recovered into the fresh journal."""
-    tasks: int
-    """Of those, rows that name a task id (each one a paid task that will not be paid again)."""
-    files: int
-    """Kept-file records recovered."""
-
-    def line(self, journal_path: Path) -> str:
-        return (
-            f"The task journal {journal_path} was damaged ({self.reason}); {self.tasks} task(s) "
-            f"were recovered from it into a fresh journal, and the damaged file is kept as "
-            f"{self.kept_as}."
-        )
-
-
-def salvage_into(conn: sqlite3.Connection, damaged: Path, reason: str) -> SalvageReport:
+def salvage_into(conn: sqlite3.Connection, damaged: Path) -> Counts:
     """Every row that can be read from ``damaged`` (already set aside), copied into the fresh
-    journal ``conn``; what came back."""
+    journal ``conn``; how many came back."""
     recovered = recover_rows(damaged)
     try:
         counts = insert_rows(conn, recovered)
     except sqlite3.Error as exc:
         logger.warning("could not copy rows recovered from %s: %s", damaged, exc)
         counts = Counts(0, 0, 0)
-    return SalvageReport(reason, damaged, counts.rows, counts.tasks, counts.files)
+    return counts
 
 
 def recover_rows(damaged: Path) -> Recovered:
