@@ -249,6 +249,18 @@ def entry_from_row(
     )
 
 
+def unrecorded_task(task_id: str) -> JournalEntry:
+    """The entry of a task known only by its id whose row the journal could not take (one
+    refused for paid work): every request field empty, nothing charged."""
+    now = time.time()
+    fields: dict[str, Any] = {c.field: None for c in REQUESTS.columns if not c.owner}
+    fields.update(
+        id=0, task_id=task_id, state=State.QUEUED, credits=0, result_urls=(), created_at=now,
+        updated_at=now,
+    )  # fmt: skip
+    return JournalEntry(**fields, owner=None)
+
+
 def file_from_row(row: Sequence[Any]) -> JournalFile:
     """A ``files`` row without its task id (``FILE_FIELDS`` order)."""
     return JournalFile(**{c.field: v for c, v in zip(FILE_FIELDS, row, strict=True)})

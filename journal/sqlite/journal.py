@@ -32,6 +32,7 @@ from ..model import (
     needs_create,
     noted_attempt,
     owner_columns,
+    unrecorded_task,
 )
 from . import rows
 from .claim import SqliteClaim
@@ -271,13 +272,7 @@ class Journal:
         self._db.write(work)
         entry = self.get(task_id)
         if entry is None:  # a journal refused for paid work that could not take the row
-            now = time.time()
-            entry = JournalEntry(
-                id=0, identity=None, model=None, prompt=None, aspect_ratio=None, seed=None,
-                index=None, source_task_id=None, task_id=task_id, state=State.QUEUED, credits=0,
-                result_urls=(), error=None, created_at=now, task_created_at=None,
-                updated_at=now, finished_at=None, owner=None,
-            )  # fmt: skip
+            entry = unrecorded_task(task_id)
         return entry
 
     def record_file(
