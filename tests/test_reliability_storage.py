@@ -34,6 +34,7 @@ errors = submodule("api.errors")
 durability = submodule("journal.durability")
 journal_db = submodule("journal.sqlite")
 sqlite_database = submodule("journal.sqlite.database")
+sqlite_schema = submodule("journal.sqlite.schema")
 journal_mod = submodule("journal")
 events = submodule("journal.events")
 execution = submodule("nodes.execution")
@@ -260,7 +261,16 @@ def test_older_journal_is_migrated_and_its_results_reused(sandbox, tmp_path):
     first = rig.runner.text_to_image(PROMPT)
     rig.runner.journal.close()
     raw = sqlite3.connect(_journal_path(rig))  # back to what the schema-1 code wrote
-    raw.execute("DROP TABLE file_failures")
+    schema_1 = sqlite_schema.columns(1)
+    for (table,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+        if table.startswith("sqlite_"):
+            continue
+        if table not in schema_1:
+            raw.execute(f"DROP TABLE {table}")
+            continue
+        for row in raw.execute(f"PRAGMA table_info({table})").fetchall():
+            if row[1] not in schema_1[table]:
+                raw.execute(f"ALTER TABLE {table} DROP COLUMN {row[1]}")
     raw.execute("PRAGMA user_version = 1")
     raw.commit()
     raw.close()
