@@ -22,13 +22,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..api import errors, validation
+from ..api import errors
 from ..journal import events
+from ..journal.jobs import run_jobs
 from . import comfy_hooks, comfy_paths
 from .result_images import ResultImages
 from .status_board import StatusBoard
@@ -207,11 +207,11 @@ def run_parallel(
     board: StatusBoard,
     images: ResultImages | None = None,
 ) -> list[TaskResult | BaseException]:
-    """Run each job (one task each) with its own hooks, at most ``MAX_PARALLEL_TASKS`` at a time.
-
-    Every job runs to its end even when another fails: each one may already have been paid for,
-    and its result belongs in the journal and the output. With ``images``, each result file is
-    decoded into the batch as it is kept, while the other jobs still run.
+    """Run each job (one task each) with its own hooks, on the shared job runner
+    (``journal.jobs``: at most ``MAX_PARALLEL_TASKS`` at a time, each to its end even when
+    another fails, outcomes in job order; one job inline). Cancel is the caller's: the jobs'
+    waits stop on it, and ``run_blocking`` returns as soon as it sees it. With ``images``, each
+    result file is decoded into the batch as it is kept, while the other jobs still run.
     """
 
     def run(index: int) -> TaskResult | BaseException:
@@ -226,12 +226,7 @@ def run_parallel(
         return result
 
     board.publish()
-    if len(jobs) == 1:
-        return [run(0)]
-    with ThreadPoolExecutor(
-        min(validation.MAX_PARALLEL_TASKS, len(jobs)), thread_name_prefix="grok-imagine-task"
-    ) as pool:
-        return list(pool.map(run, range(len(jobs))))
+    return run_jobs(len(jobs), run)
 
 
 def _hooks(board: StatusBoard, images: ResultImages | None, index: int) -> RunHooks:
