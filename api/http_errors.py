@@ -334,6 +334,8 @@ class Cause(enum.Enum):
 
     PROXY = "proxy"
     DNS = "dns"
+    NOT_HTTPS = "not_https"
+    """An https:// address whose server answered the TLS handshake in plain HTTP."""
     TLS = "tls"
     REFUSED = "refused"
     NOT_OPENED = "not_opened"
@@ -443,6 +445,11 @@ _CAUSES = (
 """The first rule that matches names the failure; none matching is ``Cause.OTHER``."""
 
 
+_PLAIN_HTTP_REASONS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE"})
+"""OpenSSL's reason codes for a TLS handshake answered by something that is not TLS: an https://
+address whose server speaks plain HTTP (OpenSSL 3.2 and newer name it a record layer failure)."""
+
+
 def classify(exc: BaseException, timeouts: tuple[float, float]) -> Failure:
     """The cause of a ``requests``/urllib3 exception, from everything chained to it."""
     chain = list(exception_chain(exc))
@@ -450,6 +457,11 @@ def classify(exc: BaseException, timeouts: tuple[float, float]) -> Failure:
     def has(types: tuple[type[BaseException], ...]) -> bool:
         return any(isinstance(e, types) for e in chain)
 
+    if any(
+        isinstance(e, ssl.SSLError) and getattr(e, "reason", None) in _PLAIN_HTTP_REASONS
+        for e in chain
+    ):
+        return Failure(Cause.NOT_HTTPS, "the server does not speak HTTPS", True)
     for rule in _CAUSES:
         if has(rule.any_of) and not has(rule.unless):
             reason = rule.reason.format(connect=timeouts[0], read=timeouts[1])
@@ -469,6 +481,8 @@ def network_error(
     failure = classify(exc, timeouts)
     reason = failure.reason
     origin = without_query(settings.base_url)
+    if failure.cause is Cause.NOT_HTTPS:
+        return _not_https(origin, call)
     local = (
         "This is a local network problem (connection, DNS, firewall, proxy or TLS), not an API "
         "error"
@@ -499,6 +513,18 @@ def network_error(
         )
     error.task_id = call.task_id
     return error
+
+
+def _not_https(origin: str, call: Call) -> errors.NetworkError:
+    """An https:// base URL whose server answers in plain HTTP: a mistake in the address, not a
+    certificate or network problem, so the fix is to name the address right."""
+    plain = "http://" + origin.split("://", 1)[-1]
+    sent = " Nothing was sent, so nothing was charged." if call.kind == "create" else ""
+    return errors.NetworkError(
+        f"The server at {origin} does not speak HTTPS (it answered in plain HTTP): did you mean "
+        f"{plain}? Set {BASE_URL_ENV} to the address the API really has.{sent}",
+        advice=errors.Advice.NONE,
+    )
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:
