@@ -315,6 +315,8 @@ def _phrase_case(phrase: str, env: Any, monkeypatch: pytest.MonkeyPatch, tmp_pat
         faults.create_errors = [502]
     elif phrase.startswith("Could not reach"):
         monkeypatch.setenv("APIINONE_BASE_URL", "http://127.0.0.1:9")
+    elif phrase == "does not speak HTTPS":
+        monkeypatch.setenv("APIINONE_BASE_URL", env.base_url.replace("http://", "https://"))
     elif phrase.startswith("API in One is under maintenance"):
         faults.create_errors = [455]
     elif phrase == "had a server error":

@@ -38,7 +38,7 @@ def ledger(sb: Any) -> tuple[int, int]:
 
 def test_generate_over_the_limit_sends_nothing(env, monkeypatch, capsys):
     monkeypatch.setenv(spend.DAILY_LIMIT_ENV, "12")
-    assert run("generate", "a kestrel", "--tasks", "3", "--seed", "1") == cli.EXIT_API
+    assert run("generate", "a kestrel", "--tasks", "3", "--seed", "1") == cli.EXIT_REFUSED
     err = capsys.readouterr().err
     assert "spent 0 of 12 credits today, this run needs 15 more" in err
     assert len(err.strip().splitlines()) == 2  # the announcement, then the one-line refusal
@@ -50,7 +50,7 @@ def test_generate_over_the_limit_sends_nothing(env, monkeypatch, capsys):
 def test_the_settings_file_beside_the_key_file_is_honoured(env, tmp_path, capsys):
     settings = tmp_path / "config" / spend.SETTINGS_FILE_NAME
     spend.write_daily_limit(settings, 4)
-    assert run("generate", "a kestrel", "--seed", "2") == cli.EXIT_API
+    assert run("generate", "a kestrel", "--seed", "2") == cli.EXIT_REFUSED
     err = capsys.readouterr().err
     # The command line names the file that set the limit, never ComfyUI's Settings dialog.
     assert (
