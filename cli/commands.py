@@ -7,7 +7,9 @@ images to ``-o`` and ends with one line saying what was new, resumed or reused a
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from ..api import errors, validation
 from ..api.env import BASE_URL_ENV, KEY_ENV
@@ -19,7 +21,9 @@ from .outputs import output_dir, report
 from .tasks_run import SANDBOX_FOR_RERUNS, results, run_all
 
 if TYPE_CHECKING:
-    from ..journal import TaskResult
+    from ..journal import RunHooks, TaskResult
+
+R = TypeVar("R")
 
 DEFAULT_SEED = 0
 """The nodes' seed default too: the same command with the same inputs is the same request."""
@@ -106,10 +110,7 @@ def cmd_generate(ctx: Context) -> int:
 
 def cmd_upscale(ctx: Context) -> int:
     args = ctx.args
-    task_id = validation.validate_task_id(args.task_id)
-    if ctx.on_sandbox:
-        raise _empty_sandbox("upscale")
-    out_dir = output_dir(args.output)
+    task_id, out_dir = _known_task(ctx)
     with ctx.settings() as settings:
         runner = ctx.runner(settings)
         seed = _seed(ctx)
@@ -117,31 +118,23 @@ def cmd_upscale(ctx: Context) -> int:
             f"Upscaling task {task_id}, seed {seed} ({UPSCALE_CREDITS} credits if a new task is "
             "needed; the same command again resumes or reuses it)."
         )
-        (outcome,) = run_all(
+        result = _one_task(
             ctx,
-            ["upscale"],
-            lambda i, hooks: runner.upscale(task_id, seed=seed, timeout=args.timeout, hooks=hooks),
+            "upscale",
+            lambda hooks: runner.upscale(task_id, seed=seed, timeout=args.timeout, hooks=hooks),
         )
-        (result,) = results(ctx, [outcome])
         report(ctx.progress, result, "Upscale", out_dir)
     ctx.progress.say(_summary([result]))
     return EXIT_OK
 
 
 def cmd_task(ctx: Context) -> int:
-    args = ctx.args
-    task_id = validation.validate_task_id(args.task_id)
-    if ctx.on_sandbox:
-        raise _empty_sandbox("task")
-    out_dir = output_dir(args.output)
+    task_id, out_dir = _known_task(ctx)
     with ctx.settings() as settings:
         runner = ctx.runner(settings)
-        (outcome,) = run_all(
-            ctx,
-            ["load"],
-            lambda i, hooks: runner.load(task_id, timeout=args.timeout, hooks=hooks),
+        result = _one_task(
+            ctx, "load", lambda hooks: runner.load(task_id, timeout=ctx.args.timeout, hooks=hooks)
         )
-        (result,) = results(ctx, [outcome])
         report(ctx.progress, result, "Loaded", out_dir)
     ctx.progress.say(_summary([result], loaded=True))
     return EXIT_OK
@@ -154,18 +147,33 @@ def cmd_resolve(ctx: Context) -> int:
     out_dir = output_dir(args.output)
     with ctx.settings() as settings:
         runner = ctx.runner(settings)
-        (outcome,) = run_all(
+        result = _one_task(
             ctx,
-            ["resolve"],
-            lambda i, hooks: runner.resolve(args.row, task_id, timeout=args.timeout, hooks=hooks),
+            "resolve",
+            lambda hooks: runner.resolve(args.row, task_id, timeout=args.timeout, hooks=hooks),
         )
-        if outcome is None:
+        if result is None:
             print(f"Row {args.row} marked as not created (0 credits).")
             return EXIT_OK
-        (result,) = results(ctx, [outcome])
         report(ctx.progress, result, "Resolved", out_dir)
     ctx.progress.say(_summary([result], loaded=True))
     return EXIT_OK
+
+
+def _known_task(ctx: Context) -> tuple[str, Path]:
+    """The TASK_ID of ``upscale`` / ``task``, checked, and the output folder, before anything."""
+    task_id = validation.validate_task_id(ctx.args.task_id)
+    if ctx.on_sandbox:
+        raise _empty_sandbox(ctx.args.command)
+    return task_id, output_dir(ctx.args.output)
+
+
+def _one_task(ctx: Context, label: str, work: Callable[[RunHooks], R]) -> R:
+    """One task with the watch and the progress line; its error raised as the command's."""
+    (outcome,) = run_all(ctx, [label], lambda i, hooks: work(hooks))
+    if outcome is None or not isinstance(outcome, BaseException):
+        return outcome
+    raise outcome
 
 
 def _empty_sandbox(command: str) -> errors.GrokError:
