@@ -206,7 +206,7 @@ def test_the_database_stopped_mid_run_fails_closed_and_loses_nothing(
         pg_own_cluster.stop()  # mid-poll: A's task is paid for and still running
 
         code, _, err = finish(worker(tmp_path, "b", sb, url, "--seed", "6"))
-        assert code == 3 and "cannot be reached" in err
+        assert code == 5 and "cannot be reached" in err  # refused here: the journal
         assert f"127.0.0.1:{pg_own_cluster.port}" in err
         assert "nothing was charged" in err and PASSWORD not in err
         assert ledger(sb) == (1, 5)  # B failed closed: no create

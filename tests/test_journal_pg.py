@@ -556,7 +556,7 @@ def test_a_url_without_the_driver_is_one_clear_error_before_anything_is_paid(tmp
          PROMPT, "--home", str(tmp_path / "home"), "-o", str(tmp_path / "out")],
         env=env, capture_output=True, text=True, timeout=WAIT_LIMIT_S,
     )  # fmt: skip
-    assert done.returncode == 3, done.stderr
+    assert done.returncode == 5, done.stderr  # refused here, nothing sent: the journal
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in done.stderr
     assert '"psycopg[binary]>=3.1"' in lines[0] and "postgres extra" in lines[0]
