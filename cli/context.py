@@ -115,10 +115,11 @@ class Context:
             return paths.journal_path(self.home())
         return journal_url_from_env() or paths.journal_path(self.home())
 
-    def open_journal(self, target: str | Path, **options: object) -> JournalStore:
+    def open_journal(self, target: str | Path, *, paced: bool = True) -> JournalStore:
+        """The journal at ``target``; ``paced``: a shared one paces creates (not to list)."""
         from ..journal import open_journal
 
-        journal = open_journal(target, **options)  # type: ignore[arg-type]
+        journal = open_journal(target) if paced else open_journal(target, rate=None)
         self.opened.append(journal)  # closed at the end: a shared journal saves writes kept
         return journal
 

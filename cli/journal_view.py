@@ -35,7 +35,7 @@ def cmd_tasks(ctx: Context) -> int:
     if isinstance(target, Path) and not target.exists():
         print(f"No journal yet at {target}: no task has been run from this machine.")
         return EXIT_OK
-    journal = ctx.open_journal(target, rate=None)
+    journal = ctx.open_journal(target, paced=False)
     if args.task_id:
         entry = journal.get(validation.validate_task_id(args.task_id))
         if entry is None:

@@ -24,26 +24,30 @@ class CliLogHandler(logging.Handler):
         self.storage_refusals: list[StorageUnavailableError] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        refusals = [a for a in args if isinstance(a, StorageUnavailableError)]
+        if refusals:
+            self.storage_refusals.extend(refusals)
+            return
+        text = _message(record, args)
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f": {errors.exception_line(record.exc_info[1], errors.Surface.CLI)}"
         try:
-            args = record.args if isinstance(record.args, tuple) else ()
-            refusals = [a for a in args if isinstance(a, StorageUnavailableError)]
-            if refusals:
-                self.storage_refusals.extend(refusals)
-                return
-            if args:
-                shown = tuple(
-                    a.line(errors.Surface.CLI) if isinstance(a, errors.GrokError) else a
-                    for a in args
-                )
-                text = str(record.msg) % shown
-            else:
-                text = record.getMessage()
-            if record.exc_info and record.exc_info[1] is not None:
-                text += f": {errors.exception_line(record.exc_info[1], errors.Surface.CLI)}"
             sys.stderr.write(f"{record.levelname.lower()}: {errors.redact(text)}\n")
             sys.stderr.flush()
-        except Exception:
-            self.handleError(record)
+        except (OSError, ValueError):
+            pass  # stderr is gone: nothing more can be said
+
+
+def _message(record: logging.LogRecord, args: tuple[object, ...]) -> str:
+    """The record's text, an error object in it worded for the command line."""
+    shown = tuple(
+        a.line(errors.Surface.CLI) if isinstance(a, errors.GrokError) else a for a in args
+    )
+    try:
+        return str(record.msg) % shown if shown else record.getMessage()
+    except (TypeError, ValueError):
+        return " ".join(str(part) for part in (record.msg, *shown))
 
 
 @contextmanager

@@ -103,8 +103,11 @@ class Progress:
             self._redraw()
 
     def failed(self, track: TaskTrack, *, stopped: bool) -> None:
+        """The task's job ended with an error; ``stopped``: because the user stopped the run
+        (the task itself is where it was, which the interrupt message says)."""
         with self._lock:
-            track.end(Phase.FAILED, "stopped" if stopped else "failed")
+            failed = Phase.FAILED if track.phase is Phase.FAILED else Phase.ERROR
+            track.end(track.phase if stopped else failed, "stopped" if stopped else "failed")
             self._redraw()
 
     # -- lines -------------------------------------------------------------------------------------

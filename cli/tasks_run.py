@@ -117,8 +117,12 @@ def _task_line(ctx: Context, track: TaskTrack) -> str:
         if track.created_credits is not None
         else ""
     )
+    if track.phase is Phase.FAILED:
+        return f"  [{track.label}] task {track.task_id} failed (failed tasks are not charged)"
     if track.phase is Phase.DONE:
         where = "is done and kept"
+    elif track.phase is Phase.ERROR:
+        where = "had ended with an error"
     elif ctx.on_sandbox:
         where = "ended with the sandbox"
     elif track.phase is Phase.DOWNLOADING:

@@ -27,6 +27,12 @@ class Phase(enum.Enum):
     """The task is finished at the API; its files are being fetched."""
     DONE = "done"
     FAILED = "failed"
+    """The task failed at the API (failed tasks are not charged)."""
+    ERROR = "error"
+    """The task's job ended with an error here (a timeout, a download that failed, ...)."""
+
+
+_PHASE_OF_STATE = {TaskState.SUCCEEDED: Phase.DOWNLOADING, TaskState.FAILED: Phase.FAILED}
 
 
 @dataclass
@@ -84,10 +90,7 @@ class TaskTrack:
         if task.progress is not None:
             self.progress = max(self.progress, task.progress)
             event = replace(event, task=replace(task, progress=self.progress))
-        if task.state is TaskState.SUCCEEDED:
-            self.phase = Phase.DOWNLOADING
-        elif task.state is not TaskState.FAILED:
-            self.phase = Phase.AT_API
+        self.phase = _PHASE_OF_STATE.get(task.state, Phase.AT_API)
         word = events.state_word(task.state)
         shown = task.progress is not None and not task.done
         self.state = f"{word} {self.progress:.0%}" if shown else word

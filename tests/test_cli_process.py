@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.cli_process import WAIT_LIMIT_S, Cli, last_line, stop_and_time, wait_until
+from support.cli_process import (
+    WAIT_LIMIT_S,
+    Cli,
+    LineReader,
+    last_line,
+    stop_and_time,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("comfyui_grok_imagine") is None,
@@ -241,3 +249,24 @@ def test_the_standalone_sandbox_logs_and_serves_its_ledger(tmp_path):
     assert proc.returncode == 0
     assert f"create {task_id}" in err and "charged 5 credits" in err
     assert f"refund {task_id}" in err and "balance" in err
+
+
+def test_ctrl_c_after_one_task_failed_says_which_failed_and_which_keeps_running(
+    sandbox_factory, tmp_path
+):
+    cli = Cli(sandbox_factory(generation_times=(0.2, 20.0), images_per_task=2), tmp_path)
+    cli.sandbox.faults.failure_rate = 1.0  # both end failed: the first after 0.2 s
+    proc = cli.start("generate", PROMPT, "--tasks", "2")
+    reader = LineReader(proc)
+    failed = reader.wait_for(lambda line: re.search(r": failed \(\d+ s\)$", line), "a failure")
+    wait_until(lambda: len(cli.sandbox.task_ids()) == 2, "both tasks to be created")
+    _, _, err = stop_and_time(proc, signal.SIGINT, "Ctrl-C after one task failed", reader)
+    assert proc.returncode == 130
+    quick, slow = cli.sandbox.task_ids()
+    label = failed.split("]")[0] + "]"
+    other = "[t2i 2/2]" if label == "[t2i 1/2]" else "[t2i 1/2]"
+    assert f"  {label} task {quick} failed (failed tasks are not charged)" in err.splitlines()
+    assert (
+        f"  {other} task {slow} keeps running at API in One, created by this run: 5 credits"
+        in err.splitlines()
+    )
