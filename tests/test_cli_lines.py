@@ -159,6 +159,25 @@ def test_case_3_ctrl_c_on_the_in_process_sandbox_says_its_tasks_end(tmp_path):
     assert "API in One" not in err
 
 
+def test_case_3_and_5_a_timeout_on_the_in_process_sandbox_suggests_a_wait_that_fits(tmp_path):
+    argv = [sys.executable, "-m", "comfyui_grok_imagine", "generate", PROMPT, "--sandbox"]
+    done = subprocess.run(
+        [*argv, "--timeout", "1"],
+        env=_sandbox_cli(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 4
+    task_id = done.stderr.split("created task ")[1].split()[0]
+    assert last_line(done.stderr) == (
+        f"error: Stopped waiting for task {task_id} after 1 s: the in-process sandbox ends with "
+        f"this command, and the task with it. Run `grok-imagine generate '{PROMPT}' --sandbox "
+        "--timeout 20` to try again with a longer wait (a new task: this sandbox starts empty)."
+    )
+
+
 def test_case_6_an_https_address_of_a_plain_http_server_is_named(cli):
     plain = cli.sandbox.base_url
     cli.env["APIINONE_BASE_URL"] = plain.replace("http://", "https://")
