@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from ..journal import JournalEntry
     from ..journal.store import JournalStore
 
-PAGE_ROWS = 100
-"""Rows read at a time while looking for the ones to show."""
 HEADER = (
     f"{'row':>5}  {'updated':19}  {'task id':24}  {'state':10}  {'cr':>3}  {'files':>5}  prompt"
 )
@@ -53,8 +51,8 @@ def cmd_tasks(ctx: Context) -> int:
         print(row_line(entry))
     if hidden:
         print(
-            f"{hidden} refused attempt{'s' if hidden != 1 else ''} among these not shown (no "
-            f"task was made, nothing charged or counted): `{PROG} tasks --all` lists them."
+            f"{hidden} refused attempt{'s' if hidden != 1 else ''} not shown (no task was made, "
+            f"nothing charged or counted): `{PROG} tasks --all` lists them."
         )
     if isinstance(journal, SpendLedger):
         _print_spend(journal)
@@ -65,27 +63,15 @@ def cmd_tasks(ctx: Context) -> int:
 def listed_rows(
     journal: JournalStore, limit: int, *, show_all: bool
 ) -> tuple[list[JournalEntry], int]:
-    """The newest ``limit`` rows to list, and how many refused attempts were passed over."""
-    if show_all:
-        return journal.recent(limit), 0
-    if not isinstance(journal, SpendLedger):
-        rows = journal.recent(limit)
-        shown = [e for e in rows if e.state != State.REJECTED]
-        return shown, len(rows) - len(shown)
-    shown, hidden, offset = [], 0, 0
-    while len(shown) < limit:
-        page = journal.page(PAGE_ROWS, offset)
-        for entry in page:
-            if entry.state == State.REJECTED:
-                hidden += 1
-            elif len(shown) < limit:
-                shown.append(entry)
-            else:
-                break
-        if len(page) < PAGE_ROWS:
-            break
-        offset += PAGE_ROWS
-    return shown, hidden
+    """The newest ``limit`` rows to list, and how many refused attempts the journal holds that
+    are not listed (0 with ``show_all``)."""
+    if isinstance(journal, SpendLedger):
+        rows = journal.page(limit, with_rejected=show_all)
+        hidden = 0 if show_all else journal.count() - journal.count(with_rejected=False)
+        return rows, hidden
+    rows = journal.recent(limit)  # a store without paging: its newest rows, filtered here
+    shown = rows if show_all else [e for e in rows if e.state != State.REJECTED]
+    return shown, len(rows) - len(shown)
 
 
 def row_line(entry: JournalEntry) -> str:

@@ -80,6 +80,18 @@ def test_case_1_a_run_that_reused_kept_images_on_a_read_only_home_is_no_error(cl
     assert cli.ledger() == (1, 5)
 
 
+def test_case_1_a_file_that_could_not_be_kept_is_said_once_and_the_run_succeeds(cli):
+    cli.sandbox.faults.download = "not_image"
+    cli.sandbox.faults.download_only_index = 1
+    done = cli.run("generate", PROMPT)
+    assert done.returncode == 0, done.stderr
+    (task_id,) = cli.sandbox.task_ids()
+    said = [line for line in done.stderr.splitlines() if "could not be kept" in line]
+    assert len(said) == 1 and said[0].startswith(f"[t2i 1/1] task {task_id}: 1 of 2 result files")
+    assert not [line for line in done.stderr.splitlines() if line.startswith(("error", "warn"))]
+    assert last_line(done.stderr) == "Done: 1 new (5 credits charged)."
+
+
 def test_case_2_tasks_shows_the_row_resolve_takes(cli):
     cli.sandbox.faults.create_errors = [502]  # a gateway lost the create's answer
     lost = cli.run("generate", PROMPT)
@@ -255,8 +267,8 @@ def test_case_10_refused_attempts_are_hidden_from_tasks_unless_asked(cli):
     lines = listing.stdout.splitlines()
     assert [line.split()[4] for line in lines[1:3]] == ["succeeded", "succeeded"]
     assert lines[3:] == [
-        "3 refused attempts among these not shown (no task was made, nothing charged or "
-        "counted): `grok-imagine tasks --all` lists them.",
+        "3 refused attempts not shown (no task was made, nothing charged or counted): "
+        "`grok-imagine tasks --all` lists them.",
         "Spent today: 17 credits; this month: 17 credits.",
     ]
     everything = cli.run("tasks", "--all").stdout.splitlines()

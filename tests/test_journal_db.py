@@ -719,3 +719,21 @@ def test_owner_of_a_live_other_process(tmp_path):
     assert not owner_mod.ProcessOwner(proc.pid, marker).is_alive() or owner_mod._pid_exists(
         proc.pid
     )
+
+
+def _refused_attempt(journal, identity):
+    """A create the API turned down: the row stays, as 'rejected' (no task, nothing charged)."""
+    with journal.claim(identity) as claim:
+        entry = claim.start_create()
+    journal.mark(entry.id, State.REJECTED, "HTTP 401")
+    return entry
+
+
+def test_a_listing_can_leave_refused_attempts_out(journal):
+    _create(journal, RequestIdentity.text_to_image("p", seed=0), task_id="t0")
+    _refused_attempt(journal, RequestIdentity.text_to_image("p", seed=1))
+    _create(journal, RequestIdentity.text_to_image("p", seed=2), task_id="t2")
+    assert [e.task_id for e in journal.page(10)] == ["t2", None, "t0"]
+    assert [e.task_id for e in journal.page(10, with_rejected=False)] == ["t2", "t0"]
+    assert [e.task_id for e in journal.page(1, 1, with_rejected=False)] == ["t0"]
+    assert (journal.count(), journal.count(with_rejected=False)) == (3, 2)

@@ -852,3 +852,22 @@ def test_stop_removes_only_a_folder_the_tool_made(tmp_path, monkeypatch, given):
     assert pg.main(["stop", given]) == 2
     assert (tmp_path / "work.txt").read_text() == "keep me"
     assert (tmp_path / "not-a-cluster").is_dir()
+
+
+def test_a_shared_listing_can_leave_refused_attempts_out(pg_url):
+    journal = open_mod.open_journal(pg_url, rate=None)
+    try:
+        State, Identity = journal_mod.State, journal_mod.RequestIdentity
+        entries = []
+        for seed in range(3):
+            with journal.claim(Identity.text_to_image(PROMPT, seed=seed)) as claim:
+                entries.append(claim.start_create())
+        journal.record_task_id(entries[0], "t0")
+        journal.mark(entries[1].id, State.REJECTED, "HTTP 401")  # the API turned it down
+        journal.record_task_id(entries[2], "t2")
+        assert [e.task_id for e in journal.page(10)] == ["t2", None, "t0"]
+        assert [e.task_id for e in journal.page(10, with_rejected=False)] == ["t2", "t0"]
+        assert [e.task_id for e in journal.page(1, 1, with_rejected=False)] == ["t0"]
+        assert (journal.count(), journal.count(with_rejected=False)) == (3, 2)
+    finally:
+        journal.close()

@@ -242,20 +242,22 @@ class PgJournal:
         """The newest ``limit`` rows, newest first (the CLI's ``tasks`` view)."""
         return self.page(limit)
 
-    def page(self, limit: int, offset: int = 0) -> list[JournalEntry]:
+    def page(
+        self, limit: int, offset: int = 0, *, with_rejected: bool = True
+    ) -> list[JournalEntry]:
         """``limit`` rows after the newest ``offset``, newest first; reservations (nothing sent
-        yet) are not rows to show."""
+        yet) are not rows to show, nor, without ``with_rejected``, refused attempts."""
         return self._many(
             "list the journal",
-            "WHERE state != %s ORDER BY id DESC LIMIT %s OFFSET %s",
-            (State.RESERVED, int(limit), int(offset)),
+            "WHERE state <> ALL(%s) ORDER BY id DESC LIMIT %s OFFSET %s",
+            (_hidden(with_rejected), int(limit), int(offset)),
         )
 
-    def count(self) -> int:
+    def count(self, *, with_rejected: bool = True) -> int:
         found = self._db.read(
             "count the journal",
-            f"SELECT count(*) FROM {REQUESTS_TABLE} WHERE state != %s",
-            (State.RESERVED,),
+            f"SELECT count(*) FROM {REQUESTS_TABLE} WHERE state <> ALL(%s)",
+            (_hidden(with_rejected),),
         )
         return int(found[0][0])
 
@@ -351,3 +353,8 @@ def _reserve(
         limit=limit,
         insert=lambda ident: rows.insert_attempt(conn, ident, State.RESERVED),
     )
+
+
+def _hidden(with_rejected: bool) -> list[str]:
+    """The states a listing leaves out: reservations always, refused attempts unless asked."""
+    return [State.RESERVED] if with_rejected else [State.RESERVED, State.REJECTED]

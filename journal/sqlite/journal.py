@@ -345,14 +345,19 @@ class Journal:
         """The newest ``limit`` rows, newest first (the CLI's ``tasks`` view)."""
         return self.page(limit)
 
-    def page(self, limit: int, offset: int = 0) -> list[JournalEntry]:
+    def page(
+        self, limit: int, offset: int = 0, *, with_rejected: bool = True
+    ) -> list[JournalEntry]:
         """``limit`` rows after the newest ``offset``, newest first (the panel's pages);
-        reservations (nothing sent yet) are not rows to show."""
+        reservations (nothing sent yet) are not rows to show, nor, without ``with_rejected``,
+        refused attempts (no task, nothing charged)."""
+        hidden = _hidden(with_rejected)
         return self._db.execute(
             lambda c: rows.entries(
                 c,
-                "WHERE state != ? ORDER BY id DESC LIMIT ? OFFSET ?",
-                (State.RESERVED, int(limit), int(offset)),
+                f"WHERE state NOT IN ({', '.join('?' * len(hidden))})"
+                " ORDER BY id DESC LIMIT ? OFFSET ?",
+                (*hidden, int(limit), int(offset)),
             )
         )
 
@@ -362,11 +367,14 @@ class Journal:
             lambda c: rows.entries(c, "WHERE state = ? ORDER BY id DESC", (State.UNCERTAIN,))
         )
 
-    def count(self) -> int:
-        """How many rows ``recent`` pages through."""
+    def count(self, *, with_rejected: bool = True) -> int:
+        """How many rows ``page`` pages through."""
+        hidden = _hidden(with_rejected)
         return self._db.execute(
             lambda c: c.execute(
-                "SELECT count(*) FROM requests WHERE state != ?", (State.RESERVED,)
+                f"SELECT count(*) FROM requests WHERE state NOT IN "
+                f"({', '.join('?' * len(hidden))})",
+                hidden,
             ).fetchone()[0]
         )
 
@@ -392,3 +400,8 @@ class Journal:
             ).rowcount
 
         return self.entry(entry_id) if self._db.execute(work) else None
+
+
+def _hidden(with_rejected: bool) -> tuple[str, ...]:
+    """The states a listing leaves out: reservations always, refused attempts unless asked."""
+    return (State.RESERVED,) if with_rejected else (State.RESERVED, State.REJECTED)
