@@ -2,9 +2,11 @@
 
 Without this, Python prints a library's warnings bare, with tracebacks, and an error object in a
 record in its ComfyUI words. Here a warning is one ``warning: ...`` line; an error object in a
-record is worded with ``Surface.CLI``; a traceback becomes its last line. The journal's refusal
-to keep paid work on this disk (logged once when it opens) is not printed but kept: the command
-reports it itself, as an error if it stops the run, else as one warning at the end.
+record is worded with ``Surface.CLI``; a traceback becomes its last line; a warning logged for a
+run event the progress display shows anyway (``events.LOGGED_EVENT``) is not said twice. The
+journal's refusal to keep paid work on this disk (logged once when it opens) is not printed but
+kept: the command reports it itself, as an error if it stops the run, else as one warning at the
+end.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..api import errors
+from ..journal import events
 from ..journal.durability import StorageUnavailableError
 
 
@@ -24,6 +27,8 @@ class CliLogHandler(logging.Handler):
         self.storage_refusals: list[StorageUnavailableError] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, events.LOGGED_EVENT, None) is not None:
+            return  # the progress display says the event itself
         args = record.args if isinstance(record.args, tuple) else ()
         refusals = [a for a in args if isinstance(a, StorageUnavailableError)]
         if refusals:

@@ -153,6 +153,11 @@ RunEvent = (
 )
 
 
+LOGGED_EVENT = "grok_imagine_event"
+"""The log record attribute (``extra``) that carries the event a warning was logged for: a caller
+that shows the events itself (the CLI) leaves those records out instead of saying it twice."""
+
+
 _STATE_WORDS = {
     TaskState.QUEUED: "queued",
     TaskState.RUNNING: "running",

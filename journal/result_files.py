@@ -217,13 +217,13 @@ def _outcome(
     if lost:
         # Paid images that did arrive are never withheld because a sibling cannot be had.
         event = events.FilesLost(task_id, len(lost), len(urls), lost[min(lost)])
-        logger.warning("%s", events.describe(event))
+        logger.warning("%s", events.describe(event), extra={events.LOGGED_EVENT: event})
         emit(hooks, event)
     if unkept:
         not_kept = events.FilesNotKept(
             task_id, len(unkept), len(urls), files.task_dir(task_id), unkept[min(unkept)]
         )
-        logger.warning("%s", events.describe(not_kept))
+        logger.warning("%s", events.describe(not_kept), extra={events.LOGGED_EVENT: not_kept})
         emit(hooks, not_kept)
     kept = [path for path in paths if isinstance(path, Path)]
     sources = tuple(path for path in paths if path is not None) if unkept else ()
