@@ -1,4 +1,5 @@
-"""What a running node tells ComfyUI, and how it hears Cancel: all no-ops outside ComfyUI.
+"""What a running node tells ComfyUI (its status, its progress bar), and how it hears Cancel: all
+no-ops outside ComfyUI.
 
 ComfyUI's modules (``server``, ``comfy.utils``, ``comfy.model_management``) are looked up only
 when ComfyUI has loaded them (``folder_paths`` in ``sys.modules``), never imported otherwise, so
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 _test_interrupt = threading.Event()
 _NO_MARKUP = str.maketrans({"<": "\u2039", ">": "\u203a"})
+STATUS_EVENT = "grok_imagine_status"
+"""The websocket message a node's status travels in (the frontend listens for it by name)."""
 
 
 class Interrupted(Exception):
@@ -100,24 +103,23 @@ class NodeHooks:
 
     # -- what the user sees --------------------------------------------------------------------
 
-    def text(self, message: str) -> None:
-        """Replace the node's progress text (ComfyUI shows it under the node).
+    def status(self, status: dict[str, Any]) -> None:
+        """Send the node's status (``status_board``'s structure) to the frontend, which words it
+        and keeps it on the node (``web/js/grok_imagine_status.js``).
 
-        The frontend puts this text into the page as HTML (``v-html``), and parts of it come
-        from the server (failure reasons): angle brackets are swapped for look-alikes so it
-        can never become markup.
+        Parts of it come from the server (failure reasons, paths): angle brackets are swapped for
+        look-alikes, so no frontend or extension that puts it into a page can make markup of it.
         """
         if self.node_id is None:
             return
-        message = message.translate(_NO_MARKUP)
         server = _comfy_module("server")
         instance = getattr(getattr(server, "PromptServer", None), "instance", None)
         if instance is None:
             return
         try:
-            instance.send_progress_text(message, self.node_id)
+            instance.send_sync(STATUS_EVENT, _no_markup({**status, "node": self.node_id}))
         except Exception:
-            logger.debug("progress text not delivered", exc_info=True)
+            logger.debug("status not delivered", exc_info=True)
 
     def progress(self, value: float) -> None:
         """Move the node's progress bar to ``value`` of ``total``."""
@@ -148,6 +150,17 @@ class NodeHooks:
                     except Exception:
                         logger.debug("no progress bar", exc_info=True)
             return self._bar
+
+
+def _no_markup(value: Any) -> Any:
+    """``value`` with every string's angle brackets swapped for look-alikes."""
+    if isinstance(value, str):
+        return value.translate(_NO_MARKUP)
+    if isinstance(value, dict):
+        return {key: _no_markup(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_no_markup(item) for item in value]
+    return value
 
 
 def _raise_interrupt_flag_again() -> None:

@@ -1,13 +1,13 @@
 """What every Grok node does around its paid work: one place, so the three nodes stay declarations.
 
-``run_node`` is the one entry point: a node hands it its title, its node id and a plan (the
+``run_node`` is the one entry point: a node hands it its type, its node id and a plan (the
 input checks plus one job per task), and gets back the IMAGE batch, task ids and URLs. It
 
 * builds the journal-backed ``TaskRunner`` on ComfyUI's folders (``comfy_paths``) with a client
   made only when an API call is needed, so a missing key costs nothing until then;
 * runs the blocking work on a worker thread (``asyncio.to_thread``), so independent Grok nodes
   in one graph wait concurrently, and several tasks of one node in a small thread pool;
-* shows live status text (state, elapsed seconds, task id, credits) and a progress bar;
+* shows a live status (state, elapsed seconds, task id, credits) and a progress bar;
 * hears Cancel every 0.1 s and stops the node at once, leaving the task running server-side:
   the journal picks it up again on the next queue, so Cancel never throws away a paid result;
 * turns every failure into one readable line for ComfyUI's error dialog.
@@ -30,6 +30,7 @@ from ..api import errors
 from ..journal import events
 from ..journal.jobs import run_jobs
 from . import comfy_hooks, comfy_paths
+from .phrases import Part
 from .result_images import ResultImages
 from .status_board import StatusBoard
 
@@ -52,7 +53,8 @@ STATUS_REFRESH_S = 1.0
 class Job:
     """One task of a node: its label on the status board, and the runner call that does it."""
 
-    label: str
+    label: Part | None
+    """The task's name on its status line (None for a node's only task)."""
     run: Callable[[TaskRunner, RunHooks], TaskResult]
     request: Callable[[TaskRunner], RequestIdentity] | None = None
     """The paid request the job may create (None: free work), so the run's credits can be set
@@ -70,7 +72,7 @@ class NodeOutput:
 
 
 async def run_node(
-    title: str, node_id: str | None, plan: Callable[[], Sequence[Job]]
+    node_type: str, node_id: str | None, plan: Callable[[], Sequence[Job]]
 ) -> NodeOutput:
     """Check the inputs (``plan`` raises ``errors.GrokError`` on bad ones), then run every job on
     a worker thread with live status, Cancel and one-line errors; see the module doc."""
@@ -80,7 +82,7 @@ async def run_node(
     except errors.GrokError as exc:
         raise as_node_error(exc, hooks) from exc
     hooks.total = 100 * len(jobs)
-    board = StatusBoard(title, hooks, [job.label for job in jobs])
+    board = StatusBoard(node_type, hooks, [job.label for job in jobs])
 
     def work() -> NodeOutput:
         runner = make_runner()
@@ -272,10 +274,9 @@ def collect(
     succeeded = [(i, o) for i, o in enumerate(outcomes) if not isinstance(o, BaseException)]
     batch, skipped = images.finish(succeeded)
     for _, exc in skipped:
-        text = f"left out of the output: {errors.exception_line(exc)}"
-        logger.warning("Grok Imagine: %s", text)
+        logger.warning("Grok Imagine: left out of the output: %s", errors.exception_line(exc))
         if board is not None:
-            board.add_warning(text)
+            board.add_warning(exc)
     return NodeOutput(
         images=batch,
         task_ids="\n".join(result.task_id for result in results),

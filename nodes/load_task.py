@@ -60,5 +60,5 @@ class GrokImagineLoadTask:
     async def load(self, task_id: str, unique_id: str | None = None) -> tuple[Any, str, str]:
         from . import execution, plans
 
-        out = await execution.run_node(self.DISPLAY_NAME, unique_id, partial(plans.load, task_id))
+        out = await execution.run_node(type(self).__name__, unique_id, partial(plans.load, task_id))
         return (out.images, out.task_ids, out.urls)

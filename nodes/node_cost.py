@@ -15,6 +15,7 @@ class NodeCost:
     credits: int
     """Credits per counted unit (0: the node is free)."""
     per: str | None = None
-    """What one unit is, as the badge says it ("task", "task id")."""
+    """What one unit is ("task", "task_id"): the badge words it from ``grokImagine.badge.per``
+    in the locale files."""
     counted_by: str | None = None
     """The input that counts the units; None for a flat price."""

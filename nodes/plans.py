@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..api import validation
 from ..api.task import DEFAULT_TASK_TIMEOUT_S
 from .execution import Job
+from .phrases import phrase
 
 
 def text_to_image(
@@ -25,7 +26,7 @@ def text_to_image(
 
     def job(index: int) -> Job:
         return Job(
-            f"task {index + 1}/{count}" if count > 1 else "",
+            phrase("status.label.task", index=index + 1, count=count) if count > 1 else None,
             lambda runner, hooks: runner.text_to_image(
                 text, aspect_ratio=ratio, seed=seed, index=index, timeout=timeout, hooks=hooks
             ),
@@ -39,7 +40,7 @@ def text_to_image(
 def upscale(task_ids: str) -> list[Job]:
     def job(source: str) -> Job:
         return Job(
-            f"upscale of {source}",
+            phrase("status.label.upscale", source=source),
             lambda runner, hooks: runner.upscale(
                 source, timeout=DEFAULT_TASK_TIMEOUT_S, hooks=hooks
             ),
@@ -55,7 +56,9 @@ def load(task_ids: str) -> list[Job]:
 
     def job(position: int, task_id: str) -> Job:
         return Job(
-            f"task {position + 1}/{len(ids)}" if len(ids) > 1 else "",
+            phrase("status.label.task", index=position + 1, count=len(ids))
+            if len(ids) > 1
+            else None,
             lambda runner, hooks: runner.load(task_id, timeout=DEFAULT_TASK_TIMEOUT_S, hooks=hooks),
         )
 

@@ -123,5 +123,5 @@ class GrokImagineTextToImage:
         from . import execution, plans
 
         plan = partial(plans.text_to_image, prompt, seed, aspect_ratio, parallel_tasks, timeout)
-        out = await execution.run_node(self.DISPLAY_NAME, unique_id, plan)
+        out = await execution.run_node(type(self).__name__, unique_id, plan)
         return (out.images, out.task_ids, out.urls)

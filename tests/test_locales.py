@@ -13,12 +13,14 @@ import pytest
 from locale_catalog import ENGLISH_NODE_DEFS, LOCALES_DIR, dumps, node_defs
 from support import PACK_DIR, pack
 
-SETTINGS_JS = PACK_DIR / "web" / "js" / "grok_imagine_settings.js"
+WEB_JS = PACK_DIR / "web" / "js"
+SETTINGS_JS = WEB_JS / "grok_imagine_settings.js"
+PANEL_JS = WEB_JS / "grok_imagine_panel.js"
 FILES = ("main.json", "nodeDefs.json", "settings.json")  # those ComfyUI's /i18n route merges
 LANGUAGES = sorted(p.name for p in LOCALES_DIR.iterdir() if p.is_dir())
 TRANSLATIONS = [language for language in LANGUAGES if language != "en"]
 # English words a translation keeps as they are (product names).
-KEPT_AS_IS = {("settingsCategories", "Grok Imagine")}
+KEPT_AS_IS = {("settingsCategories", "Grok Imagine"), ("grokImagine", "panel", "tabTitle")}
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -32,6 +34,12 @@ def leaves(tree: dict[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[t
             yield from leaves(value, (*path, key))
         else:
             yield (*path, key), value
+
+
+def words(template: str) -> str:
+    """A message's own words: its text without placeholders, separators and punctuation (a
+    message that is only a layout, such as "{title} · {seconds} s" less its unit, has none)."""
+    return re.sub(r"[^A-Za-z]+", "", re.sub(r"\{\w+\}", "", template))
 
 
 def settings_js_english() -> dict[str, str]:
@@ -58,15 +66,32 @@ def test_english_node_catalog_is_what_the_nodes_declare() -> None:
     )
 
 
+def panel_js_setting() -> dict[str, str]:
+    """The daily limit entry's id, name and tooltip as grok_imagine_panel.js registers it."""
+    source = PANEL_JS.read_text(encoding="utf-8")
+    found = re.search(
+        r'id: "([^"]+)",.*?name: "([^"]+)",\s*tooltip:\s*((?:"[^"]*"\s*\+?\s*|`[^`]*`\s*)+),',
+        source,
+        re.S,
+    )
+    assert found, "the limit entry's declaration in grok_imagine_panel.js was not found"
+    env = re.search(r'const ENV_VAR = "([^"]+)"', source).group(1)
+    pieces = re.findall(r'"([^"]*)"|`([^`]*)`', found.group(3))
+    tooltip = "".join(a or b for a, b in pieces).replace("${ENV_VAR}", env)
+    return {"id": found.group(1), "name": found.group(2), "tooltip": tooltip}
+
+
 def test_english_settings_words_are_the_settings_entrys_own() -> None:
     english = settings_js_english()
     setting_id = re.search(r'const SETTING_ID = "([^"]+)"', SETTINGS_JS.read_text()).group(1)
+    limit = panel_js_setting()
     # The frontend looks settings up with the id's dots made underscores.
     assert catalog("en", "settings.json") == {
         setting_id.replace(".", "_"): {
             "name": english["settingName"],
             "tooltip": english["settingTooltip"],
-        }
+        },
+        limit["id"].replace(".", "_"): {"name": limit["name"], "tooltip": limit["tooltip"]},
     }
     entry = {k: v for k, v in english.items() if not k.startswith("setting")}
     assert catalog("en", "main.json")["grokImagine"]["keyEntry"] == entry
@@ -81,7 +106,7 @@ def test_a_translation_translates_everything_and_keeps_the_facts(language: str, 
     for path, text in translated.items():
         source = english[path]
         assert isinstance(text, str) and text.strip(), (language, name, path)
-        if path in KEPT_AS_IS:
+        if path in KEPT_AS_IS or not words(source):
             continue
         assert text != source, f"{language}/{name} {'.'.join(path)} is still English"
         # Prices, limits and placeholders must survive translation (5 credits, 5000, {tail}).
@@ -102,3 +127,42 @@ def test_the_registry_archive_and_pip_ship_the_locales() -> None:
     pyproject = (PACK_DIR / "pyproject.toml").read_text()
     assert '"locales/*/*.json"' in pyproject
     assert all(Path(LOCALES_DIR / language).is_dir() for language in LANGUAGES)
+
+
+def english_keys() -> set[str]:
+    tree = catalog("en", "main.json")["grokImagine"]
+    keys = {".".join(path) for path, _ in leaves(tree)}
+    return keys | {re.sub(r"_(one|other)$", "", key) for key in keys}
+
+
+def keys_used() -> set[str]:
+    """Every message key the pack's code names literally (Python phrases, JS say())."""
+    used = set()
+    for path in (*(PACK_DIR / "nodes").glob("*.py"), *WEB_JS.glob("*.js")):
+        text = path.read_text(encoding="utf-8")
+        prefix = "keyEntry." if path == SETTINGS_JS else ""  # the key entry's own say()
+        used |= {prefix + key for key in re.findall(r'\b(?:phrase|say)\(\s*"([\w.]+)"', text)}
+    return used
+
+
+def test_every_message_the_code_names_is_in_english() -> None:
+    used = keys_used()
+    assert {"status.cost.free", "advice.raiseLimit", "panel.fetch", "badge.free"} <= used
+    assert used - english_keys() == set()
+
+
+def test_every_state_and_outcome_and_unit_has_its_message() -> None:
+    from support import submodule
+
+    event_phrases = submodule("nodes.event_phrases")
+    keys = english_keys()
+    for name in event_phrases._STATES.values():
+        assert f"status.state.{name}" in keys
+    for name in event_phrases._OUTCOMES.values():
+        assert f"status.outcome.{name}" in keys
+    for node in pack.NODE_CLASS_MAPPINGS.values():
+        if node.COST.per:
+            assert f"badge.per.{node.COST.per}" in keys
+    states = ("reserved", "creating", "uncertain", "rejected", "queued", "running", "succeeded")
+    for state in (*states, "failed"):
+        assert f"panel.state.{state}" in keys

@@ -1,4 +1,4 @@
-"""The nodes inside a stand-in ComfyUI: progress text, progress bar, Cancel, folders.
+"""The nodes inside a stand-in ComfyUI: status, progress bar, Cancel, folders.
 
 The stand-in provides just the names the pack looks up (``folder_paths``, ``server.PromptServer``,
 ``comfy.utils.ProgressBar``, ``comfy.model_management``) and behaves like ComfyUI 0.3.x where it
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from support import pack, submodule
 from support.keys import TEST_KEY
+from support.status_text import status_text
 
 execution = submodule("nodes.execution")
 comfy_hooks = submodule("nodes.comfy_hooks")
@@ -38,7 +39,7 @@ class FakeComfyUI:
     def __init__(self, root: Path) -> None:
         self.user_dir = root / "user"
         self.output_dir = root / "output"
-        self.texts: list[tuple[str, str]] = []
+        self.statuses: list[dict] = []
         self.bars: list[tuple[int, int, str | None]] = []
         self.interrupted = False
         self._lock = threading.Lock()
@@ -53,9 +54,10 @@ class FakeComfyUI:
         class PromptServer:
             instance = None
 
-            def send_progress_text(self, text, node_id, sid=None):
+            def send_sync(self, event, data, sid=None):
+                assert event == comfy_hooks.STATUS_EVENT
                 with fake._lock:
-                    fake.texts.append((node_id, text))
+                    fake.statuses.append(data)
 
         PromptServer.instance = PromptServer()
         server = types.ModuleType("server")
@@ -102,8 +104,9 @@ class FakeComfyUI:
         }
 
     def texts_for(self, node_id: str) -> list[str]:
+        """What an English UI shows on the node, status by status."""
         with self._lock:
-            return [text for node, text in self.texts if node == node_id]
+            return [status_text(s) for s in self.statuses if s["node"] == node_id]
 
 
 @pytest.fixture
@@ -352,10 +355,11 @@ def test_event_loop_cancelling_the_node_stops_its_worker(plain, grok):
     assert sb.task_ids() == [task_id]
 
 
-def test_progress_text_can_never_become_markup(comfy):
-    """ComfyUI's frontend inserts progress text as HTML; server-made parts must stay text."""
+def test_status_text_can_never_become_markup(comfy):
+    """Server-made parts of the status (failure reasons) must stay text wherever it is shown."""
     hooks = comfy_hooks.NodeHooks("9")
-    hooks.text('failed · <img src=x onerror="alert(1)"> & <script>')
+    reason = 'failed · <img src=x onerror="alert(1)"> & <script>'
+    hooks.status({"nodeType": "GrokImagineLoadTask", "seconds": 1, "refusal": reason})
     (sent,) = comfy.texts_for("9")
     assert "<" not in sent and ">" not in sent
     assert "img src=x" in sent
@@ -363,7 +367,7 @@ def test_progress_text_can_never_become_markup(comfy):
 
 def test_hooks_are_silent_outside_comfyui(plain):
     hooks = comfy_hooks.NodeHooks("9")
-    hooks.text("nothing to show it")
+    hooks.status({"seconds": 0})
     hooks.progress(50)
     assert not hooks.cancelled()
     assert isinstance(comfy_hooks.interrupt_exception(), comfy_hooks.Interrupted)

@@ -29,6 +29,7 @@ from support.reliability import (
     pointer_row,
     wait_until,
 )
+from support.status_text import status_text
 
 errors = submodule("api.errors")
 durability = submodule("journal.durability")
@@ -208,7 +209,9 @@ def test_disk_full_after_the_create_through_the_node(sandbox_factory, tmp_path, 
         sb.faults.create_response_delay = 1.0  # the disk is full before the answer comes
         texts: list[str] = []
         monkeypatch.setattr(
-            submodule("nodes.comfy_hooks").NodeHooks, "text", lambda self, t: texts.append(t)
+            submodule("nodes.comfy_hooks").NodeHooks,
+            "status",
+            lambda self, status: texts.append(status_text(status)),
         )
 
         # A reserve big enough for the task id's write, too small for an image: what it gives

@@ -10,9 +10,13 @@
 //
 // The limit entry (Settings > Grok Imagine) stores the value on the server, in a settings file
 // beside the key file (never comfy.settings.json), because the runner enforces it there.
+//
+// Every word comes from the locale files (grokImagine.panel, grokImagine.limitEntry), in the UI
+// language; a journal row's prompt, model and task id are shown as they are.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { controlClasses } from "./grok_imagine_controls.js";
+import { loadWords, say } from "./grok_imagine_i18n.js";
 
 const TAB_ID = "grok-imagine";
 const PAGE_SIZE = 50;
@@ -24,7 +28,7 @@ async function callRoute(path, options = {}) {
   try {
     response = await api.fetchApi(path, { cache: "no-store", ...options });
   } catch (error) {
-    throw new Error("Could not reach the ComfyUI server.");
+    throw new Error(say("panel.unreachable"));
   }
   let body = null;
   try {
@@ -97,7 +101,7 @@ async function copyText(text) {
     document.execCommand("copy");
     area.remove();
   }
-  toast("success", "Grok Imagine", `Task id ${text} copied.`);
+  toast("success", "Grok Imagine", say("panel.copied", { taskId: text }));
 }
 
 export function addLoadTaskNode(taskId) {
@@ -125,16 +129,16 @@ export function addLoadTaskNode(taskId) {
 function openImages(row) {
   // One tab with every kept image (a popup blocker lets one window through, not six).
   const tab = window.open("", "_blank");
-  if (!tab) return toast("warn", "Grok Imagine", "The browser blocked the new tab.");
+  if (!tab) return toast("warn", "Grok Imagine", say("panel.popupBlocked"));
   const doc = tab.document;
-  doc.title = `Grok Imagine task ${row.task_id}`;
+  doc.title = say("panel.imagesTitle", { taskId: row.task_id });
   doc.body.style.cssText = "margin:0;background:#111;display:flex;flex-wrap:wrap;gap:8px;padding:8px;";
   for (const file of row.files) {
     const link = doc.createElement("a");
     link.href = api.apiURL(file.url);
     const img = doc.createElement("img");
     img.src = link.href;
-    img.alt = `Image ${file.index + 1} of task ${row.task_id}`;
+    img.alt = say("panel.imageAlt", { index: file.index + 1, taskId: row.task_id });
     img.style.cssText = "max-width:48vw;max-height:90vh;";
     link.append(img);
     doc.body.append(link);
@@ -145,8 +149,8 @@ function resolveBox(row, refresh) {
   const input = el("input", {
     type: "text",
     class: "p-inputtext p-component",
-    placeholder: "task id from the dashboard",
-    "aria-label": `Task id for the lost create of row ${row.id}`,
+    placeholder: say("panel.resolvePlaceholder"),
+    "aria-label": say("panel.resolveLabel", { row: row.id }),
     "data-testid": "grok-imagine-resolve-input",
     style: "flex:1 1 8rem;min-width:0;max-width:100%;box-sizing:border-box;font-size:0.8em;padding:2px 4px;",
   });
@@ -156,23 +160,23 @@ function resolveBox(row, refresh) {
       toast("success", "Grok Imagine", done);
       refresh();
     } catch (error) {
-      toast("error", "Grok Imagine: not resolved", error.message);
+      toast("error", say("panel.notResolved"), error.message);
     }
   };
-  const fetchIt = button("Fetch", "grok-imagine-resolve-fetch", () => {
+  const fetchIt = button(say("panel.fetch"), "grok-imagine-resolve-fetch", () => {
     const taskId = input.value.trim();
-    if (!taskId) return toast("warn", "Grok Imagine", "Paste the task id first.");
-    submit({ entry: row.id, task_id: taskId }, `Task ${taskId} fetched and kept.`);
+    if (!taskId) return toast("warn", "Grok Imagine", say("panel.pasteFirst"));
+    submit({ entry: row.id, task_id: taskId }, say("panel.fetched", { taskId }));
   });
-  const notCreated = button("Not created", "grok-imagine-resolve-not-created", () =>
-    submit({ entry: row.id, not_created: true }, `Row ${row.id} marked as not created.`),
+  const notCreated = button(say("panel.notCreated"), "grok-imagine-resolve-not-created", () =>
+    submit({ entry: row.id, not_created: true }, say("panel.markedNotCreated", { row: row.id })),
   );
   return el(
     "div",
     { style: "display:flex;gap:4px;align-items:center;flex-wrap:wrap;margin-top:4px;" },
     el("span", {
       style: "font-size:0.8em;",
-      text: "The answer to this create was lost; it may have been charged.",
+      text: say("panel.lost"),
     }),
     input,
     fetchIt,
@@ -185,10 +189,10 @@ function taskRow(row, refresh) {
   const thumb = first
     ? el(
         "a",
-        { href: api.apiURL(first.url), target: "_blank", rel: "noopener", title: "Open the kept image" },
+        { href: api.apiURL(first.url), target: "_blank", rel: "noopener", title: say("panel.openImage") },
         el("img", {
           src: api.apiURL(first.thumbnail),
-          alt: `Kept image of task ${row.task_id}`,
+          alt: say("panel.thumbnailAlt", { taskId: row.task_id }),
           loading: "lazy",
           style: "width:56px;height:56px;object-fit:cover;border-radius:4px;",
         }),
@@ -196,30 +200,27 @@ function taskRow(row, refresh) {
     : el("div", { style: "width:56px;height:56px;border-radius:4px;background:rgba(127,127,127,0.2);" });
   const what =
     row.kind === "upscale"
-      ? `upscale of ${row.source_task_id}`
+      ? say("panel.upscaleOf", { source: row.source_task_id })
       : row.kind === "loaded"
-        ? "loaded by id"
+        ? say("panel.loadedById")
         : `${row.prompt}${row.prompt_truncated ? "…" : ""}`;
   const actions = el("div", { style: "display:flex;gap:2px;flex-wrap:wrap;" });
   if (row.task_id) {
     actions.append(
-      button("Copy id", "grok-imagine-copy-id", () => copyText(row.task_id), {
-        ariaLabel: `Copy task id ${row.task_id}`,
+      button(say("panel.copyId"), "grok-imagine-copy-id", () => copyText(row.task_id), {
+        ariaLabel: say("panel.copyIdLabel", { taskId: row.task_id }),
       }),
-      button("Add Load Task", "grok-imagine-add-load-task", () => addLoadTaskNode(row.task_id), {
-        ariaLabel: `Add a Grok Load Task node for ${row.task_id}`,
-        title: "Add a Grok Load Task node for this task (free to run)",
+      button(say("panel.addLoadTask"), "grok-imagine-add-load-task", () => addLoadTaskNode(row.task_id), {
+        ariaLabel: say("panel.addLoadTaskLabel", { taskId: row.task_id }),
+        title: say("panel.addLoadTaskTitle"),
       }),
     );
   }
   if (row.files.length) {
     actions.append(
-      button(
-        `Open ${row.files.length} image${row.files.length === 1 ? "" : "s"}`,
-        "grok-imagine-open",
-        () => openImages(row),
-        { ariaLabel: `Open the kept images of ${row.task_id}` },
-      ),
+      button(say("panel.open", { count: row.files.length }), "grok-imagine-open", () => openImages(row), {
+        ariaLabel: say("panel.openLabel", { taskId: row.task_id }),
+      }),
     );
   }
   return el(
@@ -242,12 +243,17 @@ function taskRow(row, refresh) {
       }),
       el("div", {
         style: "font-size:0.8em;opacity:0.8;",
-        text: `${row.model || "?"} · ${row.state} · ${row.credits} cr · ${when(row.created_at)}`,
+        text: say("panel.meta", {
+          model: row.model || "?",
+          state: { key: `panel.state.${row.state}`, params: {} },
+          credits: row.credits,
+          when: when(row.created_at),
+        }),
       }),
       el("div", {
         style: "font-size:0.8em;font-family:monospace;opacity:0.8;",
         "data-testid": "grok-imagine-task-id",
-        text: row.task_id || "no task id",
+        text: row.task_id || say("panel.noTaskId"),
       }),
       actions,
       row.state === "uncertain" ? resolveBox(row, refresh) : null,
@@ -260,8 +266,8 @@ function renderPanel(container) {
   const totals = el("div", { "data-testid": "grok-imagine-totals", style: "font-size:0.9em;", text: "…" });
   const list = el("ul", { "data-testid": "grok-imagine-task-list", style: "list-style:none;margin:0;padding:0;" });
   const pageInfo = el("span", { style: "font-size:0.8em;opacity:0.8;" });
-  const newer = button("Newer", "grok-imagine-newer", () => show(Math.max(0, offset - PAGE_SIZE)));
-  const older = button("Older", "grok-imagine-older", () => show(offset + PAGE_SIZE));
+  const newer = button(say("panel.newer"), "grok-imagine-newer", () => show(Math.max(0, offset - PAGE_SIZE)));
+  const older = button(say("panel.older"), "grok-imagine-older", () => show(offset + PAGE_SIZE));
   const refresh = () => show(offset);
   const header = el(
     "div",
@@ -269,8 +275,8 @@ function renderPanel(container) {
     el(
       "div",
       { style: "display:flex;justify-content:space-between;align-items:center;" },
-      el("strong", { text: "Grok Imagine tasks" }),
-      button("Refresh", "grok-imagine-refresh", refresh),
+      el("strong", { text: say("panel.heading") }),
+      button(say("panel.refresh"), "grok-imagine-refresh", refresh),
     ),
     totals,
     el("div", { style: "display:flex;gap:4px;align-items:center;" }, newer, pageInfo, older),
@@ -288,21 +294,23 @@ function renderPanel(container) {
     try {
       page = await callRoute(`/grok_imagine/tasks?offset=${at}&limit=${PAGE_SIZE}`);
     } catch (error) {
-      totals.textContent = `Could not read the journal: ${error.message}`;
+      totals.textContent = say("panel.unreadable", { reason: error.message });
       return;
     }
     offset = page.offset;
-    const limit =
-      page.limit_error
-        ? ` (daily limit unreadable: ${page.limit_error})`
-        : page.daily_limit != null
-          ? ` of ${page.daily_limit} (daily limit${page.limit_source === "env" ? `, ${ENV_VAR}` : ""})`
-          : "";
-    totals.textContent = `Today: ${page.spent_today} credits${limit} · This month: ${page.spent_month} credits`;
+    const limit = page.limit_error
+      ? say("panel.limitUnreadable", { reason: page.limit_error })
+      : page.daily_limit != null
+        ? say(page.limit_source === "env" ? "panel.limitOfEnv" : "panel.limitOf", {
+            limit: page.daily_limit,
+            envVar: ENV_VAR,
+          })
+        : "";
+    totals.textContent = say("panel.totals", { today: page.spent_today, limit, month: page.spent_month });
     list.replaceChildren(...page.rows.map((row) => taskRow(row, refresh)));
-    if (!page.rows.length) list.append(el("li", { style: "padding:8px;opacity:0.8;", text: "No tasks yet." }));
+    if (!page.rows.length) list.append(el("li", { style: "padding:8px;opacity:0.8;", text: say("panel.noTasks") }));
     const last = Math.min(page.total, offset + page.rows.length);
-    pageInfo.textContent = page.total ? `${offset + 1}–${last} of ${page.total}` : "";
+    pageInfo.textContent = page.total ? say("panel.pageInfo", { first: offset + 1, last, total: page.total }) : "";
     newer.disabled = offset === 0;
     older.disabled = last >= page.total;
   }
@@ -323,42 +331,43 @@ function renderLimitEntry() {
   const status = el("span", {
     "data-testid": "grok-imagine-limit-status",
     style: "font-size:0.9em;opacity:0.85;max-width:22rem;text-align:right;",
-    text: "checking…",
+    text: say("limitEntry.checking"),
   });
   const input = el("input", {
     type: "number",
     min: "0",
     step: "1",
     class: controlClasses().input,
-    placeholder: "no limit",
-    "aria-label": "Grok Imagine daily credit limit",
+    placeholder: say("limitEntry.placeholder"),
+    "aria-label": say("limitEntry.inputLabel"),
     "data-testid": "grok-imagine-limit-input",
     style: "width:8rem;",
   });
   const showStatus = (info) => {
     if (info.limit_source === "env") {
-      status.textContent = `${info.daily_limit} credits a day, set by ${ENV_VAR} (it wins over this entry)`;
+      status.textContent = say("limitEntry.perDayEnv", { limit: info.daily_limit, envVar: ENV_VAR });
     } else {
-      status.textContent = info.daily_limit == null ? "no limit" : `${info.daily_limit} credits a day`;
+      status.textContent =
+        info.daily_limit == null ? say("limitEntry.noLimit") : say("limitEntry.perDay", { limit: info.daily_limit });
       input.value = info.daily_limit == null ? "" : String(info.daily_limit);
     }
   };
-  const save = button("Save", "grok-imagine-limit-save", async () => {
+  const save = button(say("limitEntry.save"), "grok-imagine-limit-save", async () => {
     const text = input.value.trim();
     if (text && !/^\d+$/.test(text)) {
-      return toast("warn", "Grok Imagine", "The limit is a whole number of credits (empty: no limit).");
+      return toast("warn", "Grok Imagine", say("limitEntry.wholeNumber"));
     }
     try {
       showStatus(await postJson("/grok_imagine/limit", { limit: text ? Number(text) : null }));
-      toast("success", "Grok Imagine", text ? `Daily limit: ${text} credits.` : "Daily limit removed.");
+      toast("success", "Grok Imagine", text ? say("limitEntry.saved", { limit: text }) : say("limitEntry.removed"));
     } catch (error) {
-      toast("error", "Grok Imagine: limit not saved", error.message);
+      toast("error", say("limitEntry.notSaved"), error.message);
     }
   }, { variant: "primary" });
   callRoute("/grok_imagine/limit")
     .then(showStatus)
     .catch((error) => {
-      status.textContent = `unknown (${error.message})`;
+      status.textContent = say("limitEntry.unknown", { reason: error.message });
     });
   return el(
     "div",
@@ -389,11 +398,12 @@ app.registerExtension({
   async setup() {
     const manager = app.extensionManager;
     if (!manager || typeof manager.registerSidebarTab !== "function") return;
+    await loadWords();
     manager.registerSidebarTab({
       id: TAB_ID,
       icon: "pi pi-images",
-      title: "Grok Imagine",
-      tooltip: "Grok Imagine: paid tasks and spending",
+      title: say("panel.tabTitle"),
+      tooltip: say("panel.tabTooltip"),
       type: "custom",
       render: (container) => {
         if (cleanup) cleanup();

@@ -12,6 +12,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { controlClasses } from "./grok_imagine_controls.js";
+import { localeChain } from "./grok_imagine_i18n.js";
 
 const SETTING_ID = "GrokImagine.ApiKey";
 const ROUTE = "/grok_imagine/key";
@@ -42,27 +43,13 @@ const ENGLISH = {
 /* english:end */
 
 let words = ENGLISH;
-let translations = null;
 
-function uiLocale() {
-  const settings = app.extensionManager && app.extensionManager.setting;
-  const locale = settings && typeof settings.get === "function" ? settings.get("Comfy.Locale") : null;
-  return typeof locale === "string" && locale ? locale : "en";
-}
-
-// The pack's words in the UI language as it is now: exact locale, then its language ("zh-TW"
-// -> "zh"), then English. ComfyUI's translations are fetched once; a failure leaves English.
+// The entry's words in the UI language as it is now (see grok_imagine_i18n.js): exact locale,
+// then its language ("zh-TW" -> "zh"), then English; a failure leaves English.
 async function loadWords() {
-  if (!translations) {
-    translations = (async () =>
-      typeof api.getCustomNodesI18n === "function"
-        ? await api.getCustomNodesI18n()
-        : await (await api.fetchApi("/i18n")).json())().catch(() => ({}));
-  }
-  const all = (await translations) || {};
-  const locale = uiLocale();
-  const pick = (code) => (all[code] && all[code].grokImagine && all[code].grokImagine.keyEntry) || {};
-  words = { ...ENGLISH, ...pick("en"), ...pick(locale.split("-")[0]), ...pick(locale) };
+  const chain = await localeChain();
+  const pick = (catalog) => (catalog.grokImagine && catalog.grokImagine.keyEntry) || {};
+  words = Object.assign({}, ENGLISH, ...chain.slice().reverse().map(pick));
 }
 
 function say(key, values = {}) {
