@@ -38,6 +38,11 @@ HTTP_TIMEOUT_S = 30.0
 _PACK_ENV_PREFIXES = ("APIINONE_", "GROK_IMAGINE_")
 
 
+FRONTEND_VERSION_SCRIPT = (
+    "from importlib.metadata import version; print(version('comfyui-frontend-package'))"
+)
+
+
 class ComfyUIError(AssertionError):
     """ComfyUI did not start, died, or answered something a test did not expect."""
 
@@ -57,6 +62,23 @@ class ComfyUIInstall:
             return "unknown"
         found = re.search(r"^__version__\s*=\s*[\"']([^\"']+)[\"']", version_file.read_text(), re.M)
         return found.group(1) if found else "unknown"
+
+    @property
+    def frontend_version(self) -> tuple[int, ...]:
+        """The ``comfyui-frontend-package`` ComfyUI's Python has installed (what it serves)."""
+        done = subprocess.run(
+            [self.python, "-c", FRONTEND_VERSION_SCRIPT],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=self.directory,
+        )
+        found = re.match(r"(\d+)\.(\d+)\.(\d+)", done.stdout.strip())
+        if done.returncode != 0 or not found:
+            raise ComfyUIError(
+                f"no comfyui-frontend-package in {self.python}: {done.stderr[-800:]}"
+            )
+        return tuple(int(part) for part in found.groups())
 
 
 def find_install(environ: Mapping[str, str] = os.environ) -> ComfyUIInstall | None:

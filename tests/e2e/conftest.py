@@ -12,6 +12,7 @@ browser context at that ComfyUI, first-run window closed); the helpers are in ``
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -29,6 +30,26 @@ from support.keys import TEST_KEY
 # GROK_IMAGINE_POLL_SCALE), and the suite still takes a few minutes.
 GENERATION_S = 4.0
 STARTUP_HINT = "set COMFYUI_DIR to a ComfyUI checkout (with its requirements) to run them"
+MODERN_DESIGN_SINCE = (1, 28, 0)
+"""The first frontend generation we test that offers Modern Node Design (Nodes 2.0) in its
+Settings (Comfy > Nodes 2.0). 1.27 has the setting only as a hidden experiment whose nodes draw no
+badges at all, not even the frontend's own; 1.49 and 1.58 offer it (off by default)."""
+
+
+@functools.cache
+def node_designs() -> list[str]:
+    """The node designs the browser tests run in: the classic canvas always, the modern (DOM)
+    nodes where the frontend under test offers them."""
+    install = find_install()
+    if install is None:
+        return ["classic"]
+    return ["classic", "modern"] if install.frontend_version >= MODERN_DESIGN_SINCE else ["classic"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``design``: a browser test that takes it runs once per node design the frontend has."""
+    if "design" in metafunc.fixturenames:
+        metafunc.parametrize("design", node_designs())
 
 
 @pytest.fixture(scope="session")
@@ -158,21 +179,26 @@ def browser_comfyui(
 
 @pytest.fixture
 def open_page(chromium: Any) -> Iterator[Callable[..., Any]]:
-    """``open_page(server)`` -> a Playwright page in a fresh browser context at ``server``'s
-    ComfyUI, usable (first-run window closed); ``page.console`` records its warnings."""
+    """``open_page(server, design="classic")`` -> a Playwright page in a fresh browser context at
+    ``server``'s ComfyUI, usable (first-run window closed), its nodes in ``design``;
+    ``page.console`` records its warnings. At the end, no page may have logged a warning or an
+    error from the pack's own scripts."""
     from e2e import frontend
 
-    contexts: list[Any] = []
+    pages: list[Any] = []
 
-    def open_at(server: ComfyUIServer) -> Any:
+    def open_at(server: ComfyUIServer, design: str = "classic") -> Any:
         context = chromium.new_context(viewport=frontend.VIEWPORT)
-        contexts.append(context)
         page = context.new_page()
+        pages.append(page)
         page.set_default_timeout(frontend.UI_TIMEOUT_MS)
         page.console = frontend.watch_console(page)
         frontend.open_app(page, server)
+        frontend.set_node_design(page, design)
         return page
 
     yield open_at
-    for context in contexts:
-        context.close()
+    ours = [message for page in pages for message in page.console.from_pack()]
+    for page in pages:
+        page.context.close()
+    assert ours == [], f"the pack's scripts logged: {ours}"

@@ -1,5 +1,6 @@
 """ComfyUI's frontend driven the way a user drives it, the same on every frontend we test (1.27
-of 2025, 1.49 of 2026).
+of 2025, 1.49 and 1.58 of 2026), in either node design (the classic canvas, or Modern Node Design
+where the frontend offers it).
 
 Things are found by role, label, ``data-testid`` or the app's own JS API (``window.app``:
 ``app.graph``, ``app.extensionManager.command`` / ``.setting`` / ``.workflow``), never by CSS
@@ -17,6 +18,8 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 UI_TIMEOUT_MS = 60_000
+PACK_WEB_URL = "/extensions/ComfyUI-Grok-Imagine/"  # where ComfyUI serves the pack's scripts
+MODERN_DESIGN = "Comfy.VueNodes.Enabled"  # Settings > Comfy > Nodes 2.0
 VIEWPORT = {"width": 1400, "height": 900}
 
 # The app is usable: Vue mounted, the canvas and the extension manager exist, the graph is set
@@ -45,6 +48,14 @@ class Console:
 
     def from_url(self, part: str) -> list[str]:
         return [text for _, text, url in self.messages if part in url]
+
+    def from_pack(self) -> list[str]:
+        """Warnings and errors of the pack's scripts, or naming the pack."""
+        return [
+            f"{kind}: {text} ({url})"
+            for kind, text, url in self.messages
+            if PACK_WEB_URL in url or re.search(r"grok", text, re.I)
+        ]
 
 
 def watch_console(page: Page) -> Console:
@@ -115,6 +126,19 @@ def set_setting(page: Page, setting_id: str, value: Any) -> None:
     )
 
 
+def set_node_design(page: Page, design: str) -> None:
+    """Nodes drawn on the canvas ("classic") or as DOM elements ("modern", Nodes 2.0). The choice
+    is a user setting the server keeps, so it is set for every page a test opens."""
+    modern = design == "modern"
+    if bool(get_setting(page, MODERN_DESIGN)) != modern:
+        set_setting(page, MODERN_DESIGN, modern)
+    page.wait_for_function("(on) => !!window.LiteGraph.vueNodesMode === on", arg=modern)
+
+
+def node_design(page: Page) -> str:
+    return "modern" if page.evaluate("() => window.LiteGraph.vueNodesMode === true") else "classic"
+
+
 def note_graph_changed(page: Page) -> None:
     """Tell the workflow's change tracker about nodes added from code (as a user edit would).
 
@@ -149,6 +173,21 @@ def add_node(page: Page, node_type: str, x: float, y: float) -> int:
     )
     note_graph_changed(page)
     return int(node_id)
+
+
+IMAGE_COUNT = """(id) => {
+    const node = window.app.graph.getNodeById(id);
+    const output = (window.app.nodeOutputs || {})[String(id)];
+    return Math.max(((node || {}).imgs || []).length, ((output || {}).images || []).length);
+}"""
+"""How many images a node shows after a run: the classic canvas keeps them on the node
+(``node.imgs``), the modern design only in the app's outputs (``app.nodeOutputs``)."""
+
+
+def wait_for_images(page: Page, node_id: int, timeout_s: float) -> None:
+    page.wait_for_function(
+        f"(id) => ({IMAGE_COUNT})(id) > 0", arg=node_id, timeout=timeout_s * 1000
+    )
 
 
 def node_types(page: Page) -> list[str]:

@@ -2,16 +2,20 @@
 
 Needs ``COMFYUI_DIR`` (see conftest), Playwright for Python (no browser download: it drives
 ``CHROMIUM_PATH``, default ``/usr/bin/chromium``). The same test code runs on every frontend we
-test (1.27 and 1.49): see ``e2e.frontend`` for how things are found. The browser ComfyUI has its
-own journal, so queueing a template really creates a task. Every step leaves a screenshot in the
-artifacts folder (``test-artifacts/e2e`` unless ``E2E_ARTIFACTS_DIR`` says otherwise); the
-README's pictures are named after the frontend version.
+test (1.27, 1.49, 1.58): see ``e2e.frontend`` for how things are found. Tests that take
+``design`` run in each node design the frontend offers. The browser ComfyUI has its own journal,
+so queueing a template really creates a task. Every step leaves a screenshot in the artifacts
+folder (``test-artifacts/e2e`` unless ``E2E_ARTIFACTS_DIR`` says otherwise); the README's pictures
+are named after the frontend version (and ``-modern`` for the modern design).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +24,9 @@ from typing import Any
 import pytest
 from e2e.api_graphs import GROK_NODES, LOAD_TASK, TEXT_TO_IMAGE, UPSCALE
 from e2e.comfyui_server import PACK_FOLDER_NAME, ComfyUIServer
-from e2e.sandbox_view import WAIT_S
+from e2e.sandbox_view import WAIT_S, unique
 from support import PACK_DIR, pack
+from support.status_text import catalog, say
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +34,7 @@ frontend = pytest.importorskip("e2e.frontend", reason="Playwright for Python is 
 
 EXAMPLES_DIR = PACK_DIR / "example_workflows"
 LOCALES_DIR = PACK_DIR / "locales"
-STATUS_WIDGET = "$$node-text-preview"  # where the frontend shows a node's progress text
+STATUS_WIDGET = "grok_imagine_status"  # the pack's status widget (web/js/grok_imagine_status.js)
 DISPLAY_NAMES = {node: pack.NODE_DISPLAY_NAME_MAPPINGS[node] for node in GROK_NODES}
 SEARCHES = ("grok", "grok imagine", "api in one", "apiinone")  # what users type (issue 15)
 PACK_WEB_URL = f"/extensions/{PACK_FOLDER_NAME}/"
@@ -38,6 +43,14 @@ PACK_WEB_URL = f"/extensions/{PACK_FOLDER_NAME}/"
 @pytest.fixture
 def page(open_page: Callable[..., Any], browser_comfyui: ComfyUIServer) -> Any:
     return open_page(browser_comfyui)
+
+
+@pytest.fixture
+def designed_page(
+    open_page: Callable[..., Any], browser_comfyui: ComfyUIServer, design: str
+) -> Any:
+    """The page with its nodes in ``design`` (each design the frontend offers)."""
+    return open_page(browser_comfyui, design)
 
 
 def example_names() -> list[str]:
@@ -55,9 +68,11 @@ def schema_complaints(page: Any) -> list[str]:
 
 
 def versioned(artifacts_dir: Path, name: str, page: Any) -> Path:
-    """``nodes.png`` -> ``nodes-frontend-1.49.6.png``: one picture per frontend tested."""
+    """``nodes.png`` -> ``nodes-frontend-1.49.6.png`` (``...-modern.png`` in the modern node
+    design): one picture per frontend and design tested."""
     stem, suffix = name.rsplit(".", 1)
-    return artifacts_dir / f"{stem}-frontend-{frontend.frontend_version(page)}.{suffix}"
+    design = "" if frontend.node_design(page) == "classic" else "-modern"
+    return artifacts_dir / f"{stem}-frontend-{frontend.frontend_version(page)}{design}.{suffix}"
 
 
 # -- finding the nodes ----------------------------------------------------------------------------
@@ -82,8 +97,9 @@ def test_node_search_finds_the_three_nodes_labelled_api_in_one(
     frontend.close_search(page)
 
 
-def test_the_three_nodes_on_the_canvas(page: Any, artifacts_dir: Path) -> None:
+def test_the_three_nodes_on_the_canvas(designed_page: Any, artifacts_dir: Path) -> None:
     """Text-to-Image wired into Upscale, and Load Task: the README's picture of the nodes."""
+    page = designed_page
     frontend.clear_graph(page)
     ids = {
         TEXT_TO_IMAGE: frontend.add_node(page, TEXT_TO_IMAGE, 60, 130),
@@ -107,7 +123,7 @@ def test_the_three_nodes_on_the_canvas(page: Any, artifacts_dir: Path) -> None:
     frontend.note_graph_changed(page)
     frontend.reset_view(page)
     page.wait_for_timeout(500)
-    page.screenshot(path=str(artifacts_dir / "browser-02-three-nodes.png"))
+    page.screenshot(path=str(versioned(artifacts_dir, "browser-02-three-nodes.png", page)))
     page.screenshot(
         path=str(versioned(artifacts_dir, "nodes.png", page)),
         clip=frontend.canvas_clip(page, 30, 80, 880, 470),
@@ -175,12 +191,13 @@ def text_to_image_example() -> str:
 
 
 def test_queued_template_shows_status_then_the_image(
-    page: Any,
+    designed_page: Any,
     browser_comfyui: ComfyUIServer,
     e2e_sandbox: Any,
     artifacts_dir: Path,
     timings: Any,
 ) -> None:
+    page = designed_page
     name = text_to_image_example()
     template_card(open_pack_templates(page), name).click()
     frontend.expect(frontend.dialogs(page)).to_have_count(0)
@@ -188,7 +205,7 @@ def test_queued_template_shows_status_then_the_image(
         "(count) => window.app.graph.nodes.length === count", arg=len(example_node_types(name))
     )
     ids = page.evaluate(
-        """([t2i]) => {
+        """([t2i, seed]) => {
             // Lay the two nodes out side by side (the README's picture of a result).
             const graph = window.app.graph;
             const grok = graph.nodes.find(n => n.type === t2i);
@@ -197,9 +214,12 @@ def test_queued_template_shows_status_then_the_image(
             grok.pos = [60, 130];
             save.pos = [520, 130];
             save.size = [560, 420];
+            // A seed of its own: a new task in each design's run (not the journal's or
+            // ComfyUI's cached result of the run before).
+            grok.widgets.find(w => w.name === 'seed').value = seed;
             return {grok: grok.id, save: save.id};
         }""",
-        [TEXT_TO_IMAGE],
+        [TEXT_TO_IMAGE, random.randrange(1, 2**48)],
     )
     frontend.reset_view(page)
     known_tasks = set(e2e_sandbox.task_ids())
@@ -211,12 +231,12 @@ def test_queued_template_shows_status_then_the_image(
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         state = page.evaluate(
-            """([grok, save, widget]) => {
+            f"""([grok, save, widget]) => {{
                 const g = window.app.graph.getNodeById(grok);
-                const s = window.app.graph.getNodeById(save);
                 const w = (g.widgets || []).find(w => w.name === widget);
-                return {text: w ? String(w.value ?? '') : '', images: (s.imgs || []).length};
-            }""",
+                return {{text: w ? String(w.value ?? '') : '',
+                        images: ({frontend.IMAGE_COUNT})(save)}};
+            }}""",
             [ids["grok"], ids["save"], STATUS_WIDGET],
         )
         if state["text"] and state["text"] not in status_texts:
@@ -231,7 +251,7 @@ def test_queued_template_shows_status_then_the_image(
     else:
         pytest.fail(f"no image in the Save Image node after {WAIT_S:.0f} s: {status_texts}")
     timings.record("browser_template_run_s", time.monotonic() - began)
-    page.wait_for_timeout(700)  # let the preview finish drawing
+    page.wait_for_timeout(700)  # let the preview finish drawing; the run has ended by now
     page.screenshot(path=str(artifacts_dir / "browser-06-done.png"))
     result_area = frontend.canvas_clip(page, 30, 80, 1080, 500)
     page.screenshot(path=str(versioned(artifacts_dir, "result.png", page)), clip=result_area)
@@ -240,6 +260,18 @@ def test_queued_template_shows_status_then_the_image(
     assert len(new_tasks) == 1, new_tasks
     assert shot_taken, f"no status text was shown while the node ran: {status_texts}"
     assert any(new_tasks[0] in text for text in status_texts), status_texts
+    # After the run the last status stays: what it charged, how many images, which task.
+    page.wait_for_timeout(1500)
+    last = page.evaluate(
+        """([grok, widget]) => {
+            const g = window.app.graph.getNodeById(grok);
+            const w = (g.widgets || []).find(w => w.name === widget);
+            return w ? String(w.value ?? '') : '';
+        }""",
+        [ids["grok"], STATUS_WIDGET],
+    )
+    assert f"task {new_tasks[0]} · new (5 credits charged)" in last, last
+    assert "done, 6 images" in last, last
     timings.record("browser_status_texts", status_texts)
     frontend.expect(frontend.dialogs(page)).to_have_count(0)  # no error or sign-in dialog
     assert schema_complaints(page) == []
@@ -282,48 +314,130 @@ def chinese(name: str) -> dict[str, Any]:
     return json.loads((LOCALES_DIR / "zh" / name).read_text(encoding="utf-8"))
 
 
-def test_in_chinese_the_nodes_and_the_settings_entry_are_translated(
-    open_page: Callable[..., Any], browser_comfyui: ComfyUIServer, artifacts_dir: Path
+# Words of the pack that stay as they are in every language: product and gateway names, the
+# environment variables, task ids, model ids and a masked key's last characters (facts, not
+# words), and "ID", which Chinese UIs write so.
+KEPT_IN_EVERY_LANGUAGE = re.compile(
+    r"API in One|Grok Imagine|Grok|APIINONE_API_KEY|GROK_IMAGINE_DAILY_CREDIT_LIMIT|\bID\b"
+    r"|\b\w+_grok\b|grok-imagine/[\w-]+|\[[0-9a-f]{10}\]|…\w+"
+)
+
+
+def english_words(text: str) -> list[str]:
+    """The English words in ``text`` beside the names every language keeps."""
+    return re.findall(r"[A-Za-z]{2,}", KEPT_IN_EVERY_LANGUAGE.sub(" ", text))
+
+
+def has_cjk_font() -> bool:
+    """Whether Chromium can draw Chinese here (without a CJK font it draws empty boxes)."""
+    if shutil.which("fc-list") is None:
+        return False
+    listed = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True)
+    return bool(listed.stdout.strip())
+
+
+def test_in_chinese_the_nodes_status_panel_and_settings_entries_are_translated(
+    open_page: Callable[..., Any],
+    browser_comfyui: ComfyUIServer,
+    artifacts_dir: Path,
+    design: str,
 ) -> None:
-    page = open_page(browser_comfyui)
+    assert has_cjk_font(), "no Chinese font for the screenshots: apt-get install fonts-noto-cjk"
+    page = open_page(browser_comfyui, design)
     frontend.set_setting(page, "Comfy.Locale", "zh")
     try:
         frontend.open_app(page, browser_comfyui)  # the language applies from the next load
+        frontend.set_node_design(page, design)
         assert frontend.get_setting(page, "Comfy.Locale") == "zh"
-        node_defs = chinese("nodeDefs.json")
-        frontend.clear_graph(page)
-        node = frontend.add_node(page, TEXT_TO_IMAGE, 60, 130)
-        title, labels = page.evaluate(
-            """(id) => {
-                const node = window.app.graph.getNodeById(id);
-                return [node.title, Object.fromEntries(node.widgets.map(w => [w.name, w.label]))];
-            }""",
-            node,
-        )
-        assert title == node_defs[TEXT_TO_IMAGE]["display_name"]
-        assert labels["prompt"] == node_defs[TEXT_TO_IMAGE]["inputs"]["prompt"]["name"]
+        check_chinese_nodes(page, artifacts_dir, design)
+        check_chinese_settings(page, artifacts_dir, design)
+    finally:
+        frontend.set_setting(page, "Comfy.Locale", "en")
+
+
+def check_chinese_nodes(page: Any, artifacts_dir: Path, design: str) -> None:
+    node_defs = chinese("nodeDefs.json")
+    frontend.clear_graph(page)
+    node = frontend.add_node(page, TEXT_TO_IMAGE, 60, 130)
+    preview = frontend.add_node(page, "PreviewImage", 560, 130)
+    title, labels, cost = page.evaluate(
+        """([id, preview, prompt]) => {
+            const node = window.app.graph.getNodeById(id);
+            node.connect(0, window.app.graph.getNodeById(preview), 0);
+            node.widgets.find(w => w.name === 'prompt').value = prompt;
+            return [node.title, Object.fromEntries(node.widgets.map(w => [w.name, w.label])),
+                    node.grokImagineCost];
+        }""",
+        [node, preview, unique("灯塔上的猫 水彩")],
+    )
+    assert title == node_defs[TEXT_TO_IMAGE]["display_name"]
+    assert labels["prompt"] == node_defs[TEXT_TO_IMAGE]["inputs"]["prompt"]["name"]
+    assert cost == "5 积分", cost
+    frontend.note_graph_changed(page)
+    if design == "classic":
         expected = [node_defs[node_type]["display_name"] for node_type in GROK_NODES]
         frontend.search_nodes(page, "grok", expected)
         page.screenshot(path=str(artifacts_dir / "browser-08-search-zh.png"))
         frontend.close_search(page)
 
-        words = chinese("main.json")["grokImagine"]["keyEntry"]
-        setting = chinese("settings.json")["GrokImagine_ApiKey"]
-        dialog = frontend.open_settings(page, "Grok Imagine")
-        dialog.get_by_text(setting["name"], exact=True).wait_for()
-        save, remove = (dialog.get_by_test_id(f"grok-imagine-key-{b}") for b in ("save", "remove"))
-        frontend.expect(save).to_have_accessible_name(words["save"])
-        frontend.expect(remove).to_have_accessible_name(words["remove"])
-        status = dialog.get_by_test_id("grok-imagine-key-status")
-        page.wait_for_function(
-            "([el, checking]) => el.textContent && el.textContent !== checking",
-            arg=[status.element_handle(), words["checking"]],
-        )
-        assert re.search(r"[\u4e00-\u9fff]", status.inner_text()), status.inner_text()
-        page.screenshot(path=str(artifacts_dir / "browser-09-settings-zh.png"))
-        frontend.close_dialogs(page)
-    finally:
-        frontend.set_setting(page, "Comfy.Locale", "en")
+    page.evaluate("() => window.app.queuePrompt(0, 1)")
+    frontend.wait_for_images(page, preview, WAIT_S)
+    done = say("status.state.done", catalog("zh"), count=6)
+    page.wait_for_function(
+        """([id, name, done]) => {
+            const w = (window.app.graph.getNodeById(id).widgets || []).find(w => w.name === name);
+            return w && String(w.value).includes(done);
+        }""",
+        arg=[node, STATUS_WIDGET, done],
+        timeout=WAIT_S * 1000,
+    )
+    frontend.reset_view(page)
+    page.wait_for_timeout(500)
+    status = page.get_by_test_id("grok-imagine-status").filter(visible=True).first.inner_text()
+    charged = say("status.outcome.new", catalog("zh"), credits=5)
+    assert done in status and charged in status, status
+    assert english_words(status) == [], status
+
+    frontend.run_command(page, "Workspace.ToggleSidebarTab.grok-imagine")
+    panel = page.get_by_test_id("grok-imagine-panel")
+    panel.wait_for()
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=grok-imagine-task-row]').length > 0"
+    )
+    page.wait_for_timeout(300)
+    text = panel.inner_text()
+    assert "今天" in text and "成功" in text, text
+    prompts = panel.get_by_test_id("grok-imagine-prompt")  # what the users typed, as typed
+    ours = text
+    for index in range(prompts.count()):
+        ours = ours.replace(prompts.nth(index).inner_text(), "")
+    assert english_words(ours) == [], ours
+    page.screenshot(path=str(artifacts_dir / f"browser-08b-status-and-panel-zh-{design}.png"))
+    frontend.run_command(page, "Workspace.ToggleSidebarTab.grok-imagine")
+
+
+def check_chinese_settings(page: Any, artifacts_dir: Path, design: str) -> None:
+    words = chinese("main.json")["grokImagine"]
+    settings = chinese("settings.json")
+    dialog = frontend.open_settings(page, "Grok Imagine")
+    dialog.get_by_text(settings["GrokImagine_ApiKey"]["name"], exact=True).wait_for()
+    dialog.get_by_text(settings["GrokImagine_DailyCreditLimit"]["name"], exact=True).wait_for()
+    save, remove = (dialog.get_by_test_id(f"grok-imagine-key-{b}") for b in ("save", "remove"))
+    frontend.expect(save).to_have_accessible_name(words["keyEntry"]["save"])
+    frontend.expect(remove).to_have_accessible_name(words["keyEntry"]["remove"])
+    limit_save = dialog.get_by_test_id("grok-imagine-limit-save")
+    frontend.expect(limit_save).to_have_accessible_name(words["limitEntry"]["save"])
+    status = dialog.get_by_test_id("grok-imagine-key-status")
+    page.wait_for_function(
+        "([el, checking]) => el.textContent && el.textContent !== checking",
+        arg=[status.element_handle(), words["keyEntry"]["checking"]],
+    )
+    assert re.search(r"[\u4e00-\u9fff]", status.inner_text()), status.inner_text()
+    for test_id in ("grok-imagine-key-status", "grok-imagine-limit-status"):
+        shown = dialog.get_by_test_id(test_id).inner_text()
+        assert english_words(shown) == [], shown
+    page.screenshot(path=str(artifacts_dir / f"browser-09-settings-zh-{design}.png"))
+    frontend.close_dialogs(page)
 
 
 # -- nothing deprecated ---------------------------------------------------------------------------

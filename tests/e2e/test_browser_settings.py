@@ -61,10 +61,10 @@ def files_under(root: Path) -> list[Path]:
 
 
 def test_settings_entry_stores_key_masked_and_nowhere_else(
-    settings_comfyui: ComfyUIServer, open_page: Callable[..., Any], artifacts_dir: Path
+    settings_comfyui: ComfyUIServer, open_page: Callable[..., Any], artifacts_dir: Path, design: str
 ) -> None:
     comfy = settings_comfyui
-    page = open_page(comfy)
+    page = open_page(comfy, design)
     status = open_grok_settings(page)
     assert status.text_content() == "not set"
     page.screenshot(path=str(artifacts_dir / "settings-01-not-set.png"))
@@ -95,6 +95,7 @@ def test_settings_entry_stores_key_masked_and_nowhere_else(
 
     # After a reload the browser still only knows the masked status.
     frontend.open_app(page, comfy)
+    frontend.set_node_design(page, design)
     status = open_grok_settings(page)
     assert status.text_content() == f"set (…{KEY[-4:]})"
     assert KEY not in page.content()
@@ -109,9 +110,9 @@ def test_settings_entry_stores_key_masked_and_nowhere_else(
     assert node_count > 1
     frontend.run_command(page, "Comfy.SaveWorkflow")  # settles once the name prompt is answered
     name_box = frontend.dialogs(page).get_by_role("textbox").last
-    name_box.fill("settings-e2e")
+    name_box.fill(f"settings-e2e-{design}")  # a new file in each design's run
     name_box.press("Enter")
-    workflow_file = comfy.user_dir / "default" / "workflows" / "settings-e2e.json"
+    workflow_file = comfy.user_dir / "default" / "workflows" / f"settings-e2e-{design}.json"
     deadline = time.monotonic() + 60
     while not workflow_file.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -156,20 +157,24 @@ def control_look(page: Any, test_id: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("theme", ["dark", "light"])
 def test_settings_entry_looks_like_the_frontends_own_controls(
-    settings_comfyui: ComfyUIServer, open_page: Callable[..., Any], artifacts_dir: Path, theme: str
+    settings_comfyui: ComfyUIServer,
+    open_page: Callable[..., Any],
+    artifacts_dir: Path,
+    theme: str,
+    design: str,
 ) -> None:
     """The buttons take the frontend's button style (a coloured, rounded Save; no browser
     default grey box), the field its text-field style, on whichever frontend this is, in its
-    dark and its light colour palette."""
-    page = open_page(settings_comfyui)
+    dark and its light colour palette, in either node design; the daily limit entry's too."""
+    page = open_page(settings_comfyui, design)
     frontend.set_setting(page, "Comfy.ColorPalette", theme)
     try:
-        check_the_look(page, artifacts_dir, theme)
+        check_the_look(page, artifacts_dir, theme, design)
     finally:
         frontend.set_setting(page, "Comfy.ColorPalette", "dark")
 
 
-def check_the_look(page: Any, artifacts_dir: Path, theme: str) -> None:
+def check_the_look(page: Any, artifacts_dir: Path, theme: str, design: str) -> None:
     open_grok_settings(page)
     page.wait_for_timeout(500)  # the palette's colours settle
     plain = page.evaluate(
@@ -185,14 +190,22 @@ def check_the_look(page: Any, artifacts_dir: Path, theme: str) -> None:
     save = control_look(page, "grok-imagine-key-save")
     remove = control_look(page, "grok-imagine-key-remove")
     field = control_look(page, "grok-imagine-key-input")
-    for look in (save, remove):
+    limit_save = control_look(page, "grok-imagine-limit-save")
+    limit_field = control_look(page, "grok-imagine-limit-input")
+    for look in (save, remove, limit_save):
         assert look["background"] != plain["background"], look
         assert look["radius"] not in ("0px", plain["radius"]), look
         assert look["border"] in ("none", "solid"), look
     assert save["background"] != remove["background"]  # primary and secondary
-    assert field["radius"] != "0px" and field["background"] != "rgba(0, 0, 0, 0)", field
+    assert limit_save["background"] == save["background"]  # both primary
+    for look in (field, limit_field):
+        assert look["radius"] != "0px" and look["background"] != "rgba(0, 0, 0, 0)", look
     # The whole Settings dialog at Grok Imagine: the entry among the frontend's own controls.
+    suffix = "" if design == "classic" else f"-{design}"
     frontend.dialogs(page).first.screenshot(
-        path=str(artifacts_dir / f"settings-frontend-{frontend.frontend_version(page)}-{theme}.png")
+        path=str(
+            artifacts_dir
+            / f"settings-frontend-{frontend.frontend_version(page)}-{theme}{suffix}.png"
+        )
     )
     frontend.close_dialogs(page)

@@ -2,7 +2,8 @@
 
 Needs ``COMFYUI_DIR`` (see conftest) and Playwright with Debian's Chromium. The module has its own
 ComfyUI (so its journal holds only this module's tasks) pointed at the session's sandbox, whose
-create count is the proof that a refused run sent nothing and a Load Task run was free.
+create count is the proof that a refused run sent nothing and a Load Task run was free. Every test
+runs in each node design the frontend offers (``design``: the classic canvas, Modern Node Design).
 Screenshots go to the artifacts folder (``spend-*.png``); the README's come from them.
 """
 
@@ -25,7 +26,7 @@ from support.keys import TEST_KEY
 pytestmark = pytest.mark.e2e
 
 frontend = pytest.importorskip("e2e.frontend", reason="Playwright for Python is not installed")
-STATUS_WIDGET = "$$node-text-preview"  # where the frontend shows a node's progress text
+STATUS_WIDGET = "grok_imagine_status"  # the pack's status widget (web/js/grok_imagine_status.js)
 PANEL_COMMAND = "Workspace.ToggleSidebarTab.grok-imagine"
 
 
@@ -35,11 +36,17 @@ def spend_comfyui(comfyui_factory: Callable[..., ComfyUIServer], chromium: Any) 
 
 
 @pytest.fixture
-def page(spend_comfyui: ComfyUIServer, open_page: Callable[..., Any]) -> Iterator[Any]:
+def page(spend_comfyui: ComfyUIServer, open_page: Callable[..., Any], design: str) -> Iterator[Any]:
     try:
-        yield open_page(spend_comfyui)  # usable, first-run window closed (e2e.frontend)
+        yield open_page(spend_comfyui, design)  # usable, first-run window closed (e2e.frontend)
     finally:
         set_limit(spend_comfyui, None)
+
+
+def shot(artifacts_dir: Path, name: str, design: str) -> Path:
+    """``panel.png`` in the classic design, ``panel-modern.png`` in the modern one."""
+    stem, suffix = name.rsplit(".", 1)
+    return artifacts_dir / (name if design == "classic" else f"{stem}-{design}.{suffix}")
 
 
 def set_limit(server: ComfyUIServer, credits: int | None) -> dict[str, Any]:
@@ -90,34 +97,56 @@ def build(page: Any, script: str, arg: Any = None) -> Any:
     )
 
 
-def badge_clearance(page: Any, node_id: int) -> float:
-    """Pixels between the end of a node's title and the start of its cost badge, as drawn: the
-    title from one title height in, in the canvas's title font; the badge right-aligned."""
-    return page.evaluate(
-        """(id) => {
-            const node = window.app.graph.getNodeById(id);
-            const ctx = document.createElement('canvas').getContext('2d');
-            ctx.font = node.titleFontStyle || window.app.canvas.title_text_font;
-            const title = node.getTitle ? node.getTitle() : node.title;
-            const titleEnd = window.LiteGraph.NODE_TITLE_HEIGHT + ctx.measureText(title).width;
-            ctx.font = 'bold 11px sans-serif';
-            const badgeWidth = ctx.measureText(node.grokImagineCost).width + 12;
-            return node.size[0] - badgeWidth - 6 - titleEnd;
-        }""",
-        node_id,
-    )
+# Where a node's badges are, in each design: the classic canvas draws them (node.drawBadges) above
+# the title bar, the texts' baselines above its top edge; the modern design renders them as
+# elements in the node's element (data-node-id), apart from its title (data-testid=node-title).
+BADGE_TEXTS = """(id) => {
+    const node = window.app.graph.getNodeById(id);
+    if (!node) return null;
+    if (window.LiteGraph.vueNodesMode) {
+        const root = document.querySelector(`[data-node-id="${id}"]`);
+        const title = root && root.querySelector('[data-testid="node-title"]');
+        if (!root || !title) return null;
+        const t = title.getBoundingClientRect();
+        return [...root.querySelectorAll('*')]
+            .filter(e => e.children.length === 0 && e.textContent.trim() && e.offsetParent)
+            .map(e => {
+                const r = e.getBoundingClientRect();
+                const apart = r.bottom <= t.top || r.top >= t.bottom
+                    || r.right <= t.left || r.left >= t.right;
+                return {text: e.textContent.trim(), clear: apart};
+            });
+    }
+    const ctx = document.createElement('canvas').getContext('2d');
+    const drawn = [];
+    const fillText = ctx.fillText.bind(ctx);
+    ctx.fillText = (text, x, y) => { drawn.push({text, y}); fillText(text, x, y); };
+    node.drawBadges(ctx);
+    const top = -window.LiteGraph.NODE_TITLE_HEIGHT;
+    return drawn.map(d => ({text: d.text, clear: d.y < top}));
+}"""
+
+
+def badge_texts(page: Any, node_id: int) -> list[dict[str, Any]]:
+    """The texts shown as the node's badges (or anywhere in a modern node), and whether each is
+    clear of the title."""
+    return page.evaluate(BADGE_TEXTS, node_id) or []
 
 
 def badge(page: Any, node_id: int, expected: str) -> None:
+    """The node's cost badge says ``expected``, and the page shows it, clear of the title."""
     page.wait_for_function(
-        """([id, expected]) => {
+        f"""([id, expected]) => {{
             const node = window.app.graph.getNodeById(id);
             window.app.graph.setDirtyCanvas(true, true);
-            return node && node.grokImagineCost === expected;
-        }""",
+            if (!node || node.grokImagineCost !== expected) return false;
+            return ({BADGE_TEXTS})(id)?.some(b => b.text === expected);
+        }}""",
         arg=[node_id, expected],
         timeout=10_000,
     )
+    shown = [b for b in badge_texts(page, node_id) if b["text"] == expected]
+    assert shown and all(b["clear"] for b in shown), f"the badge {expected!r} covers the title"
 
 
 def queue(page: Any) -> None:
@@ -125,22 +154,26 @@ def queue(page: Any) -> None:
 
 
 def status_text(page: Any, node_id: int) -> str:
-    return page.evaluate(
+    """The node's status as the page shows it (the widget's element, visible) and as the widget
+    says it (its value): both must agree."""
+    value, shown = page.evaluate(
         """([id, name]) => {
             const node = window.app.graph.getNodeById(id);
             const widget = node && (node.widgets || []).find(w => w.name === name);
-            return widget ? String(widget.value ?? '') : '';
+            const element = document.querySelector(
+                `[data-testid="grok-imagine-status"][data-grok-imagine-node="${id}"]`);
+            const visible = element && element.offsetParent !== null
+                && element.getBoundingClientRect().height > 0;
+            return [widget ? String(widget.value ?? '') : '', visible ? element.innerText : ''];
         }""",
         [node_id, STATUS_WIDGET],
     )
+    assert shown.strip() == value.strip(), (shown, value)
+    return value
 
 
 def wait_for_images(page: Any, node_id: int) -> None:
-    page.wait_for_function(
-        "(id) => ((window.app.graph.getNodeById(id) || {}).imgs || []).length > 0",
-        arg=node_id,
-        timeout=WAIT_S * 1000,
-    )
+    frontend.wait_for_images(page, node_id, WAIT_S)
 
 
 def open_panel(page: Any) -> Any:
@@ -154,7 +187,7 @@ def open_panel(page: Any) -> Any:
 # -- the badge ------------------------------------------------------------------------------------
 
 
-def test_the_cost_badge_follows_the_inputs(page: Any, artifacts_dir: Path) -> None:
+def test_the_cost_badge_follows_the_inputs(page: Any, artifacts_dir: Path, design: str) -> None:
     ids = build(
         page,
         """
@@ -167,11 +200,9 @@ def test_the_cost_badge_follows_the_inputs(page: Any, artifacts_dir: Path) -> No
         [TEXT_TO_IMAGE, UPSCALE, LOAD_TASK],
     )
     badge(page, ids["t2i"], "5 credits")
-    badge(page, ids["up"], "12 credits per task id")
+    badge(page, ids["up"], "12 credits per task id")  # the longest badge, clear of the title
+    badge(page, ids["typed"], "12 credits per task id")
     badge(page, ids["load"], "free")
-    for name in ("t2i", "up", "typed", "load"):  # the longest badge beside the longest title
-        gap = badge_clearance(page, ids[name])
-        assert gap >= 4, f"the {name} node's cost badge covers its title ({gap:.1f} px)"
     for tasks, expected in (
         (3, "15 credits"),
         (8, "40 credits"),
@@ -204,9 +235,9 @@ def test_the_cost_badge_follows_the_inputs(page: Any, artifacts_dir: Path) -> No
     )
     badge(page, ids["up"], "12 credits per task id")
     page.wait_for_timeout(300)
-    page.screenshot(path=str(artifacts_dir / "spend-01-cost-badges.png"))
+    page.screenshot(path=str(artifacts_dir / f"spend-01-cost-badges-{design}.png"))
     page.screenshot(
-        path=str(artifacts_dir / "cost_badges.png"),
+        path=str(shot(artifacts_dir, "cost_badges.png", design)),
         clip={"x": 40, "y": 100, "width": 900, "height": 560},
     )
 
@@ -215,7 +246,7 @@ def test_the_cost_badge_follows_the_inputs(page: Any, artifacts_dir: Path) -> No
 
 
 def test_the_panel_lists_a_task_right_after_it_ran_and_loads_it_free(
-    page: Any, spend_comfyui: ComfyUIServer, e2e_sandbox: Any, artifacts_dir: Path
+    page: Any, spend_comfyui: ComfyUIServer, e2e_sandbox: Any, artifacts_dir: Path, design: str
 ) -> None:
     prompt = unique("A lighthouse keeper's cat on a windowsill, watercolour")
     ids = build(
@@ -242,9 +273,12 @@ def test_the_panel_lists_a_task_right_after_it_ran_and_loads_it_free(
     text = row.inner_text()
     assert prompt[:30] in text and "succeeded" in text and "5 cr" in text and task_id in text
     assert "Today: " in panel.get_by_test_id("grok-imagine-totals").inner_text()
-    page.screenshot(path=str(artifacts_dir / "spend-02-panel.png"))
+    assert f"task {task_id}" in status_text(page, ids["t2i"])  # the run's status stays
+    assert "new (5 credits charged)" in status_text(page, ids["t2i"])
+    page.screenshot(path=str(artifacts_dir / f"spend-02-panel-{design}.png"))
     page.screenshot(
-        path=str(artifacts_dir / "panel.png"), clip={"x": 0, "y": 0, "width": 900, "height": 620}
+        path=str(shot(artifacts_dir, "panel.png", design)),
+        clip={"x": 0, "y": 0, "width": 900, "height": 620},
     )
 
     with page.expect_popup() as opened:
@@ -285,7 +319,7 @@ def test_the_panel_lists_a_task_right_after_it_ran_and_loads_it_free(
     queue(page)
     wait_for_images(page, loaded["preview"])
     page.wait_for_timeout(500)
-    page.screenshot(path=str(artifacts_dir / "spend-03-load-task-from-panel.png"))
+    page.screenshot(path=str(artifacts_dir / f"spend-03-load-task-from-panel-{design}.png"))
     assert e2e_sandbox.create_requests == creates  # loading it was free
     assert tasks_page(spend_comfyui)["spent_today"] == spent
     assert "no charge" in status_text(page, loaded["id"])
@@ -320,7 +354,7 @@ def lost_create(server: ComfyUIServer, sandbox: Any) -> tuple[int, str]:
 
 
 def test_an_uncertain_row_is_resolved_in_the_panel_with_the_dashboard_task_id(
-    page: Any, spend_comfyui: ComfyUIServer, e2e_sandbox: Any, artifacts_dir: Path
+    page: Any, spend_comfyui: ComfyUIServer, e2e_sandbox: Any, artifacts_dir: Path, design: str
 ) -> None:
     entry_id, task_id = lost_create(spend_comfyui, e2e_sandbox)
     build(page, "return null;")  # an empty canvas behind the panel
@@ -332,9 +366,9 @@ def test_an_uncertain_row_is_resolved_in_the_panel_with_the_dashboard_task_id(
     assert "may have been charged" in row.inner_text()
     creates = e2e_sandbox.create_requests
     row.get_by_role("textbox", name=f"Task id for the lost create of row {entry_id}").fill(task_id)
-    page.screenshot(path=str(artifacts_dir / "spend-06-resolve-uncertain.png"))
+    page.screenshot(path=str(artifacts_dir / f"spend-06-resolve-uncertain-{design}.png"))
     page.screenshot(
-        path=str(artifacts_dir / "panel_resolve.png"),
+        path=str(shot(artifacts_dir, "panel_resolve.png", design)),
         clip={"x": 0, "y": 0, "width": 760, "height": 460},
     )
     row.get_by_role("button", name="Fetch").click()
@@ -346,7 +380,7 @@ def test_an_uncertain_row_is_resolved_in_the_panel_with_the_dashboard_task_id(
     thumbnail = done.locator("img").first
     page.wait_for_function("(img) => img.complete && img.naturalWidth > 0",
                            arg=thumbnail.element_handle())  # fmt: skip
-    page.screenshot(path=str(artifacts_dir / "spend-07-resolved.png"))
+    page.screenshot(path=str(artifacts_dir / f"spend-07-resolved-{design}.png"))
     assert e2e_sandbox.create_requests == creates  # fetched and kept, free
     kept = list((spend_comfyui.output_dir / "grok_imagine" / task_id).iterdir())
     assert kept, "the resolved task's images were not kept"
@@ -356,11 +390,11 @@ def test_an_uncertain_row_is_resolved_in_the_panel_with_the_dashboard_task_id(
 
 
 def test_the_daily_limit_refuses_a_run_whole_with_the_reason_on_the_node(
-    page: Any, spend_comfyui: ComfyUIServer, e2e_sandbox: Any, artifacts_dir: Path
+    page: Any, spend_comfyui: ComfyUIServer, e2e_sandbox: Any, artifacts_dir: Path, design: str
 ) -> None:
     spent = tasks_page(spend_comfyui)["spent_today"]
     limit = spent + 7  # room for one task, not for the node's two
-    set_limit_in_settings(page, limit, artifacts_dir / "spend-04-limit-setting.png")
+    set_limit_in_settings(page, limit, shot(artifacts_dir, "spend-04-limit-setting.png", design))
     stored = json.loads((spend_comfyui.user_dir / "grok_imagine" / "settings.json").read_text())
     assert stored == {"daily_credit_limit": limit}  # on the server, beside the key file
     ids = build(
@@ -389,9 +423,9 @@ def test_the_daily_limit_refuses_a_run_whole_with_the_reason_on_the_node(
         timeout=WAIT_S * 1000,
     )
     page.wait_for_timeout(700)
-    page.screenshot(path=str(artifacts_dir / "spend-05-limit-refused.png"))
+    page.screenshot(path=str(artifacts_dir / f"spend-05-limit-refused-{design}.png"))
     page.screenshot(
-        path=str(artifacts_dir / "limit_refused.png"),
+        path=str(shot(artifacts_dir, "limit_refused.png", design)),
         clip={"x": 0, "y": 90, "width": 1400, "height": 560},
     )
     assert e2e_sandbox.create_requests == creates

@@ -20,9 +20,15 @@ const COLORS = { paid: "#8a5a00", free: "#2e7d32", text: "#ffffff" };
 
 let prices = null;
 
+function wired(node, name) {
+  const slot = (node.inputs || []).findIndex((input) => input.name === name);
+  if (slot < 0) return false;
+  if (typeof node.isInputConnected === "function") return node.isInputConnected(slot);
+  return node.inputs[slot].link != null;
+}
+
 function countedValue(node, name) {
-  const input = (node.inputs || []).find((slot) => slot.name === name);
-  if (input && input.link != null) return { wired: true };
+  if (wired(node, name)) return { wired: true };
   const widget = (node.widgets || []).find((w) => w.name === name);
   return { wired: false, value: widget ? widget.value : undefined };
 }
@@ -47,6 +53,22 @@ export function costText(node, cost) {
   return credits(cost.credits * count);
 }
 
+// The modern node design re-reads a node's badges when something reactive they read changes:
+// a widget's value does, but an input being wired does not on every frontend (1.4x). So the badge
+// also reads a counter on the frontend's workspace store (a reactive object extensions get as
+// app.extensionManager), which a connection change bumps. Elsewhere it is an inert number.
+const TICK = "grokImagineBadgeTick";
+
+function watchedTick() {
+  const store = app.extensionManager;
+  return store && typeof store === "object" ? store[TICK] : undefined;
+}
+
+function announce() {
+  const store = app.extensionManager;
+  if (store && typeof store === "object") store[TICK] = (store[TICK] || 0) + 1;
+}
+
 function attach(node, cost) {
   const Badge = window.LGraphBadge;
   if (typeof Badge !== "function" || !Array.isArray(node.badges)) return;
@@ -56,12 +78,19 @@ function attach(node, cost) {
     bgColor: cost.credits ? COLORS.paid : COLORS.free,
   });
   const current = () => {
+    watchedTick();
     badge.text = costText(node, cost);
     node.grokImagineCost = badge.text;
     return badge;
   };
   current();
   node.badges.push(current);
+  const onConnectionsChange = node.onConnectionsChange;
+  node.onConnectionsChange = function (...args) {
+    const result = onConnectionsChange ? onConnectionsChange.apply(this, args) : undefined;
+    announce();
+    return result;
+  };
 }
 
 async function loadPrices() {
@@ -84,11 +113,12 @@ app.registerExtension({
       return; // no prices, no badges: the nodes still work, and say their cost when they run
     }
     prices = loaded;
-    for (const node of app.graph ? app.graph.nodes : []) {
+    const graph = "isGraphReady" in app && !app.isGraphReady ? null : app.rootGraph || app.graph;
+    for (const node of graph ? graph.nodes : []) {
       const cost = costOf(node);
       if (cost && node.grokImagineCost === undefined) attach(node, cost);
     }
-    if (app.graph) app.graph.setDirtyCanvas(true, true);
+    if (graph) graph.setDirtyCanvas(true, true);
   },
   nodeCreated(node) {
     // Nodes made before the prices arrive get their badge in setup() above.

@@ -13,7 +13,7 @@ let catalogs = null;
 let words = [];
 let nodeNames = [];
 
-function uiLocale() {
+export function uiLocale() {
   const settings = app.extensionManager && app.extensionManager.setting;
   const locale = settings && typeof settings.get === "function" ? settings.get("Comfy.Locale") : null;
   return typeof locale === "string" && locale ? locale : "en";

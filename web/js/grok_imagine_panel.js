@@ -16,7 +16,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { controlClasses } from "./grok_imagine_controls.js";
-import { loadWords, say } from "./grok_imagine_i18n.js";
+import { loadWords, say, uiLocale } from "./grok_imagine_i18n.js";
 
 const TAB_ID = "grok-imagine";
 const PAGE_SIZE = 50;
@@ -83,10 +83,17 @@ function button(label, testid, onclick, extra = {}) {
   });
 }
 
+// In the UI language, not the browser's (a Chinese UI in an English browser says 下午, not PM).
 function when(seconds) {
   const date = new Date(seconds * 1000);
   const sameDay = date.toDateString() === new Date().toDateString();
-  return sameDay ? date.toLocaleTimeString() : date.toLocaleString();
+  let locale = uiLocale();
+  try {
+    Intl.DateTimeFormat(locale);
+  } catch (error) {
+    locale = undefined; // a code the browser does not know: its own
+  }
+  return sameDay ? date.toLocaleTimeString(locale) : date.toLocaleString(locale);
 }
 
 async function copyText(text) {
@@ -238,6 +245,7 @@ function taskRow(row, refresh) {
       { style: "flex:1;min-width:0;display:flex;flex-direction:column;gap:2px;" },
       el("div", {
         style: "white-space:nowrap;overflow:hidden;text-overflow:ellipsis;",
+        "data-testid": row.kind === "upscale" || row.kind === "loaded" ? null : "grok-imagine-prompt",
         title: what,
         text: what,
       }),
@@ -328,9 +336,11 @@ function renderPanel(container) {
 }
 
 function renderLimitEntry() {
+  const look = controlClasses().status; // the frontend's muted small text, as the key entry's
   const status = el("span", {
     "data-testid": "grok-imagine-limit-status",
-    style: "font-size:0.9em;opacity:0.85;max-width:22rem;text-align:right;",
+    class: look || null,
+    style: `max-width:22rem;text-align:right;${look ? "" : "font-size:0.9em;opacity:0.85;"}`,
     text: say("limitEntry.checking"),
   });
   const input = el("input", {

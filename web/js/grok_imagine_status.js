@@ -16,10 +16,13 @@ const WIDGET = "grok_imagine_status";
 const LINE_HEIGHT = 16;
 const PADDING = 12;
 const MAX_HEIGHT = 400;
+const MARGIN = 6; // the frontend leaves it around a DOM widget, above and below
+const MIN_MEASURED_WIDTH = 120; // narrower, the element is not laid out at the node's width yet
 
 const ready = loadWords();
 
 function rootGraph() {
+  if ("isGraphReady" in app && !app.isGraphReady) return null; // reading it early is an error
   return app.rootGraph || app.graph;
 }
 
@@ -39,7 +42,7 @@ function makeElement(node) {
   const element = document.createElement("div");
   element.className = "grok-imagine-status";
   element.setAttribute("data-testid", "grok-imagine-status");
-  element.setAttribute("data-node-id", String(node.id));
+  element.setAttribute("data-grok-imagine-node", String(node.id));
   element.setAttribute("aria-label", say("status.name"));
   element.style.cssText =
     "box-sizing:border-box;overflow:auto;white-space:pre-wrap;overflow-wrap:anywhere;" +
@@ -58,6 +61,7 @@ function statusWidget(node) {
   const widget = node.addDOMWidget(WIDGET, WIDGET, element, {
     serialize: false,
     hideOnZoom: false,
+    margin: MARGIN,
     getValue: () => state.text,
     setValue: () => {}, // shown, never edited
     getMinHeight: () => state.height,
@@ -68,12 +72,21 @@ function statusWidget(node) {
   return widget;
 }
 
+// The height the lines take at the widget's width (wrapped), never the element's own height,
+// which the frontend stretches to the room the node gives it.
+function contentHeight(element) {
+  if (!element.isConnected || element.clientWidth < MIN_MEASURED_WIDTH) return 0; // not laid out
+  let height = PADDING;
+  for (const line of element.children) height += line.offsetHeight || LINE_HEIGHT;
+  return height;
+}
+
 // Grow the node so the whole status shows (never shrink what the user sized).
 function fit(node, widget) {
-  const { element } = widget;
   const state = widget.grokImagine;
   const lines = state.text.split("\n").length;
-  state.height = Math.min(MAX_HEIGHT, Math.max(lines * LINE_HEIGHT + PADDING, element.scrollHeight));
+  const content = Math.max(lines * LINE_HEIGHT + PADDING, contentHeight(widget.element));
+  state.height = Math.min(MAX_HEIGHT, content + 2 * MARGIN);
   if (typeof node.computeSize !== "function" || typeof node.setSize !== "function") return;
   const needed = node.computeSize();
   if (node.size[1] < needed[1]) node.setSize([node.size[0], needed[1]]);
