@@ -178,7 +178,7 @@ def browser_comfyui(
 
 
 @pytest.fixture
-def open_page(chromium: Any) -> Iterator[Callable[..., Any]]:
+def open_page(chromium: Any, artifacts_dir: Path) -> Iterator[Callable[..., Any]]:
     """``open_page(server, design="classic")`` -> a Playwright page in a fresh browser context at
     ``server``'s ComfyUI, usable (first-run window closed), its nodes in ``design``;
     ``page.console`` records its warnings. At the end, no page may have logged a warning or an
@@ -198,6 +198,10 @@ def open_page(chromium: Any) -> Iterator[Callable[..., Any]]:
         return page
 
     yield open_at
+    with (artifacts_dir / "console.jsonl").open("a", encoding="utf-8") as log:
+        for page in pages:  # every warning and error seen, the frontend's own too (to read)
+            for kind, text, url in page.console.messages:
+                log.write(json.dumps({"type": kind, "text": text[:400], "url": url}) + "\n")
     ours = [message for page in pages for message in page.console.from_pack()]
     for page in pages:
         page.context.close()

@@ -272,6 +272,16 @@ def test_queued_template_shows_status_then_the_image(
     )
     assert f"task {new_tasks[0]} · new (5 credits charged)" in last, last
     assert "done, 6 images" in last, last
+    # The status is shown, never saved in the workflow nor sent with the prompt.
+    saved, sent = page.evaluate(
+        """async (id) => {
+            const node = window.app.graph.getNodeById(id);
+            const prompt = await window.app.graphToPrompt();
+            return [JSON.stringify(node.serialize()), prompt.output[String(id)].inputs];
+        }""",
+        ids["grok"],
+    )
+    assert new_tasks[0] not in saved and STATUS_WIDGET not in sent, (saved, sent)
     timings.record("browser_status_texts", status_texts)
     frontend.expect(frontend.dialogs(page)).to_have_count(0)  # no error or sign-in dialog
     assert schema_complaints(page) == []

@@ -426,7 +426,7 @@ def test_the_daily_limit_refuses_a_run_whole_with_the_reason_on_the_node(
     page.screenshot(path=str(artifacts_dir / f"spend-05-limit-refused-{design}.png"))
     page.screenshot(
         path=str(shot(artifacts_dir, "limit_refused.png", design)),
-        clip={"x": 0, "y": 90, "width": 1400, "height": 560},
+        clip={"x": 0, "y": 60, "width": 1400, "height": 590},
     )
     assert e2e_sandbox.create_requests == creates
     text = status_text(page, ids["t2i"])  # ">" is drawn as a look-alike (no markup on the node)

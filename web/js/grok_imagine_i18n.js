@@ -38,10 +38,17 @@ export async function localeChain() {
   return codes.map((code) => all[code]).filter(Boolean);
 }
 
-export async function loadWords() {
-  const chain = await localeChain();
-  words = chain.map((catalog) => catalog.grokImagine || {});
-  nodeNames = chain.map((catalog) => catalog.nodeDefs || {});
+let loading = null;
+
+// Once per page, from an extension's setup() or later: the language setting is known by then.
+export function loadWords() {
+  if (!loading) {
+    loading = localeChain().then((chain) => {
+      words = chain.map((catalog) => catalog.grokImagine || {});
+      nodeNames = chain.map((catalog) => catalog.nodeDefs || {});
+    });
+  }
+  return loading;
 }
 
 export function say(key, params = {}) {

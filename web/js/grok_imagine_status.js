@@ -19,7 +19,6 @@ const MAX_HEIGHT = 400;
 const MARGIN = 6; // the frontend leaves it around a DOM widget, above and below
 const MIN_MEASURED_WIDTH = 120; // narrower, the element is not laid out at the node's width yet
 
-const ready = loadWords();
 
 function rootGraph() {
   if ("isGraphReady" in app && !app.isGraphReady) return null; // reading it early is an error
@@ -99,7 +98,8 @@ function show(node, status) {
   const text = lines.join("\n");
   if (text === widget.grokImagine.text) return;
   widget.grokImagine.text = text;
-  widget.element.replaceChildren(...lines.map((line) => Object.assign(document.createElement("div"), { textContent: line })));
+  const rows = lines.map((line) => Object.assign(document.createElement("div"), { textContent: line }));
+  widget.element.replaceChildren(...rows);
   fit(node, widget);
   requestAnimationFrame(() => fit(node, widget)); // once laid out, the wrapped height is known
   if (typeof node.setDirtyCanvas === "function") node.setDirtyCanvas(true, true);
@@ -108,7 +108,7 @@ function show(node, status) {
 async function onStatus(event) {
   const status = event.detail;
   if (!status || status.node === undefined) return;
-  await ready;
+  await loadWords();
   const node = findNode(status.node);
   if (node) show(node, status);
 }
