@@ -15,7 +15,7 @@ class NodeCost:
     credits: int
     """Credits per counted unit (0: the node is free)."""
     per: str | None = None
-    """What one unit is ("task", "task_id"): the badge words it from ``grokImagine.badge.per``
-    in the locale files."""
+    """What one unit is ("task", "task id"): the badge words it from ``grokImagine.badge.per``
+    in the locale files (the value is the message's name there)."""
     counted_by: str | None = None
     """The input that counts the units; None for a flat price."""

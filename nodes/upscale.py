@@ -17,7 +17,7 @@ class GrokImagineUpscale:
 
     DISPLAY_NAME = labels.display_name("Grok Upscale")
     SEARCH_ALIASES = labels.search_aliases("upscale", "enlarge", "super resolution")
-    COST = NodeCost(CREDITS, "task_id", "task_id")
+    COST = NodeCost(CREDITS, "task id", "task_id")
     CATEGORY = labels.CATEGORY
     FUNCTION = "upscale"
     RETURN_TYPES = ("IMAGE", "STRING")
