@@ -300,8 +300,8 @@ def test_the_panel_lists_a_task_right_after_it_ran_and_loads_it_free(
             const app = window.app;
             const node = app.graph.nodes.find(n => n.type === type);
             for (const other of [...app.graph.nodes]) {  // keep only Load Task and its preview
-                const wired = (other.inputs || []).some(i => i.link != null
-                    && app.graph.links[i.link] && app.graph.links[i.link].origin_id === node.id);
+                const wired = (other.inputs || []).some(
+                    (_, slot) => other.getInputNode(slot) === node);
                 if (other !== node && !wired) app.graph.remove(other);
             }
             return {
