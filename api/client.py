@@ -73,23 +73,35 @@ class GrokClient:
         prompt: str,
         aspect_ratio: str | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        *,
+        rate_limit_wait: float = DEFAULT_TASK_TIMEOUT_S,
+        on_rate_limited: Callable[[float], None] | None = None,
     ) -> str:
-        """Start a text-to-image task (5 credits); returns its task id at once. ``should_cancel``
-        is heard while a rate-limited create waits to be re-sent (nothing is created then)."""
+        """Start a text-to-image task (5 credits); returns its task id at once.
+
+        A create refused with HTTP 429 (nothing created) is sent again after ``Retry-After``,
+        for at most ``rate_limit_wait`` seconds in all; ``on_rate_limited(seconds)`` hears each
+        wait first and ``should_cancel`` is heard during it (nothing is created then)."""
         body: dict[str, Any] = {"model": TEXT_TO_IMAGE_MODEL, "prompt": validate_prompt(prompt)}
         if aspect_ratio:  # sent only when chosen: the seed page does not document it
             body["aspect_ratio"] = validate_aspect_ratio(aspect_ratio)
-        return self._create(body, Call("create", model=TEXT_TO_IMAGE_MODEL), should_cancel)
+        call = Call("create", model=TEXT_TO_IMAGE_MODEL)
+        return self._create(body, call, should_cancel, rate_limit_wait, on_rate_limited)
 
     def create_upscale(
-        self, source_task_id: str, should_cancel: Callable[[], bool] | None = None
+        self,
+        source_task_id: str,
+        should_cancel: Callable[[], bool] | None = None,
+        *,
+        rate_limit_wait: float = DEFAULT_TASK_TIMEOUT_S,
+        on_rate_limited: Callable[[float], None] | None = None,
     ) -> str:
-        """Start an upscale of a finished text-to-image task (12 credits); returns its task id."""
+        """Start an upscale of a finished text-to-image task (12 credits); returns its task id.
+        HTTP 429 is waited out as for ``create_text_to_image``."""
         source = validate_task_id(source_task_id)
         body = {"model": UPSCALE_MODEL, "task_id": source}
-        return self._create(
-            body, Call("create", task_id=source, model=UPSCALE_MODEL), should_cancel
-        )
+        call = Call("create", task_id=source, model=UPSCALE_MODEL)
+        return self._create(body, call, should_cancel, rate_limit_wait, on_rate_limited)
 
     # -- reading tasks (free) ---------------------------------------------------------------------
 
@@ -189,9 +201,21 @@ class GrokClient:
     # -- internals --------------------------------------------------------------------------------
 
     def _create(
-        self, body: dict[str, Any], call: Call, should_cancel: Callable[[], bool] | None
+        self,
+        body: dict[str, Any],
+        call: Call,
+        should_cancel: Callable[[], bool] | None,
+        rate_limit_wait: float,
+        on_rate_limited: Callable[[float], None] | None,
     ) -> str:
-        payload = self._transport.post_json(CREATE_PATH, body, call, should_cancel)
+        payload = self._transport.post_json(
+            CREATE_PATH,
+            body,
+            call,
+            should_cancel,
+            rate_limit_wait=rate_limit_wait,
+            on_rate_limited=on_rate_limited,
+        )
         found = body_error(payload)
         if found is not None:
             raise map_api_error(found[0], found[1], call, self.settings)

@@ -85,8 +85,6 @@ class Settings:
     download_timeout: float = 300.0
     """Overall seconds for one result file, however slowly it drips."""
     max_download_bytes: int = 64 * 1024 * 1024
-    rate_limit_wait: float = 15.0
-    """Most seconds a create waits out HTTP 429 (honouring Retry-After) before giving up."""
     key_source: str = "given in code"
     """Where the key came from, for status lines: an env var name or a file path."""
 
@@ -117,7 +115,7 @@ class Settings:
             f"Settings(api_key={self.masked_key!r}, base_url={self.base_url!r}, "
             f"key_source={self.key_source!r}, connect_timeout={self.connect_timeout}, "
             f"read_timeout={self.read_timeout}, download_timeout={self.download_timeout}, "
-            f"max_download_bytes={self.max_download_bytes}, rate_limit_wait={self.rate_limit_wait})"
+            f"max_download_bytes={self.max_download_bytes})"
         )
 
 

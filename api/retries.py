@@ -11,7 +11,9 @@ create              the connection could not be opened          ``CREATE``: 3 tr
                     was sent
 create              HTTP 429: nothing was created               ``RATE_LIMITED_CREATE`` backoff,
                                                                 ``Retry-After`` a floor, for at
-                                                                most ``Settings.rate_limit_wait``
+                                                                most the caller's
+                                                                ``rate_limit_wait`` (the task's
+                                                                timeout), each wait shown
 status read, in a   any passing failure (``polling.            ``PollSchedule.backoff``, until the
 wait                is_transient``)                             wait's timeout (Cancel heard)
 status read, alone  a connection failure, a timeout, HTTP       ``STATUS_READ``: 3 tries

@@ -6,8 +6,9 @@ retries nothing):
 
 * **Creates** (``POST``): sent again when the connection could not be opened (refused, DNS,
   connect timeout: ``retries.CREATE``), or when the answer was HTTP 429 (rate limited: nothing
-  created), honouring ``Retry-After`` for at most ``Settings.rate_limit_wait`` seconds in total,
-  after which ``RateLimitedError`` says how long to wait. A create whose request went out but
+  created), honouring ``Retry-After`` for at most the caller's ``rate_limit_wait`` seconds in
+  total (a task's timeout), each wait told to ``on_rate_limited`` first; after that
+  ``RateLimitedError`` says how long to wait. A create whose request went out but
   whose answer did not come back (read timeout, connection reset, truncated answer) is *never*
   sent again: ``UncertainCreateError`` is raised so the journal can record it and the user can
   decide. Cancel is heard during every wait before a create is sent again.
@@ -51,6 +52,7 @@ from .http_errors import (
     without_query,
 )
 from .retries import CREATE, ONE_TRY, RATE_LIMITED_CREATE, RetryPolicy
+from .task import DEFAULT_TASK_TIMEOUT_S
 from .task_reader import body_error
 
 __all__ = [
@@ -142,11 +144,16 @@ class Transport:
         body: dict[str, Any],
         call: Call,
         should_cancel: Callable[[], bool] | None = None,
+        *,
+        rate_limit_wait: float = DEFAULT_TASK_TIMEOUT_S,
+        on_rate_limited: Callable[[float], None] | None = None,
     ) -> Any:
         """POST a create; sent again only when nothing was sent or nothing was created (see the
-        module's docstring). Cancel (``should_cancel``) or Ctrl-C during a wait before sending
-        it again ends it with ``CancelledError``: nothing was created."""
-        give_up_at = time.monotonic() + max(0.0, self.settings.rate_limit_wait)
+        module's docstring). HTTP 429 is waited out for at most ``rate_limit_wait`` seconds in
+        all, ``on_rate_limited(seconds)`` told before each wait. Cancel (``should_cancel``) or
+        Ctrl-C during a wait before sending it again ends it with ``CancelledError``: nothing
+        was created."""
+        give_up_at = time.monotonic() + max(0.0, rate_limit_wait)
         pause = functools.partial(self._wait_before_resend, should_cancel=should_cancel)
         refused = 0
         while True:
@@ -163,6 +170,8 @@ class Transport:
             if time.monotonic() + wait > give_up_at:
                 raise rate_limited(retry_after, creating=True)
             logger.info("create rate limited (HTTP 429); sending it again in %.1f s", wait)
+            if on_rate_limited is not None:
+                on_rate_limited(wait)
             pause(wait)
 
     def _create_answer(

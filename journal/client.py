@@ -23,10 +23,17 @@ class ApiClient(Protocol):
         aspect_ratio: str | None = None,
         *,
         should_cancel: Callable[[], bool] | None = None,
+        rate_limit_wait: float = DEFAULT_TASK_TIMEOUT_S,
+        on_rate_limited: Callable[[float], None] | None = None,
     ) -> str: ...
 
     def create_upscale(
-        self, source_task_id: str, *, should_cancel: Callable[[], bool] | None = None
+        self,
+        source_task_id: str,
+        *,
+        should_cancel: Callable[[], bool] | None = None,
+        rate_limit_wait: float = DEFAULT_TASK_TIMEOUT_S,
+        on_rate_limited: Callable[[float], None] | None = None,
     ) -> str: ...
 
     def get_task(self, task_id: str) -> Task: ...

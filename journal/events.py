@@ -64,8 +64,17 @@ class WaitingForProcess:
 
 @dataclass(frozen=True)
 class WaitingForTurn:
-    """A shared journal paces the fleet's creates: this one's turn comes in ``wait_s`` seconds
-    (nothing is sent, and Cancel still works, while it waits)."""
+    """The journal paces the creates of everything using it (one machine, or a fleet): this
+    one's turn comes in ``wait_s`` seconds (nothing is sent, and Cancel still works, while it
+    waits). Said again when the turn moves earlier."""
+
+    wait_s: float
+
+
+@dataclass(frozen=True)
+class WaitingOutRateLimit:
+    """The API refused the create with HTTP 429 (nothing was created): it is sent again in
+    ``wait_s`` seconds, within the task's timeout (Cancel still works while it waits)."""
 
     wait_s: float
 
@@ -144,6 +153,7 @@ RunEvent = (
     | WaitingForThread
     | WaitingForProcess
     | WaitingForTurn
+    | WaitingOutRateLimit
     | WaitingForTask
     | TaskUpdated
     | Downloading
@@ -222,6 +232,10 @@ _WORDS: dict[type, Callable[[Any], str]] = {
     WaitingForTurn: lambda e: (
         f"waiting {e.wait_s:.1f} s for a turn to create (the account's create rate is "
         "shared by the fleet)"
+    ),
+    WaitingOutRateLimit: lambda e: (
+        f"API in One is rate limiting new tasks (HTTP 429; nothing was created): sending the "
+        f"create again in {e.wait_s:.1f} s"
     ),
     WaitingForTask: lambda e: f"task {e.task_id} is still {state_word(e.state)}; waiting for it",
     TaskUpdated: _task_updated,

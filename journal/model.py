@@ -1,10 +1,11 @@
 """The journal's records and their columns, defined once, below both stores.
 
-Each store (``sqlite/``, ``postgres/``) keeps the same three tables in its own dialect: one
+Each store (``sqlite/``, ``postgres/``) keeps the same four tables in its own dialect: one
 ``requests`` row per attempt at a request, one ``files`` row per kept result file, one
-``file_failures`` row per result file that could not be kept. The records here are what the rest
-of the pack reads; the columns say what each record's fields are called in those tables, and
-every select list, insert, row mapping and the salvage reader is built from them.
+``file_failures`` row per result file that could not be kept, and one ``create_turns`` row per
+create's turn to be sent (``pacing``; short-lived, never salvaged). The records here are what
+the rest of the pack reads; the columns say what each record's fields are called in those
+tables, and every select list, insert, row mapping and the salvage reader is built from them.
 
 A new field is its record's attribute, its column here, and one migration per store; nothing
 else. A new column goes last in its table (SQLite's ``ADD COLUMN`` appends, and salvage reads
@@ -212,7 +213,16 @@ FILE_FAILURES = Table(
         Column("failed_at", float),
     ),
 )
-TABLES = (REQUESTS, FILES, FILE_FAILURES)
+CREATE_TURNS = Table(
+    "create_turns",
+    (
+        Column("id", int),
+        Column("send_at", float),
+        Column("request_id", int),
+    ),
+)
+"""When each create may be sent (``pacing``): one row per attempt (``requests.id``)."""
+TABLES = (REQUESTS, FILES, FILE_FAILURES, CREATE_TURNS)
 
 INPUTS = tuple(column for column in REQUESTS.columns if column.request)
 """The request's inputs, in table order."""

@@ -49,17 +49,18 @@ def open_journal(
 ) -> LedgerStore:
     """A PostgreSQL journal for a ``postgresql://`` URL, else the SQLite journal at that path.
 
-    ``rate`` paces creates across a shared journal (``"env"``: ``GROK_IMAGINE_CREATE_RATE``, else
-    the provider's ~20 per 10 s). Raises ``JournalUnavailableError`` (a ``GrokError``) when the
-    database cannot be used, before anything is paid for.
+    ``rate`` paces creates across everything using the journal, one machine's file or a fleet's
+    database (``"env"``: ``GROK_IMAGINE_CREATE_RATE``, else the provider's ~20 per 10 s; None:
+    no pacing, for a journal only read). Raises ``JournalUnavailableError`` (a ``GrokError``)
+    when the journal cannot be used, before anything is paid for.
     """
+    pace = rate_from_env() if rate == "env" else rate
+    assert not isinstance(pace, str)
     if isinstance(target, str) and is_database_url(target):
-        pace = rate_from_env() if rate == "env" else rate
-        assert not isinstance(pace, str)
         return _open_postgres(target, pace)
     from .sqlite import Journal
 
-    return Journal(Path(target))
+    return Journal(Path(target), pace)
 
 
 def _open_postgres(url: str, rate: CreateRate | None) -> LedgerStore:

@@ -1,20 +1,23 @@
-"""How fast a fleet may create tasks: the account's limit, shared through the journal.
+"""How fast creates may go: the account's limit, shared through the journal.
 
-The provider allows about 20 new tasks per 10 s per account and refuses (429) the rest. Workers
-pacing themselves alone would together overrun it, so a shared journal hands out turns
-(``JournalStore.create_turn``). This module says what the rate is and what a turn is; each store
-keeps the turns in its own dialect.
+The provider allows about 20 new tasks per 10 s per account and refuses (429) the rest. Tasks,
+nodes, processes or workers pacing themselves alone would together overrun it, so the journal
+hands out turns (``JournalStore.create_turn``): the SQLite journal to every thread and process
+of one machine, the PostgreSQL journal to a fleet. This module says what the rate is and what a
+turn is (``next_turn``, the one rule); each store keeps the turns in its own table, under its
+own lock, and asks this rule.
 
-The rule: a create's turn is the earliest moment at which the last ``rate.creates`` turns, its
-own included, fit in one window of ``rate.window_s + PACING_MARGIN_S``: first come, first
-served, no polling herd. A turn is taken once per attempt; turns older than two windows are
-forgotten; a create refused before it was sent gives its unreached turn back.
+The rule: a create's turn is the earliest moment, from now on, at which no window of
+``rate.window_s + PACING_MARGIN_S`` holds more than ``rate.creates`` turns, its own included:
+first come, first served. A turn is taken once per attempt and only ever moves earlier (into a
+turn given back, when the waiter asks again); turns older than two windows are forgotten; a
+create refused before it was sent (Cancel, an error) gives its unreached turn back.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..api import errors
@@ -73,3 +76,30 @@ def parse_rate(text: str) -> CreateRate | None:
 def rate_from_env(environ: Mapping[str, str] | None = None) -> CreateRate | None:
     value = (os.environ if environ is None else environ).get(CREATE_RATE_ENV, "").strip()
     return parse_rate(value) if value else DEFAULT_RATE
+
+
+def next_turn(
+    rate: CreateRate, now: float, others: Sequence[float], held: float | None = None
+) -> float:
+    """When a create may be sent: the earliest moment from ``now`` at which no window of
+    ``rate.turn_window_s`` holds more than ``rate.creates`` turns with this one among them.
+
+    ``others`` are the other creates' turns (send times), ``held`` this create's own if it has
+    one: a held turn only moves earlier, so asking again never loses a place in the queue.
+    A block of ``rate.creates`` turns closer together than a window shuts out the span in which
+    one more would make a window too full; the answer is ``now`` or the end of such a span.
+    """
+    window, count = rate.turn_window_s, rate.creates
+    turns = sorted(others)
+    shut = [
+        (turns[i + count - 1] - window, turns[i] + window)
+        for i in range(len(turns) - count + 1)
+        if turns[i + count - 1] - turns[i] < window
+    ]
+    for moment in sorted({now, *(end for _, end in shut if end > now)}):
+        if held is not None and moment >= held:
+            break
+        if not any(start < moment < end for start, end in shut):
+            return moment
+    assert held is not None, "the end of the last shut span is always free"
+    return held

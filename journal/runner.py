@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -171,8 +172,12 @@ class TaskRunner:
         identity = self.text_to_image_request(prompt, aspect_ratio, seed, index)
         return self._fetch_or_create(
             identity,
-            lambda client, cancel: client.create_text_to_image(
-                identity.prompt or "", aspect_ratio=identity.aspect_ratio, should_cancel=cancel
+            lambda client, send: client.create_text_to_image(
+                identity.prompt or "",
+                aspect_ratio=identity.aspect_ratio,
+                should_cancel=send.should_cancel,
+                rate_limit_wait=send.rate_limit_wait(),
+                on_rate_limited=send.on_rate_limited,
             ),
             timeout,
             hooks or RunHooks(),
@@ -191,7 +196,12 @@ class TaskRunner:
         source_task_id = identity.source_task_id or source_task_id
         return self._fetch_or_create(
             identity,
-            lambda client, cancel: client.create_upscale(source_task_id, should_cancel=cancel),
+            lambda client, send: client.create_upscale(
+                source_task_id,
+                should_cancel=send.should_cancel,
+                rate_limit_wait=send.rate_limit_wait(),
+                on_rate_limited=send.on_rate_limited,
+            ),
             timeout,
             hooks or RunHooks(),
         )
@@ -272,7 +282,7 @@ class TaskRunner:
             if action == "uncertain":
                 raise _uncertain_error(entry)
             if action == "create":
-                return self._create(client, entry, create, timeout, hooks)
+                return self._create(client, entry, create, _Send(hooks, deadline), timeout)
             assert entry.task_id is not None
             if action == "done":
                 reused = self.results.reuse(entry.task_id, entry, hooks)
@@ -349,9 +359,12 @@ class TaskRunner:
         client: LazyClient,
         entry: JournalEntry,
         create: _Create,
+        send: _Send,
         timeout: float,
-        hooks: RunHooks,
     ) -> TaskResult:
+        """Wait for the create's turn, send it (HTTP 429 waited out, both within the task's
+        timeout), record its task id, then wait for the task and keep its files."""
+        hooks = send.hooks
         try:
             api = client.get()
         except BaseException as exc:  # no key, bad settings: nothing was sent
@@ -359,8 +372,8 @@ class TaskRunner:
             raise
         try:
             check_cancel(hooks, None)
-            wait_for_create_turn(self.journal, entry, hooks)
-            task_id = create(api, hooks.should_cancel)
+            wait_for_create_turn(self.journal, entry, hooks, send.deadline)
+            task_id = create(api, send)
         except (errors.UncertainCreateError, errors.BadResponseError) as exc:
             reason = getattr(exc, "reason", None) or errors.what_happened(exc)
             self.journal.mark(entry.id, State.UNCERTAIN, reason)
@@ -429,7 +442,27 @@ class TaskRunner:
         return self.results.fetch(client, task_id, urls, hooks, resumed)
 
 
-_Create = Callable[[ApiClient, Callable[[], bool] | None], str]
+@dataclass(frozen=True)
+class _Send:
+    """How a create is sent: Cancel heard, and HTTP 429 waited out until the task's
+    ``deadline`` (``time.monotonic()``), each wait shown as ``WaitingOutRateLimit``."""
+
+    hooks: RunHooks
+    deadline: float
+
+    @property
+    def should_cancel(self) -> Callable[[], bool] | None:
+        return self.hooks.should_cancel
+
+    def rate_limit_wait(self) -> float:
+        """Seconds left for waiting out HTTP 429, as the create is sent."""
+        return max(0.0, self.deadline - time.monotonic())
+
+    def on_rate_limited(self, wait_s: float) -> None:
+        emit(self.hooks, events.WaitingOutRateLimit(wait_s))
+
+
+_Create = Callable[[ApiClient, _Send], str]
 """Sends the create request on a client; returns the new task id."""
 _JOURNAL_STATES = {TaskState.QUEUED: State.QUEUED, TaskState.RUNNING: State.RUNNING}
 _PERMANENT_FILE_ERRORS = (errors.ResultExpiredError, errors.NotAnImageError, errors.TooLargeError)

@@ -1,9 +1,10 @@
 """The runner's waits outside ``client.wait``: for another thread with the same request, for
-another process sending the same create, for the fleet's turn to create. Each stays cancellable
+another process sending the same create, for a turn to create. Each stays cancellable
 (``hooks.should_cancel``, looked at every ``CANCEL_CHECK_S``)."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import weakref
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..api import errors
+from ..api.env import CREATE_RATE_ENV
 from . import events
 from .hooks import RunHooks, check_cancel, emit
 from .identity import RequestIdentity
@@ -21,7 +23,14 @@ CANCEL_CHECK_S = 0.1
 """How often waits that happen outside ``client.wait`` (for a lock, for another process) look at
 ``should_cancel``; the nodes promise Cancel within 1 s."""
 CREATE_IN_FLIGHT_LIMIT_S = 300.0
-"""A create request (connect + read timeouts, rate-limit waits) is long over by then."""
+"""A create request (connect + read timeouts) is long over by then, counted from its turn. One
+still waiting out HTTP 429 after that (its task's timeout allows it) looks gone to another
+process with the very same request, which reports it uncertain: a false alarm, never a second
+create."""
+TURN_RECHECK_S = 1.0
+"""How often a create waiting for its turn asks again, so a turn given back moves it up."""
+TURN_MOVED_S = 0.5
+"""A turn that moved up by more than this is said again (``WaitingForTurn``)."""
 
 
 class _IdentityLock:
@@ -53,15 +62,27 @@ def exclusive(journal: JournalStore, key: str, hooks: RunHooks) -> Iterator[None
         slot.lock.release()
 
 
-def wait_for_create_turn(journal: JournalStore, entry: JournalEntry, hooks: RunHooks) -> None:
-    """A shared journal paces the fleet's creates: wait for this one's turn, cancellable."""
+def wait_for_create_turn(
+    journal: JournalStore, entry: JournalEntry, hooks: RunHooks, deadline: float
+) -> None:
+    """The journal paces the creates of all its users: wait for this one's turn, cancellable,
+    asking again every ``TURN_RECHECK_S`` (a turn given back moves this one up, and it says so).
+    A turn that would begin after ``deadline`` is refused at once (``RateLimitedError``)."""
     wait = journal.create_turn(entry)
-    announced = False
+    shown = math.inf
     while wait > 0:
-        if not announced:
-            announced = True
+        begins = time.monotonic() + wait
+        if begins > deadline:
+            raise errors.RateLimitedError(
+                f"This create's turn under the account's create rate ({CREATE_RATE_ENV}) comes "
+                f"in {math.ceil(wait)} s, after the task's timeout. Nothing was created or "
+                "charged.",
+                retry_after=wait,
+            )
+        if begins < shown - TURN_MOVED_S:
+            shown = begins
             emit(hooks, events.WaitingForTurn(wait))
-        until = time.monotonic() + wait
+        until = time.monotonic() + min(wait, TURN_RECHECK_S)
         while (left := until - time.monotonic()) > 0:
             check_cancel(hooks, None)
             time.sleep(min(CANCEL_CHECK_S, left))

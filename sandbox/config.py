@@ -42,6 +42,9 @@ class SandboxConfig:
     generation_times: tuple[float, ...] = ()
     images_per_task: int = 6
     image_format: str = "JPEG"
+    # (width, height) of every text-to-image result instead of its aspect ratio's size: tests
+    # that queue hundreds of images keep them small.
+    image_size: tuple[int, int] | None = None
     # Seconds after completion after which the task's file URLs answer 410; None = never.
     file_expiry: float | None = None
     # (max_creates, window_s) per key; more creates inside the window answer 429.
@@ -70,6 +73,8 @@ class SandboxConfig:
             )
         if self.images_per_task < 1:
             raise ValueError("images_per_task must be at least 1")
+        if self.image_size is not None and min(self.image_size) < 16:
+            raise ValueError(f"image_size must be at least 16 x 16, not {self.image_size!r}")
         if self.rate_limit is not None:
             max_creates, window = self.rate_limit
             if max_creates < 1 or window <= 0:
@@ -88,6 +93,7 @@ class SandboxConfig:
             f"generation_time={self.generation_time!r}, "
             f"generation_times={self.generation_times!r}, "
             f"images_per_task={self.images_per_task}, image_format={self.image_format!r}, "
+            f"image_size={self.image_size!r}, "
             f"file_expiry={self.file_expiry!r}, rate_limit={self.rate_limit!r}, "
             f"separate_file_host={self.separate_file_host}, port={self.port}, seed={self.seed!r})"
         )

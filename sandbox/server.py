@@ -294,5 +294,5 @@ class Sandbox:
             source = self.store.info(info.source_task_id or "")
             source_bytes = self.image_bytes(source, 0)
             return images.upscale(source_bytes, image_format, source.task_id)
-        size = ASPECT_SIZES[info.aspect_ratio or DEFAULT_ASPECT_RATIO]
+        size = self.config.image_size or ASPECT_SIZES[info.aspect_ratio or DEFAULT_ASPECT_RATIO]
         return images.render(info.prompt, index, size, image_format, info.task_id)

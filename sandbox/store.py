@@ -144,6 +144,7 @@ class Store:
                     credits_charged=account.charged - account.refunded,
                     refunds=account.refunded,
                     balance=account.balance,
+                    rate_limited=account.rate_limited,
                 )
                 tasks = [
                     {

@@ -167,10 +167,10 @@ def test_rate_limited_create_is_retried_after_retry_after(sandbox, client):
 
 def test_rate_limit_beyond_the_wait_budget_says_when_to_retry(sandbox_factory):
     sb = sandbox_factory(rate_limit=(1, 60.0))
-    with make_client(sb, rate_limit_wait=0.5) as client:
+    with make_client(sb) as client:
         client.create_text_to_image(PROMPT)
         with pytest.raises(errors.RateLimitedError) as caught:
-            client.create_text_to_image(PROMPT + " again")
+            client.create_text_to_image(PROMPT + " again", rate_limit_wait=0.5)
     assert caught.value.retry_after is not None and caught.value.retry_after > 1
     assert "retry in" in str(caught.value)
     assert sb.create_requests == 2 and sb.ledger(TEST_KEY).creates == 1

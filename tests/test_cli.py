@@ -297,8 +297,12 @@ def _phrase_case(phrase: str, env: Any, monkeypatch: pytest.MonkeyPatch, tmp_pat
         monkeypatch.setenv("APIINONE_API_KEY", "sk-not-a-key-of-this-sandbox")
     elif phrase.startswith("Not enough"):
         faults.create_errors = [402]
-    elif phrase.startswith("API in One is rate limiting"):
+    elif phrase.startswith("API in One is rate limiting"):  # waited out within the timeout
         faults.create_errors, faults.retry_after = [429] * 5, 60
+        return ("generate", "a cat", "--timeout", "30")
+    elif phrase.startswith("turn under the account's create rate"):
+        monkeypatch.setenv("GROK_IMAGINE_CREATE_RATE", "1/60")  # the second task's turn: 61 s
+        return ("generate", "a cat", "--tasks", "2", "--timeout", "30")
     elif phrase == "The prompt ...":
         return ("generate", " ")
     elif phrase == "The task id ...":

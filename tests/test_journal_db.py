@@ -541,6 +541,34 @@ def test_newer_readable_journal_is_used_as_it_is(tmp_path, caplog):
     assert not _warnings(caplog)
 
 
+def test_a_pack_from_before_the_turns_table_uses_this_packs_journal_as_it_is(
+    tmp_path, monkeypatch, caplog
+):
+    """Schema 3 added one table, ``create_turns``. A pack of schema 2 (its model: the other
+    three tables) opening a schema-3 journal follows the newer-version rule: every table and
+    column it writes is there and the extra table asks nothing of its rows, so it uses the file
+    as it is, paid work included, and leaves the version and the turns alone. Its own creates
+    take no turns: a machine mixing the two packs paces only the newer pack's creates."""
+    path = tmp_path / "journal.sqlite"
+    with Journal(path, rate=submodule("journal.pacing").CreateRate(1, 30.0)) as journal:
+        entry = _create(journal, task_id=None)
+        assert journal.create_turn(entry) == 0.0
+    schema, model = submodule("journal.sqlite.schema"), submodule("journal.model")
+    assert db.SCHEMA_VERSION == 3 and [t.name for t in model.TABLES][3:] == ["create_turns"]
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)  # what the older pack knows
+    monkeypatch.setattr(schema, "TABLES", model.TABLES[:3])
+    caplog.set_level(logging.WARNING)
+    with Journal(path) as older:
+        older.check_durable()  # not refused
+        _create(older, RequestIdentity.text_to_image("from the older pack"), task_id="t-old")
+        assert older.get("t-old").state == State.QUEUED
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert raw.execute("SELECT request_id FROM create_turns").fetchall() == [(entry.id,)]
+    raw.close()
+    assert not _warnings(caplog)
+
+
 def test_newer_unreadable_journal_refuses_paid_work_and_is_never_moved(tmp_path, caplog):
     path = tmp_path / "journal.sqlite"
     _newer_journal(path, readable=False)

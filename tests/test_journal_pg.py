@@ -1,8 +1,9 @@
-"""The shared PostgreSQL journal in one process: the runner's promises, leases, pacing, schema.
+"""The shared PostgreSQL journal in one process: the runner's promises, leases, schema.
 
 Against a real PostgreSQL server (``pg_url``: a fresh database on a throwaway cluster, or on the
 server ``GROK_IMAGINE_TEST_PG_URL`` names) and the real sandbox; every test counts creates and
-credits. Several worker *processes* on one database are in ``test_journal_fleet.py``.
+credits. Several worker *processes* on one database are in ``test_journal_fleet.py``; pacing,
+on both stores, in ``test_journal_pacing.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ errors = submodule("api.errors")
 journal_mod = submodule("journal")
 open_mod = submodule("journal.open")
 store_mod = submodule("journal.store")
-pacing = submodule("journal.pacing")
 events = submodule("journal.events")
 
 KEY = TEST_KEY
@@ -236,63 +236,7 @@ def test_a_lease_runs_out_when_its_worker_stops_renewing_it(tmp_path, sandbox, p
     runner.journal.close()
 
 
-# -- fleet-wide pacing ----------------------------------------------------------------------------
-
-
-def test_turns_keep_any_window_under_the_rate(tmp_path, sandbox, pg_url):
-    rate = pacing.CreateRate(3, 1.0)
-    journal = open_mod.open_journal(pg_url, rate=rate)
-    waits = []
-    for seed in range(5):
-        with journal.claim(journal_mod.RequestIdentity.text_to_image(PROMPT, seed=seed)) as c:
-            waits.append(journal.create_turn(c.start_create()))
-    window = rate.window_s + pacing.PACING_MARGIN_S
-    assert waits[:3] == [0.0, 0.0, 0.0]
-    assert window - 0.5 < waits[3] <= window and window - 0.5 < waits[4] <= window
-    journal.close()
-
-
-def test_a_create_waits_for_its_turn_and_cancel_sends_nothing(tmp_path, sandbox, pg_url):
-    runner = make_runner(tmp_path, sandbox, pg_url, rate=pacing.CreateRate(1, 30.0))
-    runner.text_to_image(PROMPT, seed=8)  # takes the window's one turn
-    said = []
-    started = time.monotonic()
-    with pytest.raises(errors.CancelledError) as caught:
-        runner.text_to_image(
-            PROMPT,
-            seed=9,
-            hooks=journal_mod.RunHooks(on_event=said.append, should_cancel=lambda: bool(said)),
-        )
-    assert time.monotonic() - started < 1.0  # cancelled within the 0.1 s check, not 30 s later
-    assert isinstance(said[0], events.WaitingForTurn) and 28 < said[0].wait_s <= 31
-    assert "turn to create" in events.describe(said[0])
-    assert "nothing was charged" in str(caught.value)
-    assert ledger(sandbox) == (1, 5) and sandbox.create_requests == 1
-    # The cancelled request gave its turn back and is not uncertain: a new rate lets it go.
-    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=9)
-    cancelled = runner.journal.latest(identity)
-    assert cancelled.state == "rejected"
-    with runner.journal._db.lock:
-        turns = (
-            runner.journal._db.connection("test")
-            .execute(
-                "SELECT count(*) FROM grok_imagine_create_turns WHERE request_id = %s",
-                (cancelled.id,),
-            )
-            .fetchone()[0]
-        )
-    assert turns == 0  # its unreached turn was given back to the fleet
-    runner.journal.close()
-
-
-def test_the_create_rate_setting(monkeypatch):
-    assert pacing.rate_from_env({}) == pacing.CreateRate(20, 10.0)
-    assert pacing.rate_from_env({"GROK_IMAGINE_CREATE_RATE": "5/2"}) == pacing.CreateRate(5, 2.0)
-    assert pacing.rate_from_env({"GROK_IMAGINE_CREATE_RATE": "off"}) is None
-    for bad in ("fast", "0/10", "5/0", "-3/1"):
-        with pytest.raises(errors.InvalidRequestError) as caught:
-            pacing.rate_from_env({"GROK_IMAGINE_CREATE_RATE": bad})
-        assert "GROK_IMAGINE_CREATE_RATE" in str(caught.value) and "20/10" in str(caught.value)
+# -- fleet-wide pacing: tests/test_journal_pacing.py runs each pacing test on both stores ------
 
 
 # -- schema versions ------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def proxied(sandbox, tmp_path):
 
 
 @matrix_row(
-    AREA, "429 storm on create that ends within the wait budget",
+    AREA, "429 storm on create that ends within the task's timeout",
     "nothing: the create is re-sent after each `Retry-After` and the images arrive",
     "the task's images; one journal row `succeeded`; 1 create, 5 credits",
 )  # fmt: skip
@@ -74,20 +74,22 @@ def test_429_storm_on_create_that_ends_in_time_is_transparent(sandbox, tmp_path)
 
 
 @matrix_row(
-    AREA, "429 storm on create outlasting the wait budget (`Retry-After: 2`, budget 3 s)",
+    AREA, "429 storm on create outlasting the task's timeout (`Retry-After: 2`, timeout 3 s)",
     "`RateLimitedError`: \"rate limiting new tasks (HTTP 429 ...); retry in 2 s. Nothing was "
     "created or charged.\"",
     "journal row `rejected`, 0 credits; queueing again later creates the task normally",
 )  # fmt: skip
-def test_429_storm_on_create_beyond_the_budget_says_when_to_retry(sandbox, tmp_path):
-    rig = make_rig(tmp_path, sandbox, rate_limit_wait=3.0)
+def test_429_storm_on_create_beyond_the_timeout_says_when_to_retry(sandbox, tmp_path):
+    rig = make_rig(tmp_path, sandbox)
     sandbox.faults.retry_after = 2
     sandbox.faults.create_errors = [429] * 20
-    caught = rig.expect(errors.RateLimitedError, lambda: rig.runner.text_to_image(PROMPT))
+    caught = rig.expect(
+        errors.RateLimitedError, lambda: rig.runner.text_to_image(PROMPT, timeout=3.0)
+    )
     message = str(caught)
     assert "retry in 2 s" in message and "Nothing was created or charged" in message
     assert caught.retry_after == 2
-    # Retry-After honoured: one re-send 2 s later, then the next would pass the 3 s budget
+    # Retry-After honoured: one re-send 2 s later, then the next would pass the 3 s timeout
     # (without it, the 0.5/1/2 s backoff would have sent 3 requests in that time).
     assert sandbox.create_requests == 2
     assert rig.ledger() == (0, 0) and rig.kept() == []
@@ -100,23 +102,25 @@ def test_429_storm_on_create_beyond_the_budget_says_when_to_retry(sandbox, tmp_p
 
 
 @matrix_row(
-    AREA, "429 storm on create answered with `Retry-After: 0` (budget 1 s)",
+    AREA, "429 storm on create answered with `Retry-After: 0` (timeout 1 s)",
     "`RateLimitedError` after a few re-sends spaced by a growing backoff (Retry-After is a "
     "floor, never a licence for a tight loop of creates)",
     "journal row `rejected`, 0 credits",
 )  # fmt: skip
 def test_429_storm_with_retry_after_zero_is_not_a_create_flood(sandbox, tmp_path):
-    rig = make_rig(tmp_path, sandbox, rate_limit_wait=1.0)
+    rig = make_rig(tmp_path, sandbox)
     sandbox.faults.retry_after = 0
     sandbox.faults.create_errors = [429] * 100_000
-    caught = rig.expect(errors.RateLimitedError, lambda: rig.runner.text_to_image(PROMPT))
+    caught = rig.expect(
+        errors.RateLimitedError, lambda: rig.runner.text_to_image(PROMPT, timeout=1.0)
+    )
     sent = sandbox.create_requests
     sandbox.faults.create_errors = []
     assert "Nothing was created or charged" in str(caught)
     assert rig.ledger() == (0, 0)
     assert [(e.state, e.credits) for e in rig.history()] == [("rejected", 0)]
     # A 0.5 s first backoff doubling each time fits 2 sends in 1 s; allow for jitter and load.
-    assert sent <= 4, f"{sent} create requests in a 1 s rate-limit budget"
+    assert sent <= 4, f"{sent} create requests in a 1 s timeout"
 
 
 def _gateway_page(status):
@@ -529,4 +533,49 @@ pointer_row(
     '`CancelledError`: "Cancelled before any task was created; nothing was charged."',
     "row `rejected` (not uncertain); nothing sent after the Cancel; queueing again creates it",
     "test_journal_runner.py::test_cancel_while_a_create_waits_out_a_rate_limit_sends_nothing",
+)
+pointer_row(
+    AREA,
+    "a graph of Text-to-Image nodes queued at once, more creates than the account takes: 6 "
+    "nodes x 8 tasks against 20 creates per 10 s, 4 x 8 against 10 per 10 s",
+    'nothing: the creates wait their turns ("waiting N s for a turn to create" on the node) and '
+    "every node returns all 48 images",
+    "one create per task (48 / 32) and not one HTTP 429",
+    "test_nodes_pacing.py::test_a_graph_queued_at_once_is_paced_and_no_create_is_refused",
+)
+pointer_row(
+    AREA,
+    "the same graph (6 x 8, 20 per 10 s) with pacing off (`GROK_IMAGINE_CREATE_RATE=off`)",
+    'nothing: each refused create says "API in One is rate limiting new tasks (HTTP 429; nothing '
+    "was created): sending the create again in N s\" and is sent again within the node's "
+    "timeout; every node returns all 48 images",
+    "48 creates; create requests = 48 + the 429s answered (each refused create sent again once "
+    "per 429, nothing more)",
+    "test_nodes_pacing.py::test_with_pacing_off_the_429s_are_waited_out_and_every_node_completes",
+)
+pointer_row(
+    AREA,
+    "a create's turn would come after the task's timeout (a long queue of creates)",
+    "`RateLimitedError` at once: \"This create's turn under the account's create rate "
+    "(GROK_IMAGINE_CREATE_RATE) comes in N s, after the task's timeout. Nothing was created or "
+    'charged."',
+    "row `rejected`, its turn given back; nothing sent",
+    "test_journal_pacing.py::test_a_turn_after_the_timeout_is_refused_at_once_and_given_back",
+)
+pointer_row(
+    AREA,
+    "Cancel while a create waits for its turn",
+    '`CancelledError` within a second: "Cancelled before any task was created; nothing was '
+    'charged."',
+    "row `rejected` (not uncertain), its turn given back; nothing sent",
+    "test_journal_pacing.py::test_a_create_waits_for_its_turn_and_cancel_sends_nothing",
+)
+pointer_row(
+    AREA,
+    "a create waiting for its turn when the create whose turn came before it is cancelled",
+    'nothing: it moves up into the turn given back, and says so again ("waiting N s for a turn '
+    'to create")',
+    "it is created one window earlier than its first turn; 2 creates in all (the cancelled one "
+    "sent nothing)",
+    "test_journal_pacing.py::test_a_turn_given_back_moves_the_next_waiter_up",
 )

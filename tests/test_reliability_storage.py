@@ -446,6 +446,16 @@ pointer_row(
     "the task id, recorded and still there after a reopen",
     "test_journal_db.py::test_a_paid_task_id_fits_on_a_disk_that_filled_during_the_create",
 )
+pointer_row(
+    AREA,
+    "this pack's journal (schema 3: one more table, `create_turns`) opened by a pack of schema 2 "
+    "(a user rolled the pack back)",
+    "nothing: the older pack uses it as it is (every table and column it writes is there); its "
+    "own creates take no turns, so only the newer pack's creates are paced",
+    "the version stays 3 and the turns table is left alone; the older pack's paid work is "
+    "recorded in the journal",
+    "test_journal_db.py::test_a_pack_from_before_the_turns_table_uses_this_packs_journal_as_it_is",
+)
 
 
 @matrix_row(

@@ -1,5 +1,9 @@
-"""The fleet's create turns in PostgreSQL (``pacing`` says what a turn is): one round trip under
-the pacing lock prunes old turns, takes this attempt's turn (once) and says when it begins."""
+"""The fleet's create turns in PostgreSQL (``pacing`` says what a turn is and when it begins).
+
+Under the pacing lock, one transaction reads the turns by the database's clock, asks the rule,
+and writes this attempt's turn (taken once, moved earlier when a turn before it was given back),
+as the SQLite journal does for one machine (``sqlite.turns``).
+"""
 
 from __future__ import annotations
 
@@ -7,36 +11,32 @@ from typing import Any
 
 import psycopg
 
-from ..pacing import CreateRate
+from ..model import CREATE_TURNS
+from ..pacing import CreateRate, next_turn
 from . import locks
 from .rows import LEASE_S, NOW, REQUESTS_TABLE, table
 
-TURNS_TABLE = table("create_turns")
+TURNS_TABLE = table(CREATE_TURNS.name)
 
-_TAKE_TURN = f"""
-WITH clock AS (SELECT {NOW} AS now),
-held AS (SELECT send_at FROM {TURNS_TABLE} WHERE request_id = %(id)s),
-nth AS (
-    SELECT send_at FROM {TURNS_TABLE} ORDER BY send_at DESC OFFSET %(skip)s LIMIT 1
-),
-slot AS (
-    SELECT COALESCE(
-        (SELECT max(send_at) FROM held), GREATEST(now, (SELECT send_at FROM nth) + %(window)s)
-    ) AS send_at, now, NOT EXISTS (SELECT 1 FROM held) AS new FROM clock
-),
-pruned AS (
-    DELETE FROM {TURNS_TABLE}
-    WHERE send_at < (SELECT now FROM clock) - %(kept)s
+_READ = f"""
+SELECT {NOW},
+    array(SELECT send_at FROM {TURNS_TABLE} WHERE request_id IS DISTINCT FROM %(id)s),
+    (SELECT max(send_at) FROM {TURNS_TABLE} WHERE request_id = %(id)s)
+"""
+
+_TAKE = f"""
+WITH pruned AS (
+    DELETE FROM {TURNS_TABLE} WHERE send_at < %(now)s - %(kept)s
 ),
 taken AS (
     INSERT INTO {TURNS_TABLE} (send_at, request_id)
-    SELECT send_at, %(id)s FROM slot WHERE new
+    SELECT %(send_at)s, %(id)s WHERE %(new)s
 ),
-sent_then AS (
-    UPDATE {REQUESTS_TABLE} SET created_at = slot.send_at, lease_until = slot.now + %(lease)s
-    FROM slot WHERE id = %(id)s AND slot.new
+moved AS (
+    UPDATE {TURNS_TABLE} SET send_at = %(send_at)s WHERE request_id = %(id)s AND NOT %(new)s
 )
-SELECT send_at, now FROM slot
+UPDATE {REQUESTS_TABLE} SET created_at = %(send_at)s, lease_until = {NOW} + %(lease)s
+WHERE id = %(id)s
 """
 
 GIVE_BACK = f"DELETE FROM {TURNS_TABLE} WHERE request_id = %s AND send_at > {NOW}"
@@ -49,20 +49,24 @@ def take_turn(conn: psycopg.Connection[Any], request_id: int, rate: CreateRate) 
     conn.execute("BEGIN")
     try:
         locks.take(conn, locks.PACING)
-        row = conn.execute(
-            _TAKE_TURN,
-            {
-                "id": request_id,
-                "skip": rate.creates - 1,
-                "window": rate.turn_window_s,
-                "kept": rate.turns_kept_s,
-                "lease": LEASE_S,
-            },
-        ).fetchone()
+        row = conn.execute(_READ, {"id": request_id}).fetchone()
+        assert row is not None
+        now, others, held = row
+        send_at = next_turn(rate, now, others, held)
+        if send_at != held:
+            conn.execute(
+                _TAKE,
+                {
+                    "id": request_id,
+                    "now": now,
+                    "kept": rate.turns_kept_s,
+                    "send_at": send_at,
+                    "new": held is None,
+                    "lease": LEASE_S,
+                },
+            )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    assert row is not None
-    send_at, now = row
     return max(0.0, send_at - now)

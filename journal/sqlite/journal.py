@@ -34,7 +34,8 @@ from ..model import (
     owner_columns,
     unrecorded_task,
 )
-from . import rows
+from ..pacing import CreateRate
+from . import rows, turns
 from .claim import SqliteClaim
 from .database import Database, SalvageReport
 from .errors import JOURNAL_ROLE, is_full
@@ -44,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 
 class Journal:
-    """``Journal(path)``: open (or create) the journal at ``path``; thread-safe.
+    """``Journal(path, rate)``: open (or create) the journal at ``path``; thread-safe. With a
+    ``rate`` (``pacing``), every thread and process using the file takes its creates' turns here.
 
     A journal that cannot be kept on disk (read-only folder, disk full, a newer pack's schema
     this version cannot write) still opens, for free work only: ``check_durable()`` and every
@@ -52,8 +54,10 @@ class Journal:
     that the journal could not remember. Kept results are still read where the file can be read.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], rate: CreateRate | None = None) -> None:
         self.path = Path(path)
+        self.rate = rate
+        """The account's create rate every user of this file shares (None: creates go at once)."""
         self._db = Database(self.path)
         self._file_rows = GroupCommit(self._db)
         self._adopted = False
@@ -89,8 +93,12 @@ class Journal:
         return str(self.path.resolve())
 
     def create_turn(self, entry: JournalEntry) -> float:
-        """Always "go now": one machine's creates are paced by the API client's 429 handling."""
-        return 0.0
+        """Take (once) the moment ``entry``'s create may go (``pacing``); seconds until then.
+        Every thread and process using this file shares the turns."""
+        rate = self.rate
+        if rate is None:
+            return 0.0
+        return self._db.execute(lambda c: turns.take_turn(c, entry.id, rate))
 
     def create_folders(self) -> tuple[tuple[Path, str], ...]:
         return ((self.path.parent, JOURNAL_ROLE),)
@@ -223,13 +231,17 @@ class Journal:
         """Set the state of one attempt (``uncertain`` / ``rejected`` before a task id exists)."""
         now = time.time()
         refunded = state in State.UNCHARGED
-        self._db.write(
-            lambda c: c.execute(
+
+        def work(c: sqlite3.Connection) -> None:
+            c.execute(
                 "UPDATE requests SET state = ?, error = COALESCE(?, error), updated_at = ?,"
                 " credits = CASE WHEN ? THEN 0 ELSE credits END WHERE id = ?",
                 (state, error, now, refunded, entry_id),
             )
-        )
+            if state == State.REJECTED:  # nothing was sent: give an unreached turn back
+                turns.give_back(c, entry_id)
+
+        self._db.write(work)
 
     def record_state(
         self,

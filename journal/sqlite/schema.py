@@ -17,8 +17,9 @@ from .rows import immediate
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
-"""1: requests, files. 2: file_failures (a result file that could not be kept, and why)."""
+SCHEMA_VERSION = 3
+"""1: requests, files. 2: file_failures (a result file that could not be kept, and why).
+3: create_turns (this machine's creates paced under the account's rate, ``pacing``)."""
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -65,6 +66,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             failed_at REAL NOT NULL,
             PRIMARY KEY (task_id, idx)
         )""",
+    ),
+    3: (
+        """CREATE TABLE create_turns (
+            id INTEGER PRIMARY KEY,
+            send_at REAL NOT NULL,
+            request_id INTEGER
+        )""",
+        "CREATE INDEX create_turns_by_time ON create_turns (send_at)",
+        "CREATE INDEX create_turns_by_request ON create_turns (request_id)",
     ),
 }
 """Version -> the statements that bring a journal from version - 1 to it, in one transaction with
