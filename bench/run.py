@@ -36,6 +36,7 @@ BENCHMARKS = {
     "import_cost": ("import_cost", "Import cost"),
     "journal_overhead": ("journal_overhead", "Journal overhead (PostgreSQL vs SQLite)"),
     "panel_page": ("panel_page", "Panel page with 10,000 tasks; the limit's check per run"),
+    "create_pacing": ("create_pacing", "Create pacing: 48 tasks queued at once"),
     "parallel_varied": ("parallel_varied", "Parallel tasks that finish apart"),
 }
 """key -> (module in bench/, title), in the issue's order; ``parallel_varied`` last, since its

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 from pack import submodule
+
+T = TypeVar("T")
 
 BENCH_KEY = "sk-bench-local-0000"
 BENCH_CREDITS = 10_000_000
@@ -101,7 +103,22 @@ def node_environment(running_sandbox: Any, home: str, poll_scale: float = 1.0) -
 
 def run_text_to_image_node(prompt: str, seed: int, parallel_tasks: int = 1) -> tuple[Any, ...]:
     """Call Grok Text-to-Image's function directly (no ComfyUI), the way ComfyUI's prompt
-    worker does: ``asyncio.run`` on a thread other than the main one.
+    worker does (``on_prompt_worker``)."""
+    function = text_to_image_function()
+    return on_prompt_worker(lambda: function(prompt, seed, parallel_tasks=parallel_tasks))
+
+
+def text_to_image_function() -> Any:
+    """A new Grok Text-to-Image node's function (``generate``), as ComfyUI calls it."""
+    from pack import load_pack
+
+    node_class = load_pack().NODE_CLASS_MAPPINGS["GrokImagineTextToImage"]
+    return getattr(node_class(), node_class.FUNCTION)
+
+
+def on_prompt_worker(coroutine: Callable[[], Awaitable[T]]) -> T:
+    """``asyncio.run`` of the coroutine on a thread other than the main one, as ComfyUI's
+    prompt worker runs a prompt's async nodes.
 
     On the main thread ``asyncio.run`` installs a Ctrl-C handler; putting the old one back on
     the way out, Python 3.11's ``signal.signal`` formats the replaced handler's repr, which
@@ -110,15 +127,14 @@ def run_text_to_image_node(prompt: str, seed: int, parallel_tasks: int = 1) -> t
     """
     import asyncio
 
-    from pack import load_pack
-
-    node_class = load_pack().NODE_CLASS_MAPPINGS["GrokImagineTextToImage"]
-    function = getattr(node_class(), node_class.FUNCTION)
     outcome: dict[str, Any] = {}
+
+    async def main() -> T:
+        return await coroutine()
 
     def work() -> None:
         try:
-            outcome["result"] = asyncio.run(function(prompt, seed, parallel_tasks=parallel_tasks))
+            outcome["result"] = asyncio.run(main())
         except BaseException as exc:  # re-raised on the caller's thread
             outcome["error"] = exc
 
