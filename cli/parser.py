@@ -11,6 +11,7 @@ from typing import NoReturn
 from ..api import validation
 from ..api.env import (
     BASE_URL_ENV,
+    CREATE_RATE_ENV,
     DAILY_LIMIT_ENV,
     HOME_ENV,
     JOURNAL_URL_ENV,
@@ -93,6 +94,7 @@ def _epilog() -> str:
         (BASE_URL_ENV, "the API address (default https://apiin.one; the sandbox's for tests)"),
         (HOME_ENV, "journal and kept files (default ~/.local/share/grok-imagine)"),
         (JOURNAL_URL_ENV, "a shared PostgreSQL journal for a fleet (default: the local file)"),
+        (CREATE_RATE_ENV, "creates per seconds for all users of the journal (20/10, or off)"),
         (DAILY_LIMIT_ENV, "the daily credit limit (default: none, or the settings file's)"),
         (POLL_SCALE_ENV, "scale the polling delays (sandbox only, e.g. 0.1)"),
     )

@@ -20,7 +20,8 @@ class Phase(enum.Enum):
     STARTING = "starting"
     """No word from the runner yet: the journal is being read, or a create is on the wire."""
     WAITING = "waiting"
-    """For a turn to create, or for another run sending this very request."""
+    """For a turn to create (or an HTTP 429 to pass), or for another run sending this very
+    request."""
     AT_API = "at the API"
     """The task exists at the API and is not finished (created, resumed or read running)."""
     DOWNLOADING = "downloading"
@@ -70,7 +71,9 @@ class TaskTrack:
             self.phase, self.state = Phase.AT_API, "resumed"
         elif isinstance(event, (events.ResultReused, events.RefetchingKeptFiles)):
             self.phase, self.state = Phase.DOWNLOADING, "kept images"
-        elif isinstance(event, (events.WaitingForTurn, events.WaitingForThread)):
+        elif isinstance(
+            event, (events.WaitingForTurn, events.WaitingOutRateLimit, events.WaitingForThread)
+        ):
             self.phase, self.state = Phase.WAITING, "waiting to create"
         elif isinstance(event, events.WaitingForProcess):
             self.phase, self.state = Phase.WAITING, "waiting for another run"
