@@ -230,8 +230,8 @@ _WORDS: dict[type, Callable[[Any], str]] = {
     ),
     WaitingForProcess: _waiting_for_process,
     WaitingForTurn: lambda e: (
-        f"waiting {e.wait_s:.1f} s for a turn to create (the account's create rate is "
-        "shared by the fleet)"
+        f"waiting {e.wait_s:.1f} s for a turn to create (creates are paced to the account's "
+        "rate limit)"
     ),
     WaitingOutRateLimit: lambda e: (
         f"API in One is rate limiting new tasks (HTTP 429; nothing was created): sending the "

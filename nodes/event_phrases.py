@@ -73,6 +73,9 @@ _NOTES: dict[type, Callable[[Any], Phrase]] = {
     events.WaitingForTurn: lambda e: phrase(
         "status.note.waitingForTurn", seconds=f"{e.wait_s:.1f}"
     ),
+    events.WaitingOutRateLimit: lambda e: phrase(
+        "status.note.waitingOutRateLimit", seconds=f"{e.wait_s:.1f}"
+    ),
     events.WaitingForTask: lambda e: phrase(
         "status.note.waitingForTask", taskId=e.task_id, state=task_state(e.state)
     ),

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from support import pack, submodule
 from support.reliability import KEY, point_nodes_at
+from support.status_text import status_text
 
 execution = submodule("nodes.execution")
 comfy_hooks = submodule("nodes.comfy_hooks")
@@ -57,15 +58,15 @@ def studio(tmp_path, monkeypatch, sandbox_factory):
 
 @pytest.fixture
 def shown(monkeypatch):
-    """Every status text each node showed, by node id."""
+    """Every status each node showed, as an English UI shows it, by node id."""
     texts: dict[str, list[str]] = defaultdict(list)
     lock = threading.Lock()
 
-    def text(self, message):
+    def status(self, message):
         with lock:
-            texts[self.node_id].append(message)
+            texts[self.node_id].append(status_text(message))
 
-    monkeypatch.setattr(comfy_hooks.NodeHooks, "text", text)
+    monkeypatch.setattr(comfy_hooks.NodeHooks, "status", status)
     return texts
 
 

@@ -117,6 +117,7 @@ def sample_events():
         events.WaitingForProcess(4242),
         events.WaitingForProcess(None),
         events.WaitingForTurn(2.46),
+        events.WaitingOutRateLimit(10.0),
         events.WaitingForTask("tsk_1_grok", task_mod.TaskState.QUEUED),
         events.FilesLost("tsk_1_grok", 2, 6, oops),
         events.FilesNotKept("tsk_1_grok", 6, 6, Path("/out/grok_imagine"), disk),
