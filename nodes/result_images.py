@@ -87,18 +87,17 @@ class ResultImages:
             with self._lock:  # an unkept file is found again by its bytes (the same object)
                 seen_as = event.path if event.path is not None else id(event.data)
                 self._seen.setdefault(task, {})[seen_as] = key
-            where = {
-                "slot": self._slot(task, event.index),
-                "label": _label(event.task_id, event.index, event.total),
-                "again": event.path,
-            }
+            slot = self._slot(task, event.index)
+            label = _label(event.task_id, event.index, event.total)
             if event.decoded is not None:
                 # The runner decoded it to check it and closes it once this returns: write
                 # those pixels now, on this thread, instead of decoding the file again.
                 if self._should_cancel is None or not self._should_cancel():
-                    batch.add(key, source, decoded=event.decoded, **where)
+                    batch.add(
+                        key, source, decoded=event.decoded, slot=slot, label=label, again=event.path
+                    )
             else:
-                self._submit(batch, key, source, **where)
+                self._submit(batch, key, source, slot=slot, label=label, again=event.path)
         except Exception:  # the file is kept; task_done decodes it from its path instead
             logger.warning("Grok Imagine: decoding a kept file on arrival failed", exc_info=True)
 
@@ -114,9 +113,9 @@ class ResultImages:
         keys: list[object] = []
         late = []
         for rank, path in enumerate(files):
-            key = seen.get(path if isinstance(path, Path) else id(path))
-            if key is None:
-                key = (task, "kept", rank)
+            found = seen.get(path if isinstance(path, Path) else id(path))
+            key: object = found if found is not None else (task, "kept", rank)
+            if found is None:
                 late.append((key, path, rank))
             keys.append(key)
         for key, path, rank in late:
