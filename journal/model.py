@@ -25,9 +25,10 @@ from .identity import RequestIdentity
 
 
 class State:
-    """Row states. The first three exist before (or instead of) a task id."""
+    """Row states. The first four exist before (or instead of) a task id."""
 
     RESERVED = "reserved"  # credits set aside for a run's create; nothing sent yet
+    WAITING = "waiting"  # identity written, waiting for its turn to create (pacing): nothing sent
     CREATING = "creating"  # identity written, create request about to be / being sent
     UNCERTAIN = "uncertain"  # the create may have been taken (and charged), its answer was lost
     REJECTED = "rejected"  # the API refused the create: no task exists, nothing charged
@@ -37,14 +38,19 @@ class State:
     FAILED = "failed"  # the task failed server-side (refunded) or is unknown to the API
 
     FINISHED = frozenset({SUCCEEDED, FAILED})
+    OWNED_CREATE = frozenset({WAITING, CREATING})
+    """A create its owner (the row's process or leased worker) is still to send or sending: no
+    task id yet. While the owner lives, others wait for it; once it is gone, a ``waiting`` row
+    was never sent (settled as ``rejected``) and a ``creating`` one may have been
+    (``uncertain``)."""
     UNCHARGED = frozenset({REJECTED, FAILED})
     """The refund rule, defined only here: rows in these states cost nothing; both journals zero
     their credits and their spend ledgers skip them."""
 
 
 class RowOwner(Protocol):
-    """Who wrote a ``creating`` row (its ``owner_pid`` and ``owner_marker`` columns), and whether
-    its create may still be on the wire."""
+    """Who wrote a ``waiting`` or ``creating`` row (its ``owner_pid`` and ``owner_marker``
+    columns), and whether its create may still be sent or on the wire."""
 
     @property
     def pid(self) -> int: ...

@@ -2,9 +2,11 @@
 
 A row left in ``creating`` means "a create may be on the wire". If the process that wrote it is
 still running, another process must wait for it; if it died (``kill -9`` mid-request), nobody will
-ever write the task id, and the row has to be reported as uncertain. A pid alone cannot tell: pids
-are reused. So each row also carries a start marker of the owning process (its start time where
-the OS tells it), and a live process with the same pid but another start is a stranger.
+ever write the task id, and the row has to be reported as uncertain. A row left in ``waiting``
+(its create waited for its turn) was never sent: a dead owner's is settled as such. A pid alone
+cannot tell: pids are reused. So each row also carries a start marker of the owning process (its
+start time where the OS tells it), and a live process with the same pid but another start is a
+stranger.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ The rule: a create's turn is the earliest moment, from now on, at which no windo
 first come, first served. A turn is taken once per attempt and only ever moves earlier (into a
 turn given back, when the waiter asks again); turns older than two windows are forgotten; a
 create refused before it was sent (Cancel, an error) gives its unreached turn back.
+
+While its turn is to come, the create's row is ``waiting`` (nothing sent: a process that dies
+then leaves nothing uncertain); the answer that its turn has come moves it back to ``creating``
+in the same transaction (``row_state_at_turn``), so the row says a create may be on the wire
+before one is.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from dataclasses import dataclass
 
 from ..api import errors
 from ..api.env import CREATE_RATE_ENV
+from .model import State
+from .store import SettledWhileWaitingError
 
 DEFAULT_CREATES = 20
 DEFAULT_WINDOW_S = 10.0
@@ -103,3 +110,14 @@ def next_turn(
             return moment
     assert held is not None, "the end of the last shut span is always free"
     return held
+
+
+def row_state_at_turn(state: str | None, send_at: float, now: float) -> str:
+    """The state a create's row takes with the answer to its turn: ``waiting`` while the turn
+    is to come, ``creating`` once it has come. ``state`` is the row's as the turn's transaction
+    read it (None: not this create's owner's any more); a row that is neither was settled by
+    another process or worker while it waited, and is never sent (``SettledWhileWaitingError``).
+    """
+    if state not in State.OWNED_CREATE:
+        raise SettledWhileWaitingError()
+    return State.WAITING if send_at > now else State.CREATING

@@ -9,8 +9,10 @@ lock per identity) and processes (SQLite's ``BEGIN IMMEDIATE``) take in turn:
 * the last attempt failed or was refused -> a new create (failed tasks are not charged);
 * a create was sent and its answer lost, or its process died mid-request -> ``uncertain``: the
   user is told what happened and what to do, and nothing is re-sent behind their back;
-* another live process is creating the same request right now -> wait for its task id and share
-  the task;
+* its process died while the create waited for its turn (``waiting``: nothing was sent) -> that
+  attempt is settled as never sent, and a new create is made;
+* another live process is creating the same request right now, or waiting for its turn to ->
+  wait for its task id and share the task;
 * a new create would take today's spending over the daily credit limit -> refused before
   anything is sent (``spend_limit.SpendLimitError``). ``reserve`` does the same for a whole run
   at once, so a node's run is sent whole or not at all; reused and resumed requests cost nothing
@@ -41,7 +43,14 @@ from .model import JournalEntry, Reservation, State, request_note
 from .result import TaskResult
 from .result_files import ResultFiles
 from .spend_limit import NO_LIMIT, DailyLimit, SpendLimitConfigError, SpendLimitError, day_start
-from .store import Claim, JournalStore, JournalUnavailableError, LedgerClaim, SpendLedger
+from .store import (
+    Claim,
+    JournalStore,
+    JournalUnavailableError,
+    LedgerClaim,
+    SettledWhileWaitingError,
+    SpendLedger,
+)
 from .waits import (
     creator_may_still_be_sending,
     exclusive,
@@ -275,14 +284,18 @@ class TaskRunner:
         with turn, LazyClient(self.client_factory) as client:
             while True:
                 action, entry = self._decide(identity)
-                if action != "wait":
+                if action == "wait":
+                    wait_for_other_process(self.journal, identity, entry, hooks, deadline)
+                    continue
+                if action != "create":
                     break
-                wait_for_other_process(self.journal, identity, entry, hooks, deadline)
+                try:
+                    return self._create(client, entry, create, _Send(hooks, deadline), timeout)
+                except SettledWhileWaitingError:
+                    continue  # another process took the request over while this one waited
 
             if action == "uncertain":
                 raise _uncertain_error(entry)
-            if action == "create":
-                return self._create(client, entry, create, _Send(hooks, deadline), timeout)
             assert entry.task_id is not None
             if action == "done":
                 reused = self.results.reuse(entry.task_id, entry, hooks)
@@ -300,6 +313,8 @@ class TaskRunner:
             self.journal.claim(identity) as claim,
         ):
             latest = claim.latest
+            if latest is not None and latest.state == State.WAITING:
+                latest = _settle_if_never_sent(claim, latest)
             if latest is None or latest.state in State.UNCHARGED:
                 # Fail closed: a create is sent only if its result can be remembered (the
                 # journal checks itself in start_create) and its files kept.
@@ -311,8 +326,8 @@ class TaskRunner:
                 return "create", cast(LedgerClaim, claim).take_reservation(latest)
             if latest.task_id is not None:
                 return ("done" if latest.state == State.SUCCEEDED else "resume"), latest
-            if latest.state == State.CREATING:
-                if creator_may_still_be_sending(latest):
+            if latest.state in State.OWNED_CREATE:
+                if latest.state == State.WAITING or creator_may_still_be_sending(latest):
                     return "wait", latest
                 # Its process is gone (or it is us, and our identity lock says no thread of ours
                 # is creating it): the create may have been sent, its answer never recorded.
@@ -367,12 +382,14 @@ class TaskRunner:
         hooks = send.hooks
         try:
             api = client.get()
-        except BaseException as exc:  # no key, bad settings: nothing was sent
+            check_cancel(hooks, None)
+            wait_for_create_turn(self.journal, entry, hooks, send.deadline)
+        except SettledWhileWaitingError:
+            raise  # the row is another's to settle now: nothing was sent, nothing to mark
+        except BaseException as exc:  # no key, Cancel, no turn in time: nothing was sent
             self.journal.mark(entry.id, State.REJECTED, errors.what_happened(exc))
             raise
         try:
-            check_cancel(hooks, None)
-            wait_for_create_turn(self.journal, entry, hooks, send.deadline)
             task_id = create(api, send)
         except (errors.UncertainCreateError, errors.BadResponseError) as exc:
             reason = getattr(exc, "reason", None) or errors.what_happened(exc)
@@ -486,6 +503,20 @@ def _ledger(journal: JournalStore) -> SpendLedger:
             "machine's own journal."
         )
     return journal
+
+
+NEVER_SENT = "its process ended while it waited for its turn to create; nothing was sent"
+"""Why a ``waiting`` row whose owner is gone was settled (``rejected``, 0 credits)."""
+
+
+def _settle_if_never_sent(claim: Claim, latest: JournalEntry) -> JournalEntry | None:
+    """A ``waiting`` row whose owner is gone (or is us, and our identity lock says no thread of
+    ours waits on it) was never sent: settled as such, so a new create is made in its place.
+    The row as it is now (a worker whose turn came meanwhile keeps it: it is waited for)."""
+    if creator_may_still_be_sending(latest):
+        return latest
+    claim.settle_unsent(latest.id, NEVER_SENT)
+    return claim.latest
 
 
 def _age_s(entry: JournalEntry) -> float:

@@ -36,6 +36,12 @@ class Claim(Protocol):
 
     def mark_uncertain(self, entry_id: int, error: str) -> None: ...
 
+    def settle_unsent(self, entry_id: int, error: str) -> None:
+        """A ``waiting`` row whose owner is gone was never sent: ``rejected`` (0 credits), its
+        unreached turn given back. Only while it is still ``waiting``; ``latest`` is then the
+        row as it is now (settled, or moved on by its owner meanwhile)."""
+        ...
+
 
 class LedgerClaim(Claim, Protocol):
     """The claim of a ``SpendLedger`` store: the limit is checked inside the same transaction."""
@@ -62,7 +68,13 @@ class JournalStore(Protocol):
 
     def create_turn(self, entry: JournalEntry) -> float:
         """Ask to send ``entry``'s create now: 0.0 means go (the turn is taken), otherwise the
-        seconds to wait before asking again. Fleet-wide pacing; a local journal always says go."""
+        seconds to wait before asking again. The store paces every user of the journal (one
+        machine, or a fleet); without a rate it always says go and writes nothing.
+
+        The row says which: ``waiting`` (nothing sent) while the turn is to come, ``creating``
+        once it has come, moved back by a conditional write that is durable before this returns
+        0.0, so a failed write sends nothing. ``SettledWhileWaitingError`` when the row is no
+        longer this create's to send (another process or worker settled it meanwhile)."""
         ...
 
     def create_folders(self) -> tuple[tuple[Path, str], ...]:
@@ -162,6 +174,18 @@ class JournalUnavailableError(errors.GrokError):
     ) -> None:
         super().__init__(message, advice=advice)
         self.where = where
+
+
+class SettledWhileWaitingError(errors.GrokError):
+    """While this create waited for its turn, another process or worker found its owner gone
+    and settled the row (nothing was sent): it must never be sent now. The runner decides again
+    (sharing the other's create, or making a new one)."""
+
+    default_message = (
+        "This create was taken over by another process or worker while it waited for its turn "
+        "to create; nothing was sent from here."
+    )
+    default_advice = errors.Advice.RETRY
 
 
 class JournalVersionError(JournalUnavailableError):

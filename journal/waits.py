@@ -67,7 +67,9 @@ def wait_for_create_turn(
 ) -> None:
     """The journal paces the creates of all its users: wait for this one's turn, cancellable,
     asking again every ``TURN_RECHECK_S`` (a turn given back moves this one up, and it says so).
-    A turn that would begin after ``deadline`` is refused at once (``RateLimitedError``)."""
+    A turn that would begin after ``deadline`` is refused at once (``RateLimitedError``).
+    Meanwhile the row is ``waiting`` (nothing sent); it is ``creating`` again when this returns,
+    or ``SettledWhileWaitingError`` says another process settled it (``create_turn``)."""
     wait = journal.create_turn(entry)
     shown = math.inf
     while wait > 0:
@@ -96,14 +98,15 @@ def wait_for_other_process(
     hooks: RunHooks,
     deadline: float,
 ) -> None:
-    """Another live process is sending this very create: wait until its row changes."""
+    """Another live process is sending this very create, or waiting for its turn to: wait
+    until its row changes."""
     emit(hooks, events.WaitingForProcess(entry.owner.pid if entry.owner else None))
     while True:
         latest = journal.latest(identity)
-        if latest is None or latest.id != entry.id or latest.state != State.CREATING:
+        if latest is None or latest.id != entry.id or latest.state not in State.OWNED_CREATE:
             return
         if not creator_may_still_be_sending(latest):
-            return  # it died mid-create; the next decision reports the row as uncertain
+            return  # it died: the next decision settles its row (never sent, or uncertain)
         check_cancel(hooks, None)
         if time.monotonic() > deadline:
             raise errors.TaskTimeoutError(None)
@@ -111,11 +114,13 @@ def wait_for_other_process(
 
 
 def creator_may_still_be_sending(entry: JournalEntry) -> bool:
-    """Is the ``creating`` row's create request possibly still on the wire in another process?
+    """Is the ``waiting`` or ``creating`` row's create request possibly still to be sent, or on
+    the wire, in another process?
 
     Its process must be alive and not us (our identity lock rules out our own threads), and the
-    row young: no create request lives longer than ``CREATE_IN_FLIGHT_LIMIT_S``, which also covers
-    a reused pid on systems where the owner's start time cannot be read.
+    row young: no create request lives longer than ``CREATE_IN_FLIGHT_LIMIT_S`` after its turn
+    (``created_at``; a waiting row's is still to come), which also covers a reused pid on
+    systems where the owner's start time cannot be read.
     """
     owner = entry.owner
     if owner is None or owner.is_current() or not owner.is_alive():

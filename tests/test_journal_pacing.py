@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import submodule
 from support.api_names import public_api
+from support.journal_views import history as journal_history
 from support.keys import TEST_KEY
 
 api = public_api()
@@ -25,6 +26,8 @@ journal_mod = submodule("journal")
 open_mod = submodule("journal.open")
 pacing = submodule("journal.pacing")
 events = submodule("journal.events")
+runner_mod = submodule("journal.runner")
+store_mod = submodule("journal.store")
 
 KEY = TEST_KEY
 PROMPT = "a harbour at dawn, watercolour"
@@ -260,6 +263,76 @@ def test_a_turn_after_the_timeout_is_refused_at_once_and_given_back(tmp_path, sa
     assert ledger(sandbox) == (1, 5) and sandbox.create_requests == 1
     rejected = runner.journal.latest(journal_mod.RequestIdentity.text_to_image(PROMPT, seed=9))
     assert rejected.state == "rejected" and _turns_of(runner.journal, rejected.id) == 0
+    runner.journal.close()
+
+
+def _state_of(journal, entry):
+    return journal.entry(entry.id).state
+
+
+def test_a_create_waiting_for_its_turn_says_nothing_was_sent_until_its_turn(tmp_path, target):
+    """The row of a create that must wait is ``waiting`` (a process dying now leaves nothing
+    uncertain), in the turn's own transaction; the answer that its turn has come moves it back
+    to ``creating``. A create whose turn is now is ``creating`` throughout (no extra write)."""
+    rate = pacing.CreateRate(1, 0.5)  # windows of 1.5 s with the margin
+    journal = open_mod.open_journal(target, rate=rate)
+    now = _new_create(journal, 0)
+    assert journal.create_turn(now) == 0.0 and _state_of(journal, now) == "creating"
+    later = _new_create(journal, 1)
+    wait = journal.create_turn(later)
+    assert 1.0 < wait <= 1.5 and _state_of(journal, later) == "waiting"
+    assert journal.entry(later.id).credits == 5  # set aside as a create is, until it is settled
+    assert journal.create_turn(later) > 0 and _state_of(journal, later) == "waiting"
+    time.sleep(wait)
+    assert journal.create_turn(later) == 0.0 and _state_of(journal, later) == "creating"
+    assert _turns_of(journal, later.id) == 1
+    journal.close()
+
+
+def test_a_waiting_row_settled_meanwhile_is_never_moved_back_to_creating(tmp_path, target):
+    """Another process or worker found this create's owner gone and settled its ``waiting`` row
+    (never sent): when its turn comes the owner is refused, and the row stays settled."""
+    rate = pacing.CreateRate(1, 0.5)
+    journal = open_mod.open_journal(target, rate=rate)
+    other = open_mod.open_journal(target, rate=rate)
+    journal.create_turn(_new_create(journal, 0))
+    waiting = _new_create(journal, 1)
+    assert journal.create_turn(waiting) > 0 and _state_of(journal, waiting) == "waiting"
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=1)
+    with other.claim(identity) as claim:
+        claim.settle_unsent(waiting.id, runner_mod.NEVER_SENT)
+    assert _turns_of(journal, waiting.id) == 0  # its unreached turn was given back
+    for _ in range(2):  # before its turn and after it: refused either way
+        with pytest.raises(store_mod.SettledWhileWaitingError) as caught:
+            journal.create_turn(waiting)
+        assert "nothing was sent" in str(caught.value)
+        time.sleep(1.6)
+    settled = journal.entry(waiting.id)
+    assert (settled.state, settled.credits, settled.error) == ("rejected", 0, runner_mod.NEVER_SENT)
+    assert _turns_of(journal, waiting.id) == 0
+    other.close()
+    journal.close()
+
+
+def test_a_waiting_row_of_this_process_left_without_its_thread_is_created_once(
+    tmp_path, sandbox, target
+):
+    """A ``waiting`` row of our own process that no thread works on (our identity lock says so)
+    was never sent: it is settled as such and the request created once, nothing uncertain."""
+    runner = make_runner(tmp_path, sandbox, target, rate=pacing.CreateRate(1, 30.0))
+    blocker = _new_create(runner.journal, 40)
+    runner.journal.create_turn(blocker)  # the window's one turn
+    left = _new_create(runner.journal, 41)
+    assert runner.journal.create_turn(left) > 25 and _state_of(runner.journal, left) == "waiting"
+    runner.journal.mark(blocker.id, "rejected", "cancelled")
+    runner.journal.rate = pacing.CreateRate(20, 30.0)  # room for the new create at once
+    result = runner.text_to_image(PROMPT, seed=41)
+    assert result.credits == 5 and ledger(sandbox) == (1, 5) and sandbox.create_requests == 1
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=41)
+    attempts = journal_history(runner.journal, identity)
+    assert [(e.state, e.credits) for e in attempts] == [("rejected", 0), ("succeeded", 5)]
+    assert attempts[0].id == left.id and attempts[0].error == runner_mod.NEVER_SENT
+    assert attempts[1].task_id == result.task_id and runner.journal.uncertain() == []
     runner.journal.close()
 
 

@@ -166,3 +166,8 @@ def test_every_state_and_outcome_and_unit_has_its_message() -> None:
     states = ("reserved", "creating", "uncertain", "rejected", "queued", "running", "succeeded")
     for state in (*states, "failed"):
         assert f"panel.state.{state}" in keys
+    state_mod = submodule("journal.model").State
+    journal_states = {v for k, v in vars(state_mod).items() if k.isupper() and isinstance(v, str)}
+    assert "waiting" in journal_states
+    for state in journal_states:  # every state a row can be in, the one added with pacing too
+        assert f"panel.state.{state}" in keys

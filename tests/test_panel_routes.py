@@ -307,6 +307,29 @@ def test_resolve_as_not_created_frees_its_credits(panel, sandbox):
     assert done[1]["row"]["credits"] == 0 and after[1]["spent_today"] == 0
 
 
+def test_a_create_waiting_for_its_turn_is_listed_as_waiting_and_counted(panel, sandbox):
+    """A create waiting for its turn (pacing) is a row of its own state: listed, its credits
+    set aside like a create's, and not offered to resolve (nothing was sent)."""
+    runner, routes, _ = panel
+    runner.journal.rate = submodule("journal.pacing").CreateRate(1, 30.0)
+    for seed in (1, 2):
+        identity = journal_mod.RequestIdentity.text_to_image("a fox", seed=seed)
+        with runner.journal.claim(identity) as claim:
+            entry = claim.start_create()
+        runner.journal.create_turn(entry)
+
+    async def scenario(client):
+        listed = await get_json(client, f"{P}/tasks")
+        resolve = await post(client, f"{P}/resolve", {"entry": entry.id, "not_created": True})
+        return listed, resolve
+
+    (status, body), (refused, answer) = serve(routes, scenario)
+    assert status == 200 and [row["state"] for row in body["rows"]] == ["waiting", "creating"]
+    assert body["spent_today"] == 10
+    assert refused == 409 and "is waiting" in answer["error"]
+    assert runner.journal.entry(entry.id).state == "waiting" and creates(sandbox) == 0
+
+
 @pytest.mark.parametrize(
     "payload, status",
     [

@@ -12,6 +12,19 @@ from ..owner import current_owner
 from . import locks, rows
 from .database import UNREACHABLE, Connection, Database
 from .rows import COLUMNS, HOST, LEASE_S, NOW, REQUESTS_TABLE
+from .turns import TURNS_TABLE
+
+_SETTLE_UNSENT = f"""
+WITH settled AS (
+    UPDATE {REQUESTS_TABLE} SET state = %s, error = %s, credits = 0, updated_at = {NOW},
+        lease_until = NULL
+    WHERE id = %s AND state = %s
+    RETURNING id
+)
+DELETE FROM {TURNS_TABLE} WHERE request_id IN (SELECT id FROM settled) AND send_at > {NOW}
+"""
+"""A ``waiting`` row whose worker's lease ran out is ``rejected`` and its unreached turn given
+back, in one round trip; a row its worker moved on meanwhile is left alone."""
 
 
 def begin(
@@ -93,6 +106,15 @@ class PgClaim:
         self._database.lease(entry.id)
         self.latest = entry
         return entry
+
+    def settle_unsent(self, entry_id: int, error: str) -> None:
+        """A ``waiting`` row whose worker is gone (its lease ran out) was never sent: settled,
+        conditionally, so a worker whose turn came meanwhile keeps its row (and is waited for)."""
+        try:
+            self._conn.execute(_SETTLE_UNSENT, (State.REJECTED, error, entry_id, State.WAITING))
+            self.latest = rows.latest(self._conn, self.identity.key)
+        except psycopg.Error as exc:
+            raise self._database.unavailable("settle a create that was never sent", exc) from None
 
     def mark_uncertain(self, entry_id: int, error: str) -> None:
         try:

@@ -1,10 +1,11 @@
 """The shared journal's connection to its database, and what keeps paid work going when the
 database is away: writes queued in order, a heartbeat that saves them and renews leases.
 
-* a ``creating`` row carries a lease (owner host, pid, start marker, ``lease_until``) that the
-  heartbeat thread renews while the create is on its way: a worker on another host cannot be
-  checked by pid, so when the lease runs out the row counts as abandoned and becomes
-  ``uncertain``, as a dead process's row does on one machine;
+* a ``waiting`` or ``creating`` row carries a lease (owner host, pid, start marker,
+  ``lease_until``) that the heartbeat thread renews while the create waits for its turn or is on
+  its way: a worker on another host cannot be checked by pid, so when the lease runs out the row
+  counts as abandoned, as a dead process's row does on one machine: a ``waiting`` one was never
+  sent (``rejected``), a ``creating`` one becomes ``uncertain``;
 * a write that cannot reach the database after the create was sent (task id, states, files) is
   kept in memory, in order, and written the moment the database answers again; a read or a claim
   (the step before any money moves) never proceeds without the database: fail closed;
@@ -242,7 +243,7 @@ class Database:
         except JournalUnavailableError:
             pass
 
-    # -- leases: a creating row stays owned while its worker lives --------------------------------
+    # -- leases: a waiting or creating row stays owned while its worker lives ---------------------
 
     def lease(self, entry_id: int) -> None:
         """Keep row ``entry_id`` owned (its lease renewed) until ``release``."""
@@ -318,8 +319,8 @@ class Database:
                 self._beat_conn = self._connect()
             self._beat_conn.execute(
                 f"UPDATE {REQUESTS_TABLE} SET lease_until = {NOW} + %s"
-                " WHERE id = ANY(%s) AND state IN (%s, %s)",
-                (LEASE_S, leased, State.CREATING, State.RESERVED),
+                " WHERE id = ANY(%s) AND state = ANY(%s)",
+                (LEASE_S, leased, sorted(State.OWNED_CREATE | {State.RESERVED})),
             )
         except psycopg.Error:
             if self._beat_conn is not None:

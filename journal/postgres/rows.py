@@ -34,8 +34,8 @@ from ..owner import current_owner
 NOW = "extract(epoch FROM clock_timestamp())::float8"
 """The database's clock, in seconds since the epoch."""
 LEASE_S = 10.0
-"""How long a ``creating`` row stays owned without a renewal (a dead worker's create becomes
-``uncertain`` this long after its last heartbeat)."""
+"""How long a ``waiting`` or ``creating`` row stays owned without a renewal (a dead worker's
+create is settled, as never sent or as ``uncertain``, this long after its last heartbeat)."""
 LEASE_COLUMNS = ("owner_host", "lease_until")
 """Beside the model's: which host holds a row, and until when (by ``NOW``)."""
 HOST = socket.gethostname()
@@ -74,8 +74,8 @@ SELECT = f"SELECT {COLUMNS} FROM {REQUESTS_TABLE}"
 
 @dataclass(frozen=True)
 class FleetOwner:
-    """The worker holding a ``creating`` row: alive while its lease (renewed by its heartbeat)
-    has not run out, by the database's clock; pids mean nothing across hosts."""
+    """The worker holding a ``waiting`` or ``creating`` row: alive while its lease (renewed by
+    its heartbeat) has not run out, by the database's clock; pids mean nothing across hosts."""
 
     host: str
     pid: int

@@ -12,7 +12,7 @@ from dataclasses import replace
 from ..identity import RequestIdentity
 from ..model import JournalEntry, State
 from ..owner import current_owner
-from . import rows
+from . import rows, turns
 
 
 class SqliteClaim:
@@ -69,6 +69,21 @@ class SqliteClaim:
         assert entry is not None and entry.id == reserved.id
         self.latest = entry
         return entry
+
+    def settle_unsent(self, entry_id: int, error: str) -> None:
+        """A ``waiting`` row whose process is gone: never sent, so ``rejected`` (0 credits) and
+        its unreached turn given back. A journal refused for paid work raises its refusal (the
+        create that would follow could not be sent either)."""
+        if not self._writable and self._check_durable is not None:
+            self._check_durable()
+        settled = self._conn.execute(
+            "UPDATE requests SET state = ?, error = ?, credits = 0, updated_at = ?"
+            " WHERE id = ? AND state = ?",
+            (State.REJECTED, error, time.time(), entry_id, State.WAITING),
+        ).rowcount
+        if settled:
+            turns.give_back(self._conn, entry_id)
+        self.latest = rows.latest(self._conn, self.identity.key)
 
     def mark_uncertain(self, entry_id: int, error: str) -> None:
         try:

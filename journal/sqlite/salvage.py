@@ -40,11 +40,12 @@ PARTIAL_ROW_REASON = (
 )
 _STATES = frozenset(
     {
-        State.CREATING, State.UNCERTAIN, State.REJECTED, State.QUEUED, State.RUNNING,
-        State.SUCCEEDED, State.FAILED,
+        State.WAITING, State.CREATING, State.UNCERTAIN, State.REJECTED, State.QUEUED,
+        State.RUNNING, State.SUCCEEDED, State.FAILED,
     }
 )  # fmt: skip
-"""Reservations are not copied: nothing was sent for them."""
+"""Reservations are not copied: nothing was sent for them. A ``waiting`` row is, as its owner
+may be alive and about to send it (a dead owner's is settled as never sent when re-queued)."""
 
 
 @dataclass
