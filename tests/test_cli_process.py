@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import submodule
 from support.cli_process import (
     WAIT_LIMIT_S,
     Cli,
@@ -32,6 +33,10 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("comfyui_grok_imagine") is None,
     reason="the pack is not pip-installed here (pip install -e .); the CLI runs as a subprocess",
 )
+
+
+journal_mod = submodule("journal")
+runner_mod = submodule("journal.runner")
 
 
 @pytest.fixture
@@ -143,6 +148,110 @@ def test_kill_9_mid_wait_then_the_same_command_resumes(cli):
     assert again.returncode == 0, again.stderr
     assert last_line(again.stderr) == "Done: 1 resumed (no new charge)."
     assert cli.ledger() == (1, 5)
+
+
+def _rows(cli):
+    """The command's journal rows, oldest first (read as the panel and `tasks` read them)."""
+    journal = journal_mod.Journal(cli.home / "journal.sqlite")
+    try:
+        return list(reversed(journal.page(1000)))
+    finally:
+        journal.close()
+
+
+def _turns_held(cli, row_ids):
+    journal = journal_mod.Journal(cli.home / "journal.sqlite")
+    try:
+        marks = ",".join("?" * len(row_ids))
+        return journal._db.execute(
+            lambda c: c.execute(
+                f"SELECT count(*) FROM create_turns WHERE request_id IN ({marks})", row_ids
+            ).fetchone()[0]
+        )
+    finally:
+        journal.close()
+
+
+def test_kill_9_while_creates_wait_for_their_turns_leaves_nothing_uncertain(cli):
+    """The process (ComfyUI or this command) dies while its creates wait for their turns: their
+    rows say nothing was sent, so the same command creates each of those once and resumes the
+    two it had sent. Nothing is uncertain; the daily limit counted them like creates meanwhile,
+    and a settled row's credits go to its own create (a limit of exactly the 6 tasks holds)."""
+    cli.env["GROK_IMAGINE_CREATE_RATE"] = "2/10"  # 2 go at once, 2 in 11 s and 2 in 22 s
+
+    def sent_two_four_waiting():
+        rows = _rows(cli)
+        waiting = [e for e in rows if e.state == "waiting"]
+        return len(waiting) == 4 and sum(e.task_id is not None for e in rows) == 2
+
+    proc = cli.start("generate", PROMPT, "--tasks", "6")
+    wait_until(sent_two_four_waiting, "2 creates answered and 4 waiting for their turns")
+    proc.kill()
+    proc.communicate(timeout=WAIT_LIMIT_S)
+    assert proc.returncode == -signal.SIGKILL
+    waiting = [e for e in _rows(cli) if e.state == "waiting"]
+    assert all(e.owner.pid == proc.pid and e.credits == 5 for e in waiting)
+    assert cli.sandbox.create_requests == 2 and cli.ledger() == (2, 10)
+    listed = cli.run("tasks")
+    assert listed.returncode == 0, listed.stderr
+    assert sum(" waiting " in line for line in listed.stdout.splitlines()) == 4
+    assert "Spent today: 30 credits" in listed.stdout and "Uncertain" not in listed.stdout
+
+    cli.env["GROK_IMAGINE_CREATE_RATE"] = "20/10"
+    cli.env["GROK_IMAGINE_DAILY_CREDIT_LIMIT"] = "30"
+    again = cli.run("generate", PROMPT, "--tasks", "6")
+    assert again.returncode == 0, again.stderr
+    assert last_line(again.stderr) == "Done: 4 new (20 credits charged), 2 resumed (no new charge)."
+    assert "may have been charged" not in again.stderr
+    assert cli.ledger() == (6, 30) and cli.sandbox.create_requests == 6
+    rows = {e.id: e for e in _rows(cli)}
+    for left in waiting:
+        settled = rows[left.id]
+        assert (settled.state, settled.credits) == ("rejected", 0)
+        assert settled.error == runner_mod.NEVER_SENT and settled.task_id is None
+    assert _turns_held(cli, [e.id for e in waiting]) == 0  # their unreached turns given back
+    assert not any(e.state in ("uncertain", "waiting", "creating") for e in rows.values())
+    paid = [e for e in rows.values() if e.task_id is not None]
+    assert sorted(e.index for e in paid) == list(range(6)) and len({e.task_id for e in paid}) == 6
+    assert all(e.state == "succeeded" and e.credits == 5 for e in paid)
+
+
+def test_kill_9_during_a_create_sent_at_its_turn_is_uncertain_as_before(cli):
+    """A create that waited for its turn is back to `creating` before it is sent: killed while
+    its answer is on the way, it is uncertain, and the rerun sends nothing again."""
+    cli.env["GROK_IMAGINE_CREATE_RATE"] = "1/2"  # the second create waits 3 s for its turn
+    cli.sandbox.faults.create_response_delay = 20.0  # taken and charged; the answers are late
+    proc = cli.start("generate", PROMPT, "--tasks", "2")
+    wait_until(lambda: "waiting" in [e.state for e in _rows(cli)], "a create to wait its turn")
+    wait_until(lambda: cli.sandbox.create_requests == 2, "the second create, sent at its turn")
+    time.sleep(0.2)
+    proc.kill()
+    proc.communicate(timeout=WAIT_LIMIT_S)
+    assert [e.state for e in _rows(cli)] == ["creating", "creating"]
+    cli.sandbox.faults.create_response_delay = 0.0
+
+    again = cli.run("generate", PROMPT, "--tasks", "2")
+    assert again.returncode == 3
+    assert again.stderr.count("error: A create was sent but its answer was lost") == 2
+    assert [e.state for e in _rows(cli)] == ["uncertain", "uncertain"]
+    assert cli.ledger() == (2, 10) and cli.sandbox.create_requests == 2  # nothing sent again
+
+
+def test_a_live_runs_create_waiting_for_its_turn_is_waited_for_not_sent_twice(cli):
+    """Another run of the same command starts while the first one's second create waits for
+    its turn: it waits for that run (alive) instead of creating it too, and shares its tasks."""
+    cli.env["GROK_IMAGINE_CREATE_RATE"] = "1/8"  # the second create waits 9 s for its turn
+    first = cli.start("generate", PROMPT, "--tasks", "2")
+    wait_until(lambda: "waiting" in [e.state for e in _rows(cli)], "a create to wait its turn")
+    second = cli.run("generate", PROMPT, "--tasks", "2")
+    _, first_err = first.communicate(timeout=WAIT_LIMIT_S)
+    assert first.returncode == 0, first_err
+    assert last_line(first_err) == "Done: 2 new (10 credits charged)."
+    assert second.returncode == 0, second.stderr
+    assert f"process {first.pid} is creating this same request; waiting for it" in second.stderr
+    assert last_line(second.stderr) == "Done: 2 resumed (no new charge)."
+    assert cli.ledger() == (2, 10) and cli.sandbox.create_requests == 2
+    assert [e.state for e in _rows(cli)] == ["succeeded", "succeeded"]
 
 
 def test_timeout_names_the_commands_and_the_rerun_resumes(cli):

@@ -143,6 +143,117 @@ def test_a_worker_killed_mid_create_leaves_it_uncertain_for_the_fleet(
     assert sb.create_requests == 1  # B never re-sent it
 
 
+def _last_line(err):
+    return err.strip().splitlines()[-1]
+
+
+def test_a_worker_killed_while_its_creates_wait_for_turns_leaves_nothing_uncertain(
+    tmp_path, sandbox_factory, pg_url, watcher
+):
+    """Worker A dies while 3 of its 4 creates wait for their turns (their rows: nothing sent).
+    Once A's leases run out, worker B settles those rows as never sent and creates each once,
+    under a daily limit of exactly the 4 tasks; nothing is uncertain."""
+    sb = sandbox_factory(generation_time=(0.5, 0.5))
+    rate = {"GROK_IMAGINE_CREATE_RATE": "1/20"}  # 1 goes at once, the others 21 s apart
+    a = worker(tmp_path, "a", sb, pg_url, "--seed", "12", "--tasks", "4", **rate)
+    identities = [
+        journal_mod.RequestIdentity.text_to_image(PROMPT, seed=12, index=i, api_base=sb.base_url)
+        for i in range(4)
+    ]
+
+    def one_sent_three_waiting():
+        rows = [watcher.latest(identity) for identity in identities]
+        states = sorted(str(e and e.state) for e in rows)
+        return states[1:] == ["waiting"] * 3 and sum(bool(e and e.task_id) for e in rows) == 1
+
+    try:
+        _wait_until(one_sent_three_waiting, "A to send one create and wait for 3 turns")
+        a.send_signal(signal.SIGKILL)
+    finally:
+        a.kill()
+        a.wait(timeout=WAIT_LIMIT_S)
+    assert a.returncode == -signal.SIGKILL
+    left = [e for e in (watcher.latest(i) for i in identities) if e.state == "waiting"]
+    assert len(left) == 3 and ledger(sb) == (1, 5)
+
+    b = worker(tmp_path, "b", sb, pg_url, "--seed", "12", "--tasks", "4",
+               GROK_IMAGINE_DAILY_CREDIT_LIMIT="20")  # fmt: skip
+    code, _, err = finish(b)
+    assert code == 0, err
+    assert _last_line(err) == "Done: 3 new (15 credits charged), 1 resumed (no new charge)."
+    assert "may have been charged" not in err
+    assert ledger(sb) == (4, 20) and sb.create_requests == 4 and watcher.uncertain() == []
+    for row in left:
+        settled = watcher.entry(row.id)
+        assert (settled.state, settled.credits, settled.task_id) == ("rejected", 0, None)
+        assert settled.error == submodule("journal.runner").NEVER_SENT
+    done = [watcher.latest(i) for i in identities]
+    assert all(e.state == "succeeded" and e.credits == 5 for e in done)
+    assert len({e.task_id for e in done}) == 4
+
+
+def test_a_waiting_row_another_worker_settled_is_never_sent_by_its_own(
+    tmp_path, sandbox_factory, pg_url
+):
+    """Worker A's create waits for its turn and A stalls (its lease runs out, A is not dead).
+    Worker B settles A's row as never sent and creates the task; when A asks for its turn again
+    it is refused: the conditional move back to `creating` finds the row settled."""
+    sb = sandbox_factory(generation_time=(0.3, 0.3))
+    pacing = submodule("journal.pacing")
+    a = open_mod.open_journal(pg_url, rate=pacing.CreateRate(1, 30.0))
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=21, api_base=sb.base_url)
+    try:
+        blocker = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=20, api_base=sb.base_url)
+        with a.claim(blocker) as claim:
+            a.create_turn(claim.start_create())  # the window's one turn (never sent)
+        with a.claim(identity) as claim:
+            entry = claim.start_create()
+        assert a.create_turn(entry) > 25 and a.entry(entry.id).state == "waiting"
+        a._db.release(entry.id)  # A stalls: its heartbeat no longer renews the row
+        with a._db.lock:
+            a._db.connection("test").execute(
+                "UPDATE grok_imagine_requests SET lease_until = 0 WHERE id = %s", (entry.id,)
+            )
+        code, _, err = finish(worker(tmp_path, "b", sb, pg_url, "--seed", "21"))
+        assert code == 0, err
+        assert _last_line(err) == "Done: 1 new (5 credits charged)."
+        store = submodule("journal.store")
+        with pytest.raises(store.SettledWhileWaitingError):
+            a.create_turn(entry)
+        settled = a.entry(entry.id)
+        assert (settled.state, settled.credits) == ("rejected", 0)
+        assert a.latest(identity).state == "succeeded" and a.uncertain() == []
+        assert ledger(sb) == (1, 5) and sb.create_requests == 1
+    finally:
+        a.close()
+
+
+def test_a_live_workers_create_waiting_for_its_turn_is_waited_for_not_duplicated(
+    tmp_path, sandbox_factory, pg_url, watcher
+):
+    sb = sandbox_factory(generation_time=(0.5, 0.5))
+    rate = {"GROK_IMAGINE_CREATE_RATE": "1/8"}  # the second create waits 9 s for its turn
+    a = worker(tmp_path, "a", sb, pg_url, "--seed", "22", "--tasks", "2", **rate)
+    both = [
+        journal_mod.RequestIdentity.text_to_image(PROMPT, seed=22, index=i, api_base=sb.base_url)
+        for i in range(2)
+    ]
+    try:
+        _wait_until(
+            lambda: any((e := watcher.latest(i)) and e.state == "waiting" for i in both),
+            "one of A's creates to wait for its turn",
+        )
+        code, _, err = finish(worker(tmp_path, "b", sb, pg_url, "--seed", "22", "--tasks", "2"))
+        a_code, _, a_err = finish(a)
+    finally:
+        a.kill()
+        a.wait(timeout=WAIT_LIMIT_S)
+    assert a_code == 0 and _last_line(a_err) == "Done: 2 new (10 credits charged).", a_err
+    assert code == 0 and "is creating this same request; waiting for it" in err, err
+    assert _last_line(err) == "Done: 2 resumed (no new charge)."
+    assert ledger(sb) == (2, 10) and sb.create_requests == 2
+
+
 def test_finished_on_one_worker_is_free_on_another(tmp_path, sandbox, pg_url):
     code, _, err = finish(worker(tmp_path, "a", sandbox, pg_url, "--seed", "4"))
     assert code == 0, err

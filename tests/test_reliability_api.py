@@ -579,3 +579,54 @@ pointer_row(
     "sent nothing)",
     "test_journal_pacing.py::test_a_turn_given_back_moves_the_next_waiter_up",
 )
+pointer_row(
+    AREA,
+    "the process (ComfyUI or the command line) killed with `kill -9` while 4 of its 6 creates "
+    "wait for their turns (2 were sent and answered)",
+    'nothing: the same request again creates those 4 once and resumes the 2; no "may have been '
+    'charged"; meanwhile `grok-imagine tasks` and the panel list them as `waiting`',
+    "the 4 rows said `waiting` (nothing sent; counted like creates until settled), then `rejected`"
+    ', 0 credits: "its process ended while it waited for its turn to create; nothing was sent", '
+    "their turns given back; 6 creates, 30 credits in all, under a daily limit of exactly 30",
+    "test_cli_process.py::test_kill_9_while_creates_wait_for_their_turns_leaves_nothing_uncertain",
+)
+pointer_row(
+    AREA,
+    "a fleet worker (PostgreSQL) killed with `kill -9` while 3 of its 4 creates wait for their "
+    "turns",
+    "nothing: another worker given the same job waits until the dead worker's leases run out "
+    "(10 s), then creates those 3 once and resumes the 1",
+    "the 3 rows `rejected` (never sent), 0 credits; 4 creates, 20 credits in all; no `uncertain`"
+    " row",
+    "test_journal_fleet.py::"
+    "test_a_worker_killed_while_its_creates_wait_for_turns_leaves_nothing_uncertain",
+)
+pointer_row(
+    AREA,
+    "a fleet worker stalls while its create waits for its turn (its lease runs out, it is not "
+    "dead); another worker settles the row as never sent and creates the task",
+    "nothing: when the stalled worker asks for its turn again it is refused (the move back to "
+    "`creating` is conditional on the row still being its own and `waiting`), sends nothing, and "
+    "shares the other worker's task",
+    "1 create for the request (2 with the one that took the turn first); its row `rejected`, 0 "
+    "credits",
+    "test_journal_pg.py::"
+    "test_a_worker_whose_waiting_row_was_taken_over_never_sends_it_and_shares_the_other_create",
+)
+pointer_row(
+    AREA,
+    "the same request run again while the first run's create waits for its turn (the first run "
+    "alive)",
+    'nothing: the second run says "process N is creating this same request; waiting for it" and '
+    "shares the first run's tasks",
+    "one create per task (2 creates, 10 credits); both runs end with the images",
+    "test_cli_process.py::test_a_live_runs_create_waiting_for_its_turn_is_waited_for_not_sent_twice",
+)
+pointer_row(
+    AREA,
+    "`kill -9` while a create sent at its turn (after waiting for it) waits for its answer",
+    'the same request again: "A create was sent but its answer was lost ... may have been '
+    'charged"; nothing is sent again',
+    "rows `uncertain` (back to `creating` before the create was sent); 2 creates, 10 credits",
+    "test_cli_process.py::test_kill_9_during_a_create_sent_at_its_turn_is_uncertain_as_before",
+)
