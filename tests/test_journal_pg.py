@@ -292,6 +292,61 @@ def test_a_worker_whose_waiting_row_was_taken_over_never_sends_it_and_shares_the
     settled = runner.journal.entry(waiting.id)
     assert (settled.state, settled.credits) == ("rejected", 0)
     assert runner.journal.uncertain() == []
+    assert waiting.id not in runner.journal._db._leased  # its lease is no longer renewed
+    runner.journal.close()
+
+
+def _waited_for_turn(said, thread):
+    deadline = time.monotonic() + WAIT_LIMIT_S
+    while not any(isinstance(e, events.WaitingForTurn) for e in said):
+        assert thread.is_alive() and time.monotonic() < deadline, "no wait for a turn"
+        time.sleep(0.02)
+
+
+def test_the_database_going_away_while_a_create_waits_for_its_turn_sends_nothing(
+    tmp_path, sandbox, pg_own_cluster
+):
+    """The move back to `creating` must be in the database before the create is sent: with the
+    database gone while the create waits for its turn, nothing is sent, the run ends with the
+    database's one line, and once the database is back the row says refused (not uncertain);
+    the same request then creates the task once."""
+    import pg_cluster as pg
+
+    pacing = submodule("journal.pacing")
+    url = pg.new_database(pg_own_cluster.server_url)
+    runner = make_runner(tmp_path, sandbox, url, rate=pacing.CreateRate(1, 8.0))
+    runner.text_to_image(PROMPT, seed=40)  # takes the window's one turn: the next waits 9 s
+    identity = journal_mod.RequestIdentity.text_to_image(PROMPT, seed=41)
+    said, outcome = [], {}
+
+    def run():
+        hooks = journal_mod.RunHooks(on_event=said.append)
+        try:
+            runner.text_to_image(PROMPT, seed=41, timeout=WAIT_LIMIT_S, hooks=hooks)
+        except Exception as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        _waited_for_turn(said, worker)
+        waiting = runner.journal.latest(identity)
+        assert waiting.state == "waiting" and waiting.task_id is None
+        pg_own_cluster.stop()
+    finally:
+        worker.join(WAIT_LIMIT_S)
+    error = outcome.get("error")
+    assert isinstance(error, store_mod.JournalUnavailableError), (error, ledger(sandbox))
+    assert f"127.0.0.1:{pg_own_cluster.port}" in str(error) and PASSWORD not in str(error)
+    assert ledger(sandbox) == (1, 5) and sandbox.create_requests == 1  # its create never went
+    pg_own_cluster.start()
+    left = runner.journal.entry(waiting.id)  # the refusal kept through the outage, written now
+    assert (left.state, left.credits, left.task_id) == ("rejected", 0, None)
+    assert runner.journal.uncertain() == []
+    runner.journal.rate = None  # no turn to wait for: the same request is created at once
+    result = runner.text_to_image(PROMPT, seed=41)
+    assert result.credits == 5 and not result.resumed
+    assert ledger(sandbox) == (2, 10) and sandbox.create_requests == 2
     runner.journal.close()
 
 

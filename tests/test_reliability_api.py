@@ -630,3 +630,13 @@ pointer_row(
     "rows `uncertain` (back to `creating` before the create was sent); 2 creates, 10 credits",
     "test_cli_process.py::test_kill_9_during_a_create_sent_at_its_turn_is_uncertain_as_before",
 )
+pointer_row(
+    AREA,
+    "the shared database (PostgreSQL) goes away while a create waits for its turn",
+    "the database's one line (host and port, never the password); nothing is sent; queued "
+    "again once the database is back, the task is created once",
+    "the row `rejected` (0 credits, written when the database answered again), never moved "
+    "back to `creating`; no `uncertain` row; 2 creates, 10 credits (1 took the turn first)",
+    "test_journal_pg.py::"
+    "test_the_database_going_away_while_a_create_waits_for_its_turn_sends_nothing",
+)

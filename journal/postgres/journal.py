@@ -36,6 +36,7 @@ from ..model import (
 )
 from ..owner import current_owner
 from ..pacing import CreateRate
+from ..store import SettledWhileWaitingError
 from . import locks, rows, turns
 from .claim import PgClaim, begin
 from .database import Connection, Database
@@ -110,8 +111,12 @@ class PgJournal:
         """Take (once) the moment ``entry``'s create may go (``pacing``); seconds until then."""
         if self.rate is None:
             return 0.0
-        with self._db.session("take a turn to create a task") as conn:
-            return turns.take_turn(conn, entry.id, self.rate)
+        try:
+            with self._db.session("take a turn to create a task") as conn:
+                return turns.take_turn(conn, entry.id, self.rate)
+        except SettledWhileWaitingError:
+            self._db.release(entry.id)  # another worker's to settle: no lease to renew
+            raise
 
     # -- recording ---------------------------------------------------------------------------------
 
