@@ -610,7 +610,7 @@ pointer_row(
     "shares the other worker's task",
     "1 create for the request (2 with the one that took the turn first); its row `rejected`, 0 "
     "credits",
-    "test_journal_pg.py::"
+    "test_journal_pg_turns.py::"
     "test_a_worker_whose_waiting_row_was_taken_over_never_sends_it_and_shares_the_other_create",
 )
 pointer_row(
@@ -637,6 +637,6 @@ pointer_row(
     "again once the database is back, the task is created once",
     "the row `rejected` (0 credits, written when the database answered again), never moved "
     "back to `creating`; no `uncertain` row; 2 creates, 10 credits (1 took the turn first)",
-    "test_journal_pg.py::"
+    "test_journal_pg_turns.py::"
     "test_the_database_going_away_while_a_create_waits_for_its_turn_sends_nothing",
 )
