@@ -120,3 +120,34 @@ def task_scaling(rows: list[dict[str, Any]], generation_time: float, path: Path)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def time_per_image(series: dict[str, list[tuple[int, float]]], path: Path) -> None:
+    """Median wall time per image against the batch size, one line per path (JPEG sets)."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(8, 4.6), dpi=110)
+    styles = {
+        "ours": {"color": COLOURS["ours"], "linewidth": 2.6, "marker": "o"},
+        "ref: decode + one float32 write, 1 thread": {
+            "color": "#2ca02c",
+            "linestyle": "--",
+            "marker": "s",
+        },
+        "floor: bare PIL decode": {"color": "#7f7f7f", "linestyle": ":", "marker": "v"},
+        "ref: first touch of the batch": {"color": "#bcbd22", "linestyle": ":", "marker": "."},
+    }
+    for name, points in series.items():
+        style = styles.get(name, {"marker": "^", "linewidth": 1.2})
+        axis.plot([n for n, _ in points], [ms for _, ms in points], label=name, **style)
+    sizes = sorted({n for points in series.values() for n, _ in points})
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(sizes, [str(n) for n in sizes])
+    axis.set_xlabel("JPEGs in the batch (1024x1024 each)")
+    axis.set_ylabel("wall time per image, median (ms)")
+    axis.set_ylim(0, None)
+    axis.grid(alpha=0.25)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axis.set_title("Bytes -> IMAGE tensor: time per image against batch size")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -59,9 +59,6 @@ class Job:
     request: Callable[[TaskRunner], RequestIdentity] | None = None
     """The paid request the job may create (None: free work), so the run's credits can be set
     aside, or the run refused whole, before any job starts."""
-    shape: str | None = None
-    """What kind of images the job returns (text-to-image at one aspect ratio, an upscale), so
-    a run of a kind seen before sets up its batch while its tasks still generate."""
 
 
 @dataclass(frozen=True)
@@ -93,10 +90,7 @@ async def run_node(
             except errors.GrokError as exc:
                 board.refused(exc)
                 raise
-            shapes = {job.shape for job in jobs}
-            images = ResultImages(
-                len(jobs), hooks.cancelled, shape=shapes.pop() if len(shapes) == 1 else None
-            )
+            images = ResultImages(len(jobs), hooks.cancelled)
             return collect(run_parallel(runner, jobs, board, images), hooks, images, board)
 
     return await run_blocking(work, hooks, board)

@@ -31,7 +31,6 @@ def text_to_image(
                 text, aspect_ratio=ratio, seed=seed, index=index, timeout=timeout, hooks=hooks
             ),
             lambda runner: runner.text_to_image_request(text, ratio, seed, index),
-            shape=f"text-to-image {ratio or validation.PROVIDER_DEFAULT}",
         )
 
     return [job(index) for index in range(count)]
@@ -45,7 +44,6 @@ def upscale(task_ids: str) -> list[Job]:
                 source, timeout=DEFAULT_TASK_TIMEOUT_S, hooks=hooks
             ),
             lambda runner: runner.upscale_request(source),
-            shape="upscale",
         )
 
     return [job(source) for source in validation.validate_task_ids(task_ids)]

@@ -10,11 +10,6 @@ result kept from an earlier run) are decoded from their paths there as soon as t
 done. The pool, not the download threads, does the decoding: eight tasks download up to 32
 files at once, and as many decodes at once on two cores would only fight over them.
 
-A node of a kind this process has run before (text-to-image at the same aspect ratio, an
-upscale) knows its images' size and count from last time: its batch is allocated, and its memory
-faulted in, while the tasks still generate (``ImageBatch.reserve``); a wrong guess is replaced
-by the first image's real size before anything is written.
-
 The batch order is the tasks' order, then each task's result order, whatever the arrival order.
 A file that cannot be decoded is left out and named; the others are returned.
 """
@@ -24,13 +19,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..api import errors
 from ..journal import events
-from . import image_tensors
+from .image_tensors import ImageBatch, Key
 
 if TYPE_CHECKING:
     import torch
@@ -39,40 +33,21 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_learned: dict[str, tuple[tuple[int, int], int]] = {}
-"""Job shape -> (image size, images per task) of this process's last batch of that kind."""
-
 
 class ResultImages:
     """``on_event`` / ``task_done`` per task as the node runs, then ``finish`` for the batch."""
 
-    def __init__(
-        self,
-        tasks: int,
-        should_cancel: Callable[[], bool] | None = None,
-        *,
-        shape: str | None = None,
-    ) -> None:
+    def __init__(self, tasks: int, should_cancel: Callable[[], bool] | None = None) -> None:
         self._tasks = max(1, tasks)
         self._should_cancel = should_cancel
-        self._shape = shape
         self._lock = threading.Lock()
-        self._jobs: list[Future[None]] = []
-        self._batch: image_tensors.ImageBatch | None = None
+        self._batch: ImageBatch | None = None
         self._stride = 0
         """Slots per task: the first task's file count (Grok returns the same count each time)."""
-        self._first_total = 0
-        learned = _learned.get(shape) if shape else None
-        if learned is not None:
-            # Seen this kind before: the batch is allocated and its memory faulted in now,
-            # while the tasks generate, instead of after they are done.
-            size, self._stride = learned
-            self._batch = image_tensors.ImageBatch(self._tasks * self._stride)
-            self._batch.reserve(size)
-        self._seen: dict[int, dict[Path | int, tuple[int, int]]] = {}
+        self._seen: dict[int, dict[Path | int, Key]] = {}
         """task -> kept path (or ``id`` of the bytes of a file that could not be kept) -> key,
         for files decoded on arrival."""
-        self._order: dict[int, list[object]] = {}
+        self._order: dict[int, list[Key]] = {}
 
     def on_event(self, task: int, event: events.RunEvent) -> None:
         """Decode a freshly kept file into its slot now; never raises (see ``finish``)."""
@@ -91,13 +66,12 @@ class ResultImages:
             label = _label(event.task_id, event.index, event.total)
             if event.decoded is not None:
                 # The runner decoded it to check it and closes it once this returns: write
-                # those pixels now, on this thread, instead of decoding the file again.
-                if self._should_cancel is None or not self._should_cancel():
-                    batch.add(
-                        key, source, decoded=event.decoded, slot=slot, label=label, again=event.path
-                    )
+                # those pixels now, on this thread, instead of decoding the file again. (The
+                # path, when kept, is what a second pass would read: it costs no memory.)
+                again = event.path if event.path is not None else source
+                batch.add(key, again, slot=slot, label=label, decoded=event.decoded)
             else:
-                self._submit(batch, key, source, slot=slot, label=label, again=event.path)
+                batch.submit(key, source, slot=slot, label=label)
         except Exception:  # the file is kept; task_done decodes it from its path instead
             logger.warning("Grok Imagine: decoding a kept file on arrival failed", exc_info=True)
 
@@ -110,22 +84,14 @@ class ResultImages:
         batch = self._batch_for(len(files))
         with self._lock:
             seen = dict(self._seen.get(task, {}))
-        keys: list[object] = []
-        late = []
+        keys: list[Key] = []
         for rank, path in enumerate(files):
             found = seen.get(path if isinstance(path, Path) else id(path))
-            key: object = found if found is not None else (task, "kept", rank)
+            key: Key = found if found is not None else (task, "kept", rank)
             if found is None:
-                late.append((key, path, rank))
+                label = _label(result.task_id, rank, len(files))
+                batch.submit(key, path, slot=self._slot(task, rank), label=label)
             keys.append(key)
-        for key, path, rank in late:
-            self._submit(
-                batch,
-                key,
-                path,
-                slot=self._slot(task, rank),
-                label=_label(result.task_id, rank, len(files)),
-            )
         self._order[task] = keys
 
     def finish(
@@ -133,39 +99,24 @@ class ResultImages:
     ) -> tuple[torch.Tensor, list[tuple[int, errors.GrokError]]]:
         """The batch of the tasks in ``results`` ((task, result), in the node's order), and
         (task, error) for each image left out. Raises if there is no image at all."""
-        with self._lock:
-            jobs = list(self._jobs)
-        wait(jobs)
         order = [key for task, _ in results for key in self._order.get(task, [])]
         if not order or self._batch is None:
             raise errors.BadResponseError("The task finished without any image.")
         images, skipped = self._batch.finish(order)
-        if self._shape is not None and self._first_total:
-            _learned[self._shape] = ((images.shape[2], images.shape[1]), self._first_total)
         return images, [(_task_of(key), exc) for key, exc in skipped]
 
-    def _batch_for(self, total: int) -> image_tensors.ImageBatch:
+    def _batch_for(self, total: int) -> ImageBatch:
         with self._lock:
-            self._first_total = self._first_total or max(1, total)
             if self._batch is None:
                 self._stride = max(1, total)
-                self._batch = image_tensors.ImageBatch(self._tasks * self._stride)
+                self._batch = ImageBatch(self._tasks * self._stride, cancelled=self._should_cancel)
             return self._batch
-
-    def _submit(self, batch: image_tensors.ImageBatch, *args: Any, **kwargs: Any) -> None:
-        def decode() -> None:
-            if self._should_cancel is None or not self._should_cancel():
-                batch.add(*args, **kwargs)  # never raises
-
-        job = image_tensors.decode_pool().submit(decode)
-        with self._lock:
-            self._jobs.append(job)
 
     def _slot(self, task: int, index: int) -> int | None:
         return task * self._stride + index if index < self._stride else None
 
 
-def _task_of(key: object) -> int:
+def _task_of(key: Key) -> int:
     return key[0] if isinstance(key, tuple) else 0
 
 
