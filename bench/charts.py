@@ -59,13 +59,15 @@ def lag_distributions(lags: dict[str, list[float]], scale: float, path: Path) ->
     plt.close(figure)
 
 
-def task_scaling(rows: list[dict[str, Any]], generation_time: float, path: Path) -> None:
+def task_scaling(
+    rows: list[dict[str, Any]], generation_time: float, path: Path, target_ratio: float
+) -> None:
     """Wall time of N tasks through the node: in parallel vs one after another, plus a zoom."""
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     ns = [row["n"] for row in rows]
     parallel = [row["parallel_p50"] for row in rows]
-    target = parallel[0] * 1.08 if parallel else None
+    target = parallel[0] * target_ratio if parallel else None
     for axis in (left, right):
         axis.plot(
             ns,
@@ -77,7 +79,11 @@ def task_scaling(rows: list[dict[str, Any]], generation_time: float, path: Path)
         )
         if target is not None:
             axis.axhline(
-                target, color="#d62728", linestyle="--", linewidth=1, label="target: 1.08 x (N = 1)"
+                target,
+                color="#d62728",
+                linestyle="--",
+                linewidth=1,
+                label=f"target: {target_ratio:g} x (N = 1)",
             )
         axis.axhline(
             generation_time,

