@@ -55,8 +55,11 @@ DEFAULT_MAX_BATCH_PIXELS = 256 * 1024 * 1024
 _SIXTEEN_BIT = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 _PACKED = {"RGB": 4, "RGBA": 4, "RGBX": 4, "L": 1}
 """8-bit modes Pillow packs to RGB (or grey) bands -> bytes per pixel in Pillow's memory."""
-_BAND_BYTES = 256 * 1024
-"""Rows are widened a cache-sized band at a time."""
+_BAND_BYTES = 64 * 1024
+"""Rows are widened a band at a time: small enough to stay in cache, and for a band's two
+temporaries (Pillow's crop, its packed bytes) to come from the thread's heap, below malloc's
+128 KiB mmap threshold, instead of from fresh pages (1 JPEG: 1.09x the tensor at its peak in a
+fresh process, against 1.19x with 256 KiB bands)."""
 _TRANSPOSE = {
     2: "FLIP_LEFT_RIGHT",
     3: "ROTATE_180",
