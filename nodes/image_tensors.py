@@ -291,16 +291,15 @@ def _open_header(source: ImageSource, label: str, max_pixels: int) -> _Header:
         raise
 
 
-def _decoded_header(image: Image.Image, label: str) -> _Header:
-    """The header of an image someone else already decoded (the journal's check of a file)."""
-    return _header(image, label)
-
-
 def _header(image: Image.Image, label: str) -> _Header:
     width, height = image.size
     orientation = _orientation(image)
     size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     return _Header(image, size, orientation, label)
+
+
+_decoded_header = _header
+"""The header of an image the journal's check already decoded (a name of its own to spy on)."""
 
 
 def _orientation(image: Image.Image) -> int:
@@ -421,19 +420,19 @@ def _write(header: _Header, image: Image.Image, out: np.ndarray) -> None:
 
 # -- helpers ---------------------------------------------------------------------------------------
 
+
 _pool_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
+_pool: list[ThreadPoolExecutor] = []
 
 
 def decode_pool() -> ThreadPoolExecutor:
     """One small pool for the process, made on first use (importing starts no threads): one
     decoder per core, 2 to 4. Its jobs must never wait on the pool themselves."""
-    global _executor
     with _pool_lock:
-        if _executor is None:
+        if not _pool:
             workers = min(4, max(2, os.cpu_count() or 1))
-            _executor = ThreadPoolExecutor(workers, thread_name_prefix="grok-imagine-decode")
-        return _executor
+            _pool.append(ThreadPoolExecutor(workers, thread_name_prefix="grok-imagine-decode"))
+        return _pool[0]
 
 
 def _label(source: Any, position: int, count: int) -> str:
