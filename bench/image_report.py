@@ -162,6 +162,19 @@ def misses(figures: list[Figure], data: dict) -> list[str]:
                 f"took {_ms(summary['touch']['p50'])} ms here (p95 "
                 f"{_ms(summary['touch']['p95'])} ms)."
             )
+            fastest = max(PEERS, key=lambda peer: case["ratios"][f"ours/{peer}"])
+            if "peer-style" in figure.label:
+                bound = ratio(summary["floor"]["p50"], summary[fastest]["p50"])
+                text += (
+                    f" The bare decode alone is {bound:.2f}x the fastest of those paths "
+                    f"({LABELS[fastest]}) here."
+                )
+            if "bare PIL" in figure.label:
+                text += (
+                    " The plain way, decode then one float32 write, is "
+                    f"{ratio(summary['decode+write']['p50'], summary['floor']['p50']):.2f}x the "
+                    "floor here."
+                )
             split = case.get("touch_split")
             if split:
                 text += (
