@@ -141,9 +141,12 @@ def time_per_image(series: dict[str, list[tuple[int, float]]], path: Path) -> No
         },
         "floor: bare PIL decode": {"color": "#7f7f7f", "linestyle": ":", "marker": "v"},
         "ref: first touch of the batch": {"color": "#bcbd22", "linestyle": ":", "marker": "."},
+        "naive": {"color": "#d62728", "marker": "^", "linewidth": 1.2},
+        "ComfyUI API nodes style": {"color": "#9467bd", "marker": "^", "linewidth": 1.2},
+        "kie.ai style": {"color": "#8c564b", "marker": "^", "linewidth": 1.2},
     }
     for name, points in series.items():
-        style = styles.get(name, {"marker": "^", "linewidth": 1.2})
+        style = styles.get(name, {"marker": "x"})
         axis.plot([n for n, _ in points], [ms for _, ms in points], label=name, **style)
     sizes = sorted({n for points in series.values() for n, _ in points})
     axis.set_xscale("log", base=2)
