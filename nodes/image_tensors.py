@@ -27,7 +27,7 @@ import io
 import itertools
 import os
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +56,9 @@ _SIXTEEN_BIT = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 _PACKED = {"RGB": 4, "RGBA": 4, "RGBX": 4, "L": 1}
 """8-bit modes Pillow packs to RGB (or grey) bands -> bytes per pixel in Pillow's memory."""
 _BAND_BYTES = 64 * 1024
-"""Rows are widened a band at a time: small enough to stay in cache, and for a band's two
-temporaries (Pillow's crop, its packed bytes) to come from the thread's heap, below malloc's
-128 KiB mmap threshold, instead of from fresh pages (1 JPEG: 1.09x the tensor at its peak in a
-fresh process, against 1.19x with 256 KiB bands)."""
+"""Rows are widened a band at a time: small enough to stay in cache, and for a band's packed
+samples to come from the thread's heap, below malloc's 128 KiB mmap threshold, instead of from
+fresh pages (1 JPEG: 1.09x the tensor at its peak in a fresh process, 1.19x with 256 KiB)."""
 _TRANSPOSE = {
     2: "FLIP_LEFT_RIGHT",
     3: "ROTATE_180",
@@ -395,17 +394,9 @@ def _write(header: _Header, image: Image.Image, out: np.ndarray) -> None:
             ) from exc
     mode = image.mode
     scale = np.float32(1 / 65535 if mode in _SIXTEEN_BIT else 1 / 255)
-    rows = max(1, _BAND_BYTES // (width * 4))
     try:
-        for top in range(0, height, rows):
-            bottom = min(height, top + rows)
-            if mode in _PACKED:
-                samples = _packed(image, (0, top, width, bottom))
-                pixels = np.frombuffer(samples, np.uint8).reshape(bottom - top, width, -1)
-            else:
-                with image.crop((0, top, width, bottom)) as band:
-                    pixels = np.asarray(band)[..., np.newaxis]
-            target = out[top:bottom]
+        for top, pixels in _bands(image, max(1, _BAND_BYTES // (width * 4))):
+            target = out[top : top + len(pixels)]
             if mode == "F":
                 np.clip(pixels, 0.0, 1.0, out=target)
                 continue
@@ -418,18 +409,27 @@ def _write(header: _Header, image: Image.Image, out: np.ndarray) -> None:
             image.close()
 
 
-def _packed(image: Image.Image, box: tuple[int, int, int, int]) -> bytes:
-    """The 8-bit RGB (or grey) samples of ``box``, alpha and padding dropped, by Pillow's raw
-    encoder (what ``tobytes`` runs) straight from the image's memory: one pass over the pixels,
-    where ``crop(box).tobytes()`` took two and 20-25 % more CPU per JPEG."""
+def _bands(image: Image.Image, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, samples) for each band of ``rows`` rows. 8-bit modes are packed to RGB (or
+    grey), alpha and padding dropped, by Pillow's raw encoder (what ``tobytes`` runs) straight
+    from the image's memory: one pass over the pixels, where ``crop(box).tobytes()`` takes two
+    (20-25 % more CPU per JPEG). Other modes come as arrays of a crop."""
+    import numpy as np
     from PIL import Image
 
+    width, height = image.size
+    if image.mode not in _PACKED:
+        for top in range(0, height, rows):
+            with image.crop((0, top, width, min(height, top + rows))) as band:
+                yield top, np.asarray(band)[..., np.newaxis]
+        return
     raw_mode = "L" if image.mode == "L" else "RGB"
     encoder = Image._getencoder(image.mode, "raw", raw_mode)
     try:
-        encoder.setimage(image.im, box)
-        size = (box[2] - box[0]) * (box[3] - box[1]) * len(raw_mode)
-        return encoder.encode(size)[2]
+        encoder.setimage(image.im, (0, 0, width, height))
+        for top in range(0, height, rows):  # the encoder packs whole rows, as many as fit
+            samples = encoder.encode(min(rows, height - top) * width * len(raw_mode))[2]
+            yield top, np.frombuffer(samples, np.uint8).reshape(-1, width, len(raw_mode))
     finally:
         encoder.cleanup()
 
