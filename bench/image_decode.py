@@ -6,10 +6,11 @@ first-touch reference), interleaved in rotating order so drift hits them alike; 
 of medians measured side by side in this run. "Ours" is the node's conversion itself
 (``ImageBatch`` on the decode pool), not a path kept for the benchmark.
 
-Peak extra memory is measured in a fresh subprocess per path: the RSS high-water mark (reset
-through ``/proc/self/clear_refs`` where Linux allows) minus the RSS before the call, because
-tracemalloc does not see torch's allocations. (``VmHWM`` from ``/proc/self/status`` rather than
-``getrusage``'s ``ru_maxrss``: Linux folds the parent's peak into the child's across ``exec``.)
+Peak extra memory is measured in a fresh subprocess per path, after one warm-up call on tiny
+images: the RSS high-water mark (reset through ``/proc/self/clear_refs`` where Linux allows)
+minus the RSS before the call, because tracemalloc does not see torch's allocations. (``VmHWM``
+from ``/proc/self/status`` rather than ``getrusage``'s ``ru_maxrss``: Linux folds the parent's
+peak into the child's across ``exec``.)
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ ONE_TARGET = 1.05
 PEER_TARGET = 0.60
 """Ours / the fastest of naive and the peer-style paths, for the JPEG sets."""
 PNG_FLOOR_TARGET = 1.10
+BUSY_REPS = 20
+"""The 6-JPEG set with one core busy: the reference and ours, each first in half the reps."""
 MEMORY_TARGET = 1.15
 
 
@@ -89,15 +92,19 @@ def touch_split(times: dict[str, list[float]]) -> dict[str, dict[str, float]] | 
 # -- memory, in a fresh process per path -----------------------------------------------------------
 
 _MEMORY_SCRIPT = """
-import gc, json, resource, sys
+import gc, io, json, resource, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import numpy, torch  # noqa: F401
-from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin  # noqa: F401
+from PIL import Image
 import image_paths
-from pack import submodule
-submodule("nodes.image_tensors").decode_pool()
+path = image_paths.PATHS[sys.argv[2]]
 blobs = [Path(p).read_bytes() for p in sys.argv[3:]]
+# One warm-up call on tiny images of the same format, as many as the real call's (up to 4):
+# imports, decoder set-up and threads are the process's once, not the batch's.
+tiny = io.BytesIO()
+Image.new("RGB", (8, 8)).save(tiny, Image.open(io.BytesIO(blobs[0])).format)
+path([tiny.getvalue()] * min(4, len(blobs)))
 gc.collect()
 
 def status_kib(field):
@@ -112,7 +119,7 @@ try:  # reset the high-water mark to the current RSS (Linux >= 4.0)
 except OSError:
     pass
 before = status_kib("VmRSS")
-out = image_paths.PATHS[sys.argv[2]](blobs)
+out = path(blobs)
 # VmHWM belongs to this process image; getrusage's ru_maxrss also folds in the parent's peak
 # from before exec(), so it is only the fallback.
 peak = status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -227,7 +234,7 @@ def run(quick: bool, images_dir: Path | None = None) -> BenchResult:
                 )
         with load.one_core_busy():
             busy_times, busy_cpu = _time_paths(
-                inputs["jpeg6"], CASES["jpeg6"][3 if quick else 2], ("decode+write", "ours")
+                inputs["jpeg6"], 6 if quick else BUSY_REPS, ("decode+write", "ours")
             )
     busy = {n: Summary.of(v).p50 for n, v in busy_times.items()}
     busy_ratio = ratio(busy["ours"], busy["decode+write"])
@@ -272,7 +279,9 @@ _METHOD = (
     "`bench/load.py` keeps one of the two cores busy. Inputs are photo-like images made by "
     "`bench/sample_images.py` (smooth colour, edges, grain; JPEG quality 90, ~250 KB each; the "
     "PNG ~6.8 MB). Peak extra memory: RSS high-water mark in a fresh subprocess per path "
-    "(`VmHWM`, reset via `/proc/self/clear_refs`) minus RSS before the call."
+    "(`VmHWM`, reset via `/proc/self/clear_refs`) minus RSS before the call, after one warm-up "
+    "call of that path on tiny images of the same format (imports, decoder set-up and threads "
+    "are the process's, once)."
 )
 
 

@@ -125,12 +125,14 @@ LABELS = {
 }
 
 CASES = {
-    "jpeg1": ("1 JPEG 1024x1024", 1, 30, 5),
-    "jpeg6": ("6 JPEGs 1024x1024", 6, 20, 5),
-    "jpeg24": ("24 JPEGs 1024x1024", 24, 8, 2),
-    "jpeg48": ("48 JPEGs 1024x1024", 48, 5, 2),
-    "png2k": ("PNG 2048x2048", 1, 10, 2),
+    "jpeg1": ("1 JPEG 1024x1024", 1, 28, 7),
+    "jpeg6": ("6 JPEGs 1024x1024", 6, 21, 7),
+    "jpeg24": ("24 JPEGs 1024x1024", 24, 14, 2),
+    "jpeg48": ("48 JPEGs 1024x1024", 48, 7, 2),
+    "png2k": ("PNG 2048x2048", 1, 14, 2),
 }
-"""The benchmark's inputs: key -> (label, images, reps, reps in a --quick run)."""
+"""The benchmark's inputs: key -> (label, images, reps, reps in a --quick run). The paths take
+turns in rotating order, so a full run's reps are a multiple of the 7 paths: each path runs as
+often first, second, ... in a rep (right after another path freed its memory, or not)."""
 MEMORY_PATHS = ("naive", "comfy API nodes style", "kie.ai style", "decode+write", "ours")
 """The paths whose peak memory is measured (each in a fresh process)."""

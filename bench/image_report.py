@@ -119,7 +119,8 @@ def _memory_table(data: dict) -> list[str]:
         rows.append([_TITLES[key], f"{tensor / 2**20:.0f} MiB", *cells])
     return [
         "",
-        "Peak extra memory (RSS high-water mark minus RSS before the call; in a fresh process):",
+        "Peak extra memory (RSS high-water mark minus RSS before the call, in a fresh process "
+        "after one warm-up call on tiny images):",
         "",
         *markdown_table(["input", "final tensor", *(LABELS[n] for n in MEMORY_PATHS)], rows),
     ]
