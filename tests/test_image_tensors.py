@@ -268,9 +268,7 @@ def test_mixed_sizes_follow_the_first_image_with_a_centre_crop():
     wide[:, 60:] = (255, 0, 0)
     wide[:, 20:60] = (0, 255, 0)
     small_grey = Image.new("L", (10, 10), 128)
-    out = to_tensor(
-        [encode(first), encode(Image.fromarray(wide)), encode(small_grey)]
-    )
+    out = to_tensor([encode(first), encode(Image.fromarray(wide)), encode(small_grey)])
     assert_image_tensor(out, 3, 40, 40)
     np.testing.assert_allclose(out[1, 2:-2, 2:-2].numpy(), np.tile([0.0, 1.0, 0.0], (36, 36, 1)))
     np.testing.assert_allclose(out[2].numpy(), np.full((40, 40, 3), 128 / 255.0), atol=1e-6)
