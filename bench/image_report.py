@@ -54,22 +54,37 @@ def tables(data: dict, busy: dict[str, float], busy_cpu: dict[str, list[float]])
         ],
         rows,
     )
-    lines += ["", "CPU time per image (median over the calls; every thread of the process):", ""]
+    lines += [
+        "",
+        "CPU time per image (median over the calls; every thread of the process), and the part "
+        "of it the kernel spent (system time: here, mostly mapping fresh memory) for the "
+        "reference and ours:",
+        "",
+    ]
     rows = []
     names = ("floor", "decode+write", *PEERS, "ours")
     for key in _CASES:
         case = data[key]
-        cpu = case["cpu_p50_s"]
+        cpu, system, count = case["cpu_p50_s"], case["system_p50_s"], case["images"]
         rows.append(
             [_TITLES[key]]
-            + [f"{cpu[n] / case['images'] * 1000:.1f} ms" for n in names]
+            + [f"{cpu[n] / count * 1000:.1f} ms" for n in names]
             + [
                 f"{case['ratios']['cpu ours/floor']:.2f}x",
                 f"{case['ratios']['cpu ours/decode+write']:.2f}x",
+                f"{system['decode+write'] / count * 1000:.1f} / {system['ours'] / count * 1000:.1f}"
+                " ms",
             ]
         )
     lines += markdown_table(
-        ["input", *(LABELS[n] for n in names), "ours / floor", "ours / ref"], rows
+        [
+            "input",
+            *(LABELS[n] for n in names),
+            "ours / floor",
+            "ours / ref",
+            "system time per image: ref / ours",
+        ],
+        rows,
     )
     lines += _memory_table(data)
     splits = [(key, data[key]["touch_split"]) for key in _CASES if data[key].get("touch_split")]
@@ -90,6 +105,19 @@ def tables(data: dict, busy: dict[str, float], busy_cpu: dict[str, list[float]])
                 f"{_ms(slow['touch_min_s'])}-{_ms(slow['touch_max_s'])} ms, "
                 f"**{slow['ours/ref']:.2f}x**."
             )
+    quick = [(key, data[key]["system_split"]) for key in _CASES if data[key].get("system_split")]
+    if quick:
+        lines += [
+            "",
+            "The same, by each call's own system time: ours / ref over the reps in which neither "
+            "spent more than twice its least system time of the set (plus 1 ms):",
+            "",
+        ]
+        lines += [
+            f"* {_TITLES[key]}: **{split['ours/ref']:.2f}x** in {split['reps']} of "
+            f"{split['of']} reps."
+            for key, split in quick
+        ]
     busy_reps = len(busy_cpu["ours"])
     lines += [
         "",
@@ -159,7 +187,10 @@ def misses(figures: list[Figure], data: dict) -> list[str]:
                 f"{_ms(summary['floor']['p50'])} ms; CPU per image ours "
                 f"{cpu['ours'] / count * 1000:.1f} ms, the reference "
                 f"{cpu['decode+write'] / count * 1000:.1f} ms, the floor "
-                f"{cpu['floor'] / count * 1000:.1f} ms. Only touching a fresh batch this size "
+                f"{cpu['floor'] / count * 1000:.1f} ms (system time ours "
+                f"{case['system_p50_s']['ours'] / count * 1000:.1f} ms, the reference "
+                f"{case['system_p50_s']['decode+write'] / count * 1000:.1f} ms). Only touching "
+                "a fresh batch this size "
                 f"took {_ms(summary['touch']['p50'])} ms here (p95 "
                 f"{_ms(summary['touch']['p95'])} ms)."
             )
