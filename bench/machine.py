@@ -124,3 +124,23 @@ def _free_page_reporting() -> str:
     if order is None:
         return "virtio balloon (free page reporting not set on the kernel command line)"
     return f"virtio balloon; the kernel command line sets `page_reporting_order={order}`"
+
+
+def fresh_memory_touch(images: int, size: tuple[int, int] = (1024, 1024)) -> float:
+    """Seconds to allocate and touch an IMAGE-batch-sized float32 array in a fresh process:
+    what mapping memory a process has not used before costs on this machine, right now."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, time, numpy as np\n"
+        "started = time.perf_counter()\n"
+        f"out = np.empty(({images}, {size[1]}, {size[0]}, 3), dtype=np.float32)\n"
+        "out.reshape(-1)[::1024] = 0\n"
+        "print(json.dumps(time.perf_counter() - started))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    return float(json.loads(done.stdout.strip().splitlines()[-1]))

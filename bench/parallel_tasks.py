@@ -8,13 +8,11 @@ task at a time, N times in a row.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import machine
 import phases
 import sandbox_run
 from pack import submodule
@@ -79,7 +77,7 @@ def run(quick: bool, images_dir: Path | None = None) -> BenchResult:
             if done in NS:
                 sequential[done] = time.perf_counter() - started
 
-    touch_s = float("nan") if quick else _fresh_memory_touch(6 * max(NS))
+    touch_s = float("nan") if quick else machine.fresh_memory_touch(6 * max(NS))
     quiet, busy = series["quiet"], series["busy"]
     medians = {name: series_medians(data) for name, data in series.items()}
     n8 = ratio(medians["quiet"]["wall"][8], medians["quiet"]["wall"][1])
@@ -288,18 +286,3 @@ def series_medians(data: dict) -> dict:
         if runs
     }
     return {"wall": walls, "splits": splits}
-
-
-def _fresh_memory_touch(images: int, size: tuple[int, int] = (1024, 1024)) -> float:
-    """Seconds to allocate and touch an IMAGE-batch-sized float32 array in a fresh process."""
-    script = (
-        "import json, time, numpy as np\n"
-        "started = time.perf_counter()\n"
-        f"out = np.empty(({images}, {size[1]}, {size[0]}, 3), dtype=np.float32)\n"
-        "out.reshape(-1)[::1024] = 0\n"
-        "print(json.dumps(time.perf_counter() - started))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    return float(json.loads(done.stdout.strip().splitlines()[-1]))
