@@ -15,23 +15,22 @@ An ``IMAGE`` is ``float32 [B, H, W, 3]`` in 0..1, contiguous, on the CPU. The ru
   batch over ``max_batch_pixels``) is ``errors.TooLargeError`` before it takes the memory; bytes
   Pillow cannot read are ``errors.NotAnImageError``. One bad file never costs the others.
 
-The batch is allocated once; each image is decoded, written into its own slot and released (no
-float copy per image, no ``torch.cat``). A plain JPEG or PNG is decoded by Pillow into the last
-bytes of its own slot and widened there, so the batch is all the memory it takes. Pillow and
-NumPy release the GIL, so ``submit`` decodes on a pool of one thread per core.
+Memory: the batch is allocated once and each image is written into its own slot (no float copy
+per image, no ``torch.cat``); a plain JPEG or PNG is even decoded into the last bytes of its own
+slot (``_fill``), so the batch is all the memory the conversion takes. Pillow and NumPy release
+the GIL, so ``submit`` decodes on a pool of one thread per core.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import os
 import threading
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 from ..api import errors
 from ..journal.verify import MAX_PIXELS, check_pixel_count
@@ -52,9 +51,22 @@ DEFAULT_MAX_PIXELS = MAX_PIXELS
 DEFAULT_MAX_BATCH_PIXELS = 256 * 1024 * 1024
 """Per batch (after the mixed-size fit): a 3 GB tensor."""
 
-_SIXTEEN_BIT = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
-_PACKED = {"RGB": 4, "RGBA": 4, "RGBX": 4, "L": 1}
-"""8-bit modes Pillow packs to RGB (or grey) bands -> bytes per pixel in Pillow's memory."""
+_SAMPLES: dict[str, tuple[str, str, float]] = {
+    "RGB": ("RGB", "u1", 1 / 255),
+    "RGBA": ("RGB", "u1", 1 / 255),
+    "RGBX": ("RGB", "u1", 1 / 255),
+    "L": ("L", "u1", 1 / 255),
+    "I;16": ("I;16", "<u2", 1 / 65535),
+    "I;16L": ("I;16L", "<u2", 1 / 65535),
+    "I;16B": ("I;16B", ">u2", 1 / 65535),
+    "I;16N": ("I;16N", "=u2", 1 / 65535),
+    "I": ("I", "=i4", 1 / 65535),
+    "F": ("F", "=f4", 1.0),
+}
+"""The modes written as they are -> (what Pillow packs them to: RGB or grey, alpha and padding
+dropped; the NumPy type of a sample; the scale to 0..1). Every other mode is converted to RGB."""
+_IN_PLACE = {"RGB": 4, "RGBA": 4, "L": 1}
+"""The modes a fresh JPEG or PNG is decoded in place in -> bytes per pixel in Pillow's memory."""
 _BAND_BYTES = 64 * 1024
 """Rows are widened a band at a time: small enough to stay in cache, and for a band's packed
 samples to come from the thread's heap, below malloc's 128 KiB mmap threshold, instead of from
@@ -69,6 +81,19 @@ _TRANSPOSE = {
     8: "ROTATE_90",
 }
 """EXIF orientation -> ``PIL.Image.Transpose``, the table ``ImageOps.exif_transpose`` uses."""
+
+
+@dataclass
+class _Entry:
+    """One image added to a batch."""
+
+    source: ImageSource
+    label: str
+    size: tuple[int, int] | None = None
+    """Its own size (orientation applied), once its header is read."""
+    slot: int | None = None
+    """Where it was written; None if it had no free slot (it waits for the second pass)."""
+    error: errors.GrokError | None = None
 
 
 class ImageBatch:
@@ -99,12 +124,8 @@ class ImageBatch:
         self._busy = 0
         self._closed = False
         self._jobs: list[Future[None]] = []
-        self._sources: dict[Key, tuple[ImageSource, str]] = {}
-        self._slot_of: dict[Key, int] = {}
-        self._written: dict[Key, tuple[int, int]] = {}
-        """key -> the image's own size (orientation applied), for every image in its slot."""
-        self._unplaced: set[Key] = set()
-        self._failed: dict[Key, errors.GrokError] = {}
+        self._entries: dict[Key, _Entry] = {}
+        self._taken: set[int] = set()
 
     def add(
         self,
@@ -117,21 +138,21 @@ class ImageBatch:
     ) -> None:
         """Decode ``source`` into slot ``slot`` on this thread, or write the image already
         ``decoded`` from it (which stays the caller's to close)."""
-        label = label or _label(source, 0, 1)
         if self._cancelled is not None and self._cancelled():
             return
+        entry = _Entry(source, label or _label(source, 0, 1))
         with self._lock:
-            if self._closed or key in self._sources:
+            if self._closed or key in self._entries:
                 return
-            self._sources[key] = (source, label)
+            self._entries[key] = entry
             self._busy += 1
         try:
-            self._add(key, source, slot, label, decoded)
+            self._add(entry, slot, decoded)
         except errors.GrokError as exc:
-            self._fail(key, exc)
+            entry.error = exc
         except Exception as exc:  # a decoder bug must not cost the other images
             line = errors.exception_line(exc)
-            self._fail(key, errors.NotAnImageError(f"{label} could not be read: {line}"))
+            entry.error = errors.NotAnImageError(f"{entry.label} could not be read: {line}")
         finally:
             with self._lock:
                 self._busy -= 1
@@ -157,13 +178,10 @@ class ImageBatch:
             self._closed = True
             while self._busy:
                 self._lock.wait()
-        for key in order:
-            if key not in self._sources:
-                self._failed[key] = errors.NotAnImageError("the image never arrived")
-        good = [key for key in order if key in self._written or key in self._unplaced]
+        good = [key for key in order if self._error(key) is None]
         if good and not self._fits(good):
             return self._second_pass(order)
-        skipped = [(key, self._failed[key]) for key in order if key in self._failed]
+        skipped = [(key, error) for key in order if (error := self._error(key)) is not None]
         if not good:
             if skipped:
                 raise skipped[0][1]
@@ -171,42 +189,39 @@ class ImageBatch:
         assert self._out is not None
         out, self._out = self._out, None
         for rank, key in enumerate(good):  # slots only ever move down: nothing is overwritten
-            if self._slot_of[key] != rank:
-                out[rank] = out[self._slot_of[key]]
+            slot = self._entries[key].slot
+            if slot != rank:
+                out[rank] = out[slot]
         if len(good) < len(out):  # untouched room costs nothing, unless most of it is empty
             out = out[: len(good)]
             if 2 * len(good) <= self._capacity:
                 out = out.copy()
         return torch.from_numpy(out), skipped
 
-    def _add(
-        self, key: Key, source: ImageSource, slot: int | None, label: str, decoded: Any
-    ) -> None:
-        fresh = decoded is None
-        if fresh:
-            header = _open_header(source, label, self._max_pixels)
+    def _add(self, entry: _Entry, slot: int | None, decoded: Image.Image | None) -> None:
+        if decoded is None:
+            header = _open_header(entry.source, entry.label, self._max_pixels)
         else:
-            header = _decoded_header(decoded, label)
+            header = _decoded_header(decoded, entry.label)
         try:
             with self._lock:
-                target = self._claim(key, slot, header.size)
+                target = self._claim(entry, slot, header.size)
             if target is not None:
-                _fill(header, target, fresh=fresh)
-                with self._lock:
-                    self._written[key] = header.size
+                _fill(header, target, fresh=decoded is None)
         finally:
-            if fresh:
+            if decoded is None:
                 header.image.close()
 
-    def _claim(self, key: Key, slot: int | None, size: tuple[int, int]) -> np.ndarray | None:
+    def _claim(self, entry: _Entry, slot: int | None, size: tuple[int, int]) -> np.ndarray | None:
         """The slot's array (the batch is allocated on first use), or None: no free slot, so the
         image waits for the second pass. Called with the lock held."""
         if self._out is None:
             self._out, self._size = self._allocate(size), size
-        if slot is None or not 0 <= slot < self._capacity or slot in self._slot_of.values():
-            self._unplaced.add(key)
+        entry.size = size
+        if slot is None or not 0 <= slot < self._capacity or slot in self._taken:
             return None
-        self._slot_of[key] = slot
+        self._taken.add(slot)
+        entry.slot = slot
         return self._out[slot]
 
     def _allocate(self, size: tuple[int, int]) -> np.ndarray:
@@ -222,31 +237,36 @@ class ImageBatch:
             )
         return np.empty((self._capacity, height, width, 3), np.float32)
 
-    def _fail(self, key: Key, exc: errors.GrokError) -> None:
-        with self._lock:
-            self._failed[key] = exc
-            self._written.pop(key, None)
-            self._unplaced.discard(key)
+    def _error(self, key: Key) -> errors.GrokError | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return errors.NotAnImageError("the image never arrived")
+        return entry.error
 
     def _fits(self, good: Sequence[Key]) -> bool:
         """Is every good image in its slot, slots rising in order, at the first image's size?"""
-        if self._unplaced.intersection(good) or self._written[good[0]] != self._size:
-            return False
-        return all(self._slot_of[a] < self._slot_of[b] for a, b in itertools.pairwise(good))
+        slots = [self._entries[key].slot for key in good]
+        placed = [slot for slot in slots if slot is not None]
+        first_size = self._entries[good[0]].size
+        return len(placed) == len(slots) and placed == sorted(placed) and first_size == self._size
 
     def _second_pass(self, order: Sequence[Key]) -> tuple[torch.Tensor, Skipped]:
         """Decode every image again, from its source, into a batch laid out for ``order``."""
         self._out = None  # the first attempt's memory goes before the second's is taken
-        known = [key for key in order if key in self._sources and key not in self._failed]
+        known = [key for key in order if self._error(key) is None]
         again = ImageBatch(
             len(known), max_pixels=self._max_pixels, max_batch_pixels=self._max_batch_pixels
         )
         for slot, key in enumerate(known):  # the first on this thread: it sets the size
-            source, label = self._sources[key]
-            (again.submit if slot else again.add)(key, source, slot=slot, label=label)
+            entry = self._entries[key]
+            (again.submit if slot else again.add)(key, entry.source, slot=slot, label=entry.label)
         images, skipped = again.finish(known)
-        failed = dict(skipped) | self._failed
-        return images, [(key, failed[key]) for key in order if key in failed]
+        failed = dict(skipped)
+        return images, [
+            (key, error)
+            for key in order
+            if (error := failed.get(key) or self._error(key)) is not None
+        ]
 
 
 # -- headers ---------------------------------------------------------------------------------------
@@ -325,9 +345,11 @@ def _fill(header: _Header, out: np.ndarray, *, fresh: bool) -> None:
     """Decode ``header``'s image into ``out`` ([H, W, 3] float32): oriented, fitted, 0..1.
 
     A ``fresh`` (not yet decoded) plain JPEG or PNG at ``out``'s size is decoded into the last
-    bytes of ``out`` itself: widening its rows front to back never overwrites a row not yet read
-    (after ``r`` of ``H`` rows the floats end at ``12 W r`` bytes, the unread rows start at
-    ``(12 - p) W H + p W r`` for ``p`` bytes per pixel, and ``12 W r`` is never past that).
+    bytes of ``out`` itself, so it takes no memory of its own (one JPEG peaks at 1.02x its
+    tensor, 1.33x when Pillow decodes it into its own memory). Widening its rows front to back never
+    overwrites a row not yet read: after ``r`` of ``H`` rows the floats end at ``12 W r`` bytes,
+    the unread rows start at ``(12 - p) W H + p W r`` for ``p`` bytes per pixel, and ``12 W r``
+    is never past that.
     """
     from PIL import Image
 
@@ -335,101 +357,73 @@ def _fill(header: _Header, out: np.ndarray, *, fresh: bool) -> None:
     height, width = out.shape[:2]
     if (
         fresh
-        and image.mode in _PACKED
+        and image.mode in _IN_PLACE
         and header.orientation == 1
         and image.size == (width, height)
         and image.format in ("JPEG", "PNG")
         and not getattr(image, "is_animated", False)
     ):
         flat = out.reshape(-1).view("uint8")
-        tail = flat[flat.size - width * height * _PACKED[image.mode] :]
+        tail = flat[flat.size - width * height * _IN_PLACE[image.mode] :]
         try:  # ImageFile.load decodes into an image core that is already there
             image.im = Image.core.map_buffer(tail, image.size, "raw", 0, (image.mode, 0, 1))
         except Exception:  # a Pillow without this: the image decodes into its own memory
             pass
-    opened: list[Image.Image] = []
+    _write(_pixels(header, (width, height)), out)
+
+
+def _pixels(header: _Header, size: tuple[int, int]) -> Image.Image:
+    """``header``'s image decoded, oriented, in a mode of ``_SAMPLES`` and fitted to ``size``.
+    Each step makes a new image; the one before it is freed as ``image`` moves on."""
+    from PIL import Image, ImageOps
+
+    image = header.image
     try:
-        _write(header, _decode(header, opened), out)
-    finally:
-        for extra in opened:
-            extra.close()
-
-
-def _decode(header: _Header, opened: list[Image.Image]) -> Image.Image:
-    """The pixels, oriented, in a mode ``_write`` reads; new images go on ``opened``."""
-    from PIL import Image
-
-    try:
-        image = header.image
         image.load()
         if header.orientation in _TRANSPOSE:
             image = image.transpose(Image.Transpose[_TRANSPOSE[header.orientation]])
-            opened.append(image)
-        if image.mode not in _PACKED and image.mode not in _SIXTEEN_BIT and image.mode != "F":
+        if image.mode not in _SAMPLES:
             image = image.convert("RGB")
-            opened.append(image)
-        return image
     except MemoryError:
         raise errors.TooLargeError(f"{header.label} does not fit in memory") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         line = errors.exception_line(exc)
         raise errors.NotAnImageError(f"{header.label} could not be decoded: {line}") from exc
-
-
-def _write(header: _Header, image: Image.Image, out: np.ndarray) -> None:
-    """Fit ``image`` to ``out`` and write it there scaled to 0..1, a band of rows at a time:
-    Pillow packs each band to plain samples, NumPy widens them while they are still in cache."""
-    import numpy as np
-    from PIL import Image, ImageOps
-
-    height, width = out.shape[:2]
-    source = image
-    if image.size != (width, height):
-        try:
-            image = ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
-        except (OSError, ValueError) as exc:
-            raise errors.NotAnImageError(
-                f"{header.label} could not be resized to {width}x{height}: "
-                f"{errors.exception_line(exc)}"
-            ) from exc
-    mode = image.mode
-    scale = np.float32(1 / 65535 if mode in _SIXTEEN_BIT else 1 / 255)
+    if image.size == size:
+        return image
     try:
-        for top, pixels in _bands(image, max(1, _BAND_BYTES // (width * 4))):
-            target = out[top : top + len(pixels)]
-            if mode == "F":
-                np.clip(pixels, 0.0, 1.0, out=target)
-                continue
-            target[...] = pixels
-            target *= scale
-            if mode == "I":  # 32-bit samples may lie outside 16 bits
-                np.clip(target, 0.0, 1.0, out=target)
-    finally:
-        if image is not source:
-            image.close()
+        return ImageOps.fit(image, size, Image.Resampling.BILINEAR)
+    except (OSError, ValueError) as exc:
+        line = errors.exception_line(exc)
+        raise errors.NotAnImageError(
+            f"{header.label} could not be resized to {size[0]}x{size[1]}: {line}"
+        ) from exc
 
 
-def _bands(image: Image.Image, rows: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, samples) for each band of ``rows`` rows. 8-bit modes are packed to RGB (or
-    grey), alpha and padding dropped, by Pillow's raw encoder (what ``tobytes`` runs) straight
-    from the image's memory: one pass over the pixels, where ``crop(box).tobytes()`` takes two
-    (20-25 % more CPU per JPEG). Other modes come as arrays of a crop."""
+def _write(image: Image.Image, out: np.ndarray) -> None:
+    """Write ``image``'s samples into ``out`` scaled to 0..1, a band of rows at a time: Pillow's
+    raw encoder (what ``tobytes`` runs) packs each band straight from the image's memory, and
+    NumPy widens it while it is still in cache. One pass over the pixels and no copy of the
+    image: ``crop`` + ``np.asarray`` per band takes twice the time, ``np.asarray`` of the whole
+    image a quarter of its slot more memory."""
     import numpy as np
     from PIL import Image
 
-    width, height = image.size
-    if image.mode not in _PACKED:
-        for top in range(0, height, rows):
-            with image.crop((0, top, width, min(height, top + rows))) as band:
-                yield top, np.asarray(band)[..., np.newaxis]
-        return
-    raw_mode = "L" if image.mode == "L" else "RGB"
+    raw_mode, sample, scale = _SAMPLES[image.mode]
+    dtype = np.dtype(sample)
+    channels = 3 if raw_mode == "RGB" else 1
+    height, width = out.shape[:2]
+    rows = max(1, _BAND_BYTES // (width * 4))
     encoder = Image._getencoder(image.mode, "raw", raw_mode)
     try:
         encoder.setimage(image.im, (0, 0, width, height))
         for top in range(0, height, rows):  # the encoder packs whole rows, as many as fit
-            samples = encoder.encode(min(rows, height - top) * width * len(raw_mode))[2]
-            yield top, np.frombuffer(samples, np.uint8).reshape(-1, width, len(raw_mode))
+            band = out[top : top + rows]
+            packed = encoder.encode(len(band) * width * channels * dtype.itemsize)[2]
+            band[...] = np.frombuffer(packed, dtype).reshape(len(band), width, channels)
+            band *= np.float32(scale)
+            if dtype.kind != "u":  # 32-bit and float samples may lie outside 0..1
+                np.clip(band, 0.0, 1.0, out=band)
     finally:
         encoder.cleanup()
 
@@ -451,7 +445,7 @@ def decode_pool() -> ThreadPoolExecutor:
         return _pool[0]
 
 
-def _label(source: Any, position: int, count: int) -> str:
+def _label(source: object, position: int, count: int) -> str:
     if isinstance(source, (str, os.PathLike)):
         return f"image file {Path(source).name}"
     return f"image {position + 1} of {count}" if count > 1 else "the image"

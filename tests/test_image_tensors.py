@@ -184,6 +184,20 @@ def test_sixteen_bit_png_uses_the_full_range():
         np.testing.assert_allclose(out[0, ..., channel].numpy(), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("mode", "order"), [("I;16", "<u2"), ("I;16L", "<u2"), ("I;16B", ">u2"), ("I;16N", "=u2")]
+)
+def test_every_sixteen_bit_byte_order_is_read_as_its_samples(mode, order):
+    samples = np.array([[0, 256, 32768, 65535], [1, 2, 3, 4]], np.uint16)
+    image = Image.frombytes(mode, (4, 2), samples.astype(order).tobytes())
+    batch = tensors.ImageBatch(1)
+    batch.add(0, b"never read", slot=0, decoded=image)
+    out, skipped = batch.finish([0])
+    assert skipped == []
+    for channel in range(3):
+        np.testing.assert_allclose(out[0, ..., channel].numpy(), samples / 65535.0, atol=1e-6)
+
+
 def test_thirty_two_bit_int_is_clipped_to_sixteen_bits():
     samples = np.array([[-5, 0, 65535, 1_000_000]], np.int32)
     out = to_tensor([encode(Image.fromarray(samples), "TIFF")])
