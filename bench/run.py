@@ -1,4 +1,4 @@
-"""Run the benchmarks of issue 9, print a table, write BENCHMARKS.md, charts and raw samples.
+"""Run the pack's benchmarks, print a table, write BENCHMARKS.md, charts and raw samples.
 
     python bench/run.py            # full run: a few minutes on a 2-core machine
     python bench/run.py --quick    # smoke run, ~30 s
