@@ -35,6 +35,9 @@ DEFAULT_WINDOW_S = 10.0
 PACING_MARGIN_S = 1.0
 """Added to the pacing window: a create reaches the API a little after its turn begins."""
 _OFF = ("off", "none", "0")
+SAME_MOMENT_S = 1e-9
+"""Turns a window apart are computed as ``t + window``: within this they are one moment, so a
+float's rounding never pushes a turn a whole window later."""
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,12 @@ def next_turn(
     shut = [
         (turns[i + count - 1] - window, turns[i] + window)
         for i in range(len(turns) - count + 1)
-        if turns[i + count - 1] - turns[i] < window
+        if turns[i + count - 1] - turns[i] < window - SAME_MOMENT_S
     ]
     for moment in sorted({now, *(end for _, end in shut if end > now)}):
         if held is not None and moment >= held:
             break
-        if not any(start < moment < end for start, end in shut):
+        if not any(start + SAME_MOMENT_S < moment < end - SAME_MOMENT_S for start, end in shut):
             return moment
     assert held is not None, "the end of the last shut span is always free"
     return held

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from support import submodule
 from support.api_names import public_api
@@ -49,6 +49,17 @@ def _too_full(turns, rate):
 
 
 @settings(max_examples=300, deadline=None)
+@example(  # a turn exactly a window after one and before another: float rounding once shut it
+    creates=1,
+    window=3.0,
+    steps=[
+        (1.698894263707321, False, 0),
+        (0.0, False, 1),
+        (0.0, False, 1),
+        (0.0, True, 1),
+        (0.0, False, 1),
+    ],
+)
 @given(
     creates=st.integers(1, 4),
     window=st.sampled_from([0.5, 1.0, 3.0]),
