@@ -19,6 +19,7 @@ from . import errors
 from .config import Settings, load_settings, mask_key
 from .download import Downloaded, download, make_download_session
 from .http_errors import Call, map_api_error
+from .messages import What, said
 from .models import TEXT_TO_IMAGE_MODEL, UPSCALE_MODEL
 from .polling import PollSchedule, wait_for_task
 from .retries import ONE_TRY, STATUS_READ, RetryPolicy
@@ -158,7 +159,7 @@ class GrokClient:
     def download(self, url: str) -> Downloaded:
         """Fetch one result file (streamed, capped, checked to be an image)."""
         if not isinstance(url, str) or not url.strip():
-            raise errors.DownloadError("The result URL is empty: read the task again.")
+            raise errors.DownloadError(said(What.RESULT_URL_EMPTY))
         url = url.strip()
         headers = None
         if origin_of(url) == self._api_origin:  # the key goes to the API's own origin only
@@ -221,18 +222,11 @@ class GrokClient:
             raise map_api_error(found[0], found[1], call, self.settings)
         task_id = read_created_task_id(payload)
         if task_id is None:
-            raise errors.BadResponseError(
-                "API in One accepted the create request but its answer names no task id, so the "
-                "task may exist and may have been charged: check your API in One dashboard."
-            )
+            raise errors.BadResponseError(said(What.CREATE_WITHOUT_ID))
         try:
             task_id = validate_task_id(task_id)
         except errors.InvalidRequestError:
-            raise errors.BadResponseError(
-                "API in One answered the create request with a task id this client cannot use "
-                "safely, so the task may exist and may have been charged: check your API in One "
-                "dashboard."
-            ) from None
+            raise errors.BadResponseError(said(What.CREATE_ODD_ID)) from None
         logger.info("created task %s (%s)", task_id, body["model"])
         with self._lock:
             if len(self._created_at) >= MAX_REMEMBERED_CREATES:
@@ -243,7 +237,7 @@ class GrokClient:
     def _files_session(self) -> requests.Session:
         with self._lock:
             if self._closed:
-                raise errors.DownloadError("This client is closed: make a new one to download.")
+                raise errors.DownloadError(said(What.CLIENT_CLOSED))
             if self._download_session is None:
                 self._download_session = make_download_session()
             return self._download_session

@@ -30,6 +30,7 @@ from .errors import (
     MissingKeyError,
     remember_secret,
 )
+from .messages import Message, What, said
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -93,17 +94,15 @@ class Settings:
             raise MissingKeyError(_missing_key_message(None))
         problem = _unsendable(self.api_key)
         if problem:
-            raise AuthError(
-                f"The API key from {self.key_source} contains {problem}, so it cannot be sent."
-            )
+            raise AuthError(said(What.KEY_UNSENDABLE, key_source=self.key_source, problem=problem))
         remember_secret(self.api_key)
         object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
         for name in ("connect_timeout", "read_timeout", "download_timeout"):
             if not float(getattr(self, name)) > 0:
-                raise InvalidRequestError(f"{name} must be more than 0 seconds.", field=name)
+                raise InvalidRequestError(said(What.NOT_POSITIVE_SECONDS, name=name), field=name)
         if self.max_download_bytes < 1:
             raise InvalidRequestError(
-                "max_download_bytes must be positive.", field="max_download_bytes"
+                said(What.DOWNLOAD_CAP_NOT_POSITIVE), field="max_download_bytes"
             )
 
     @property
@@ -191,15 +190,12 @@ def normalize_base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequestError(
-            f"The API base URL {url!r} is not an http(s) address: fix {BASE_URL_ENV} (default "
-            f"{DEFAULT_BASE_URL}).",
+            said(What.BASE_URL_NOT_HTTP, url=repr(url), default_url=DEFAULT_BASE_URL),
             field="base_url",
         )
     if parts.query or parts.fragment or parts.username or parts.password:
         raise InvalidRequestError(
-            f"The API base URL must not carry credentials, a query or a fragment: fix "
-            f"{BASE_URL_ENV} (default {DEFAULT_BASE_URL}).",
-            field="base_url",
+            said(What.BASE_URL_EXTRAS, default_url=DEFAULT_BASE_URL), field="base_url"
         )
     return url
 
@@ -236,29 +232,17 @@ def validate_key(raw: object) -> str:
     ``errors.InvalidRequestError`` (field ``key``) names the problem without quoting the input.
     """
     if not isinstance(raw, str):
-        raise InvalidRequestError("The key must be text.", field="key")
+        raise InvalidRequestError(said(What.KEY_NOT_TEXT), field="key")
     key = normalize_key(raw, "the new key")
     if not key:
-        raise InvalidRequestError(
-            "The key to store is empty: paste the key from your API in One dashboard.",
-            field="key",
-        )
+        raise InvalidRequestError(said(What.KEY_EMPTY), field="key")
     problem = _unsendable(key)
     if problem:
-        raise InvalidRequestError(
-            f"The key contains {problem}: check that nothing else was copied along with it.",
-            field="key",
-        )
+        raise InvalidRequestError(said(What.KEY_CONTAINS, problem=problem), field="key")
     if len(key) < MIN_KEY_CHARS:
-        raise InvalidRequestError(
-            f"That key is too short (at least {MIN_KEY_CHARS} characters): copy it again.",
-            field="key",
-        )
+        raise InvalidRequestError(said(What.KEY_TOO_SHORT, count=MIN_KEY_CHARS), field="key")
     if len(key) > MAX_KEY_CHARS:
-        raise InvalidRequestError(
-            f"That key is too long (at most {MAX_KEY_CHARS} characters): copy the key alone.",
-            field="key",
-        )
+        raise InvalidRequestError(said(What.KEY_TOO_LONG, count=MAX_KEY_CHARS), field="key")
     return key
 
 
@@ -326,35 +310,30 @@ def _read_key_file(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     except IsADirectoryError:
-        raise MissingKeyError(
-            f"The API key file {path} is a folder, not a file: remove it."
-        ) from None
+        raise MissingKeyError(said(What.KEY_FILE_IS_A_FOLDER, path=str(path))) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise MissingKeyError(
-            f"The API key file {path} could not be read ({reason}): fix its permissions."
+            said(What.KEY_FILE_UNREADABLE, path=str(path), reason=reason)
         ) from None
     if len(data) > MAX_KEY_FILE_BYTES:
-        raise MissingKeyError(f"The API key file {path} is far too large to hold a key.")
+        raise MissingKeyError(said(What.KEY_FILE_TOO_LARGE, path=str(path)))
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise MissingKeyError(f"The API key file {path} is not text.") from None
+        raise MissingKeyError(said(What.KEY_FILE_NOT_TEXT, path=str(path))) from None
 
 
-def _unsendable(key: str) -> str | None:
+def _unsendable(key: str) -> Message | None:
     """Why a key cannot go in an HTTP header, or None (the error never shows the key itself)."""
     for char in key:
         if char.isspace():
-            return "a space or line break"
+            return said(What.A_SPACE)
         if not char.isascii() or not char.isprintable():
-            return f"a character that is not plain ASCII (U+{ord(char):04X})"
+            return said(What.NOT_ASCII, code=f"{ord(char):04X}")
     return None
 
 
-def _missing_key_message(path: Path | None) -> str:
-    where = f"the key file {path}" if path is not None else "a key file"
-    return (
-        f"No API in One key is set: neither the {KEY_ENV} environment variable nor {where} "
-        "holds one (keys are at https://apiin.one)."
-    )
+def _missing_key_message(path: Path | None) -> Message:
+    where = said(What.THE_KEY_FILE, path=str(path)) if path is not None else said(What.A_KEY_FILE)
+    return said(What.NO_KEY_ANYWHERE, where=where)

@@ -37,6 +37,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import errors
 from .http_errors import exception_chain
+from .messages import Fact, Message, What, english, said
 from .retries import RESULT_FILE
 from .transport import make_session, parse_retry_after
 
@@ -88,25 +89,30 @@ def sniff_image_format(data: bytes) -> str | None:
 
 def describe_non_image(data: bytes) -> str:
     """What the bytes look like instead, in words a user understands."""
+    return english(said(non_image(data)))
+
+
+def non_image(data: bytes) -> What:
+    """What the bytes look like instead, as the kind that words it."""
     if not data:
-        return "an empty file"
+        return What.AN_EMPTY_FILE
     if data[4:8] == b"ftyp":
         brand = data[8:12]
         if brand in (b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
-            return "an AVIF/HEIC image, a format this pack cannot read"
-        return "a video (MP4/MOV)"
+            return What.AN_AVIF
+        return What.AN_MP4
     if data[:4] == b"\x1aE\xdf\xa3":
-        return "a video (WebM/Matroska)"
+        return What.A_WEBM
     if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
-        return "a video (AVI)"
+        return What.AN_AVI
     head = data[:64].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or head[:1] == b"<":
-        return "an HTML or XML page"
+        return What.A_WEB_PAGE
     if head[:1] in (b"{", b"["):
-        return "a JSON document"
+        return What.A_JSON_DOCUMENT
     if data[:4] == b"%PDF":
-        return "a PDF document"
-    return "something that is not a JPEG, PNG, WEBP or GIF image"
+        return What.A_PDF
+    return What.SOMETHING_ELSE
 
 
 def make_download_session() -> requests.Session:
@@ -134,10 +140,7 @@ def download(
     passing failure is tried again after ``RESULT_FILE``'s backoff while the deadline allows."""
     shown = _shown(url)
     if urlsplit(url).scheme.lower() not in ("http", "https"):
-        raise errors.DownloadError(
-            f"The result address {shown!r} is not an http(s) URL, so it was not fetched: "
-            "report it; the task's other files are unaffected."
-        )
+        raise errors.DownloadError(said(What.RESULT_NOT_HTTP, url=repr(shown)))
     fetch = _Fetch(
         _without_echoed_key_userinfo(url),
         shown,
@@ -157,29 +160,25 @@ def download(
             wait = RESULT_FILE.wait(failures, exc.retry_after)
             if failures >= attempts or fetch.deadline - time.monotonic() <= wait:
                 raise _gave_up(shown, failures, exc) from None
-            logger.info("download of %s failed (%s); retrying in %.1f s", shown, exc.reason, wait)
+            logger.info(
+                "download of %s failed (%s); retrying in %.1f s", shown, english(exc.reason), wait
+            )
             sleep(wait)
 
 
 def _gave_up(shown: str, tries: int, last: _Transient) -> errors.DownloadError:
     if last.empty:
-        return errors.NotAnImageError(
-            f"The result file {shown} was empty each of the {tries} time(s) it was fetched: the "
-            "file host has nothing for this URL. The task is paid; report it, or use Grok Load "
-            "Task later in case the file appears."
-        )
+        return errors.NotAnImageError(said(What.RESULT_EMPTY, url=shown, tries=tries))
     return errors.DownloadError(
-        f"Downloading {shown} failed {tries} time(s), last: {last.reason}. This is usually "
-        "passing (network or file host); the task is paid and its result is fetched again "
-        "without creating a new one."
+        said(What.DOWNLOAD_GAVE_UP, url=shown, tries=tries, reason=last.reason)
     )
 
 
 class _Transient(Exception):
     def __init__(
-        self, reason: str, *, empty: bool = False, retry_after: float | None = None
+        self, reason: Message, *, empty: bool = False, retry_after: float | None = None
     ) -> None:
-        super().__init__(reason)
+        super().__init__(english(reason))
         self.reason = reason
         self.empty = empty
         """The host answered 200 with no body at all (permanent once the retries agree)."""
@@ -215,11 +214,9 @@ def _fetch_once(fetch: _Fetch) -> Downloaded:
             raise _too_large(fetch.shown, announced, fetch.max_bytes)
         data = _read_capped(response, fetch)
     if not data:
-        raise _Transient("the file host sent an empty file", empty=True)
+        raise _Transient(said(What.HOST_SENT_EMPTY), empty=True)
     if announced is not None and len(data) < announced:  # urllib3 1.x does not check this
-        raise _Transient(
-            f"only {len(data)} of the {announced} bytes its Content-Length announced arrived"
-        )
+        raise _Transient(said(What.HOST_SENT_PART, got=len(data), announced=announced))
     image_format = _require_image(data, fetch.shown)
     logger.debug("downloaded %s: %d bytes, %s", fetch.shown, len(data), image_format)
     return Downloaded(
@@ -243,17 +240,14 @@ def _open(fetch: _Fetch) -> requests.Response:
         )
     except requests.TooManyRedirects:
         raise errors.DownloadError(
-            f"The result file {fetch.shown} redirects more than {MAX_REDIRECTS} times: report it."
+            said(What.TOO_MANY_REDIRECTS, url=fetch.shown, most=MAX_REDIRECTS)
         ) from None
     except (
         requests.exceptions.InvalidSchema,
         requests.exceptions.InvalidURL,
         requests.exceptions.MissingSchema,
     ):
-        raise errors.DownloadError(
-            f"The result file {fetch.shown} redirects to an address that is not http(s); it was "
-            "not followed. Report it."
-        ) from None
+        raise errors.DownloadError(said(What.REDIRECT_NOT_FOLLOWED, url=fetch.shown)) from None
     except requests.RequestException as exc:
         raise _Transient(_network_reason(exc, fetch.timeouts)) from None
 
@@ -263,16 +257,14 @@ def _check_status(response: requests.Response, shown: str) -> None:
     status = response.status_code
     if status in EXPIRED_STATUSES:
         raise errors.ResultExpiredError(
-            f"The result file {shown} is no longer available (HTTP {status}); result URLs "
-            "expire after hours or days, so files must be fetched soon after the task ends.",
-            status=status,
+            said(What.RESULT_GONE, url=shown, status=status), status=status
         )
     if status in RESULT_FILE.statuses:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise _Transient(f"the file host answered HTTP {status}", retry_after=retry_after)
+        raise _Transient(said(What.HOST_ANSWERED, status=status), retry_after=retry_after)
     if status != 200:
         raise errors.DownloadError(
-            f"The file host answered HTTP {status} for {shown}; if it persists, report it.",
+            said(What.FILE_HOST_STATUS, status=status, url=shown),
             advice=errors.Advice.RETRY_LATER,
         )
 
@@ -291,9 +283,9 @@ def _read_capped(response: requests.Response, fetch: _Fetch) -> bytes:
                 _require_image(bytes(buffer[:SNIFF_BYTES]), fetch.shown)
                 checked = True
             if time.monotonic() > fetch.deadline:
+                seconds = f"{fetch.deadline_s:g}"
                 raise errors.DownloadError(
-                    f"Downloading {fetch.shown} took longer than {fetch.deadline_s:g} s (only "
-                    f"{len(buffer)} bytes arrived): the file host or the network is very slow.",
+                    said(What.DOWNLOAD_TOO_SLOW, url=fetch.shown, seconds=seconds, got=len(buffer)),
                     advice=errors.Advice.RETRY_LATER,
                 )
     except requests.RequestException as exc:
@@ -323,20 +315,16 @@ def _body_chunks(response: requests.Response, timeouts: tuple[float, float]) -> 
 def _require_image(data: bytes, shown: str) -> str:
     image_format = sniff_image_format(data)
     if image_format is None:
-        raise errors.NotAnImageError(
-            f"The result file {shown} is {describe_non_image(data)}, not an image (JPEG, PNG, "
-            "WEBP or GIF). If this was an upscale, the provider may have returned a video; "
-            "the task is paid, so report it rather than retrying."
-        )
+        looks_like = said(non_image(data))
+        raise errors.NotAnImageError(said(What.RESULT_NOT_IMAGE, url=shown, looks_like=looks_like))
     return image_format
 
 
 def _too_large(shown: str, size: int | None, max_bytes: int) -> errors.TooLargeError:
     mib = max_bytes / (1024 * 1024)
-    said = f" ({size / (1024 * 1024):.0f} MiB announced)" if size else ""
+    announced: Fact = said(What.ANNOUNCED, mib=f"{size / (1024 * 1024):.0f}") if size else ""
     return errors.TooLargeError(
-        f"The result file {shown} is larger than the {mib:g} MiB download limit{said}; it was "
-        "not kept. Raise Settings.max_download_bytes if such files are expected."
+        said(What.RESULT_TOO_LARGE, url=shown, mib=f"{mib:g}", announced=announced)
     )
 
 
@@ -346,10 +334,9 @@ def _refuse_odd_redirects(response: requests.Response, *args: Any, **kwargs: Any
         target = urljoin(response.url, response.headers.get("Location", ""))
         if urlsplit(target).scheme.lower() not in ("http", "https"):
             response.close()
-            scheme = urlsplit(target).scheme or "no scheme"
+            scheme: Fact = urlsplit(target).scheme or said(What.NO_SCHEME)
             raise errors.DownloadError(
-                f"The result file {_shown(response.url)} redirects to a {scheme}: address; only "
-                "http(s) is followed. Report it."
+                said(What.REDIRECT_SCHEME, url=_shown(response.url), scheme=scheme)
             )
 
 
@@ -364,7 +351,7 @@ def _content_length(response: requests.Response) -> int | None:
     return size if size >= 0 else None
 
 
-def _network_reason(exc: BaseException, timeouts: tuple[float, float]) -> str:
+def _network_reason(exc: BaseException, timeouts: tuple[float, float]) -> Message:
 
     # requests may wrap a timeout in a ConnectionError (urllib3's MaxRetryError): look down the
     # chain.
@@ -376,20 +363,20 @@ def _network_reason(exc: BaseException, timeouts: tuple[float, float]) -> str:
     if has(requests.ConnectTimeout, u3.ConnectTimeoutError) and not has(
         requests.ReadTimeout, u3.ReadTimeoutError
     ):
-        return f"the file host did not accept the connection within {timeouts[0]:g} s"
+        return said(What.HOST_CONNECT_TIMEOUT, seconds=f"{timeouts[0]:g}")
     if has(requests.ReadTimeout, u3.ReadTimeoutError, TimeoutError, socket.timeout):
-        return f"the file host did not answer within {timeouts[1]:g} s"
+        return said(What.HOST_READ_TIMEOUT, seconds=f"{timeouts[1]:g}")
     if isinstance(exc, (u3.ProtocolError, u3.IncompleteRead)):
-        return "the connection closed before the whole file arrived"
+        return said(What.HOST_CUT_OFF)
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "the connection closed before the whole file arrived"
+        return said(What.HOST_CUT_OFF)
     if isinstance(exc, requests.exceptions.SSLError):
-        return "the TLS certificate check failed (see REQUESTS_CA_BUNDLE)"
+        return said(What.HOST_TLS)
     if isinstance(exc, requests.exceptions.ProxyError):
-        return "the HTTP(S) proxy failed (see HTTPS_PROXY / NO_PROXY)"
+        return said(What.HOST_PROXY)
     if isinstance(exc, requests.ConnectionError):
-        return "the file host could not be reached or dropped the connection"
-    return f"network error {type(exc).__name__}"
+        return said(What.HOST_UNREACHABLE)
+    return said(What.CAUSE_OTHER, name=type(exc).__name__)
 
 
 def _without_echoed_key_userinfo(url: str) -> str:

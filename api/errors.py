@@ -1,9 +1,11 @@
 """One exception class per way a request can go wrong, each readable by the person who hit it.
 
 ``str(error)`` is always one line that says what happened and what to do about it. What
-happened is the error's own text (``what``); what to do is an ``advice.Advice`` kind plus the facts
-it needs, rendered for the surface the user is on (``line(Surface.CLI)`` names commands,
-``line(Surface.NODE)``, which ``str()`` is, names node actions). See ``api/advice.py``.
+happened is a ``messages.Message`` (``happened``: a ``What`` kind and its facts, worded in
+English as ``what``, in the UI's language by the node); what to do is an ``advice.Advice`` kind
+plus the facts it needs, rendered for the surface the user is on (``line(Surface.CLI)`` names
+commands, ``line(Surface.NODE)``, which ``str()`` is, names node actions). See ``api/advice.py``
+and ``api/what.py``.
 
 Two guarantees hold for every message, whoever builds it:
 
@@ -21,6 +23,7 @@ import threading
 from typing import ClassVar
 
 from .advice import SETTINGS_ENTRY, Advice, AdviceFacts, Surface, advice_text
+from .messages import Fact, Message, What, english, said
 
 __all__ = [
     "SETTINGS_ENTRY",
@@ -46,6 +49,7 @@ __all__ = [
     "TooLargeError",
     "UncertainCreateError",
     "exception_line",
+    "happened",
     "redact",
     "remember_secret",
     "what_happened",
@@ -95,20 +99,39 @@ def what_happened(exc: BaseException) -> str:
     return exc.what if isinstance(exc, GrokError) else exception_line(exc)
 
 
-def _clean(message: str) -> str:
-    message = one_line(redact(message), limit=2000)
+def happened(exc: BaseException) -> Message | str:
+    """What happened as a message when the pack worded it, else as text (``what_happened``)."""
+    if isinstance(exc, GrokError) and exc.happened is not None:
+        return exc.happened
+    return what_happened(exc)
+
+
+def _unsigned(text: str) -> str:
     # ComfyUI's frontend turns this sentence into a Comfy.org sign-in prompt: never emit it.
-    return message.replace(_COMFY_SIGN_IN_TEXT, "The API in One key was not accepted")
+    return text.replace(_COMFY_SIGN_IN_TEXT, "The API in One key was not accepted")
+
+
+def _clean(message: str) -> str:
+    return _unsigned(one_line(redact(message), limit=2000))
+
+
+def _clean_fact(text: str) -> str:
+    return _unsigned(redact(text))
+
+
+def _subject(task_id: str | None) -> Message:
+    return said(What.TASK, task_id=task_id) if task_id else said(What.THE_TASK)
 
 
 class GrokError(Exception):
     """Base of every error the pack raises on purpose; ``str()`` is one user-facing line.
 
-    ``what`` is what happened; ``advice`` (with ``task_id``, ``source_task_id``, ``field``) is
-    what to do, worded per surface by ``line()``.
+    ``happened`` is what happened as a message (None for a text given as it is), ``what`` its
+    English; ``advice`` (with ``task_id``, ``source_task_id``, ``field``) is what to do, worded
+    per surface by ``line()``.
     """
 
-    default_message: ClassVar[str] = "The Grok Imagine request failed."
+    default_what: ClassVar[Message] = said(What.REQUEST_FAILED)
     default_advice: ClassVar[Advice] = Advice.NONE
     task_id: str | None = None
     source_task_id: str | None = None
@@ -117,8 +140,12 @@ class GrokError(Exception):
     limit_source: str | None = None
     limit_file: str | None = None
 
-    def __init__(self, message: str | None = None, *, advice: Advice | None = None) -> None:
-        self.what = _clean(message or self.default_message)
+    def __init__(
+        self, message: Message | str | None = None, *, advice: Advice | None = None
+    ) -> None:
+        told = message or self.default_what
+        self.happened = told.with_texts(_clean_fact) if isinstance(told, Message) else None
+        self.what = _clean(english(told))
         self.advice = advice if advice is not None else self.default_advice
         super().__init__(self.what)
 
@@ -151,29 +178,31 @@ class GrokError(Exception):
 class MissingKeyError(GrokError):
     """No API key in the environment or the key file (or the key file cannot be read)."""
 
-    default_message = "No API in One key is set."
+    default_what = said(What.NO_KEY)
     default_advice = Advice.SET_KEY
 
 
 class AuthError(GrokError):
     """The key was refused (401/403) or cannot be sent at all (stray characters)."""
 
-    default_message = "API in One did not accept the API key."
+    default_what = said(What.KEY_NOT_ACCEPTED)
     default_advice = Advice.CHECK_KEY
 
 
 class InsufficientCreditsError(GrokError):
-    default_message = "Your API in One account has too few credits for this request."
+    default_what = said(What.TOO_FEW_CREDITS)
     default_advice = Advice.ADD_CREDITS
 
 
 class RateLimitedError(GrokError):
     """Too many requests; ``retry_after`` is the wait in seconds the server asked for, if any."""
 
-    default_message = "API in One is rate limiting requests: wait a little."
+    default_what = said(What.RATE_LIMITED)
     default_advice = Advice.RATE_LIMITED
 
-    def __init__(self, message: str | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: Message | str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
@@ -183,10 +212,14 @@ class InvalidRequestError(GrokError):
 
     A local check's text names the fix itself; a server's refusal gets ``Advice.FIX_INPUT``."""
 
-    default_message = "The request is not valid."
+    default_what = said(What.INVALID_REQUEST)
 
     def __init__(
-        self, message: str | None = None, field: str | None = None, *, from_server: bool = False
+        self,
+        message: Message | str | None = None,
+        field: str | None = None,
+        *,
+        from_server: bool = False,
     ) -> None:
         super().__init__(message, advice=Advice.FIX_INPUT if from_server else None)
         self.field = field
@@ -194,12 +227,9 @@ class InvalidRequestError(GrokError):
 
 
 class TaskNotFoundError(GrokError):
-    default_message = (
-        "The task was not found at API in One: check the task id and that the key is the one "
-        "that created it."
-    )
+    default_what = said(What.TASK_NOT_FOUND)
 
-    def __init__(self, message: str | None = None, task_id: str | None = None) -> None:
+    def __init__(self, message: Message | str | None = None, task_id: str | None = None) -> None:
         super().__init__(message)
         self.task_id = task_id
 
@@ -210,16 +240,20 @@ class TaskFailedError(GrokError):
     default_advice = Advice.RETRY_FAILED
 
     def __init__(
-        self, task_id: str | None, reason: str | None = None, message: str | None = None
+        self,
+        task_id: str | None,
+        reason: str | None = None,
+        message: Message | str | None = None,
     ) -> None:
         self.task_id = task_id
         self.reason = one_line(redact(reason), limit=500) if reason else None
         if message is None:
-            what = f"Task {task_id}" if task_id else "The task"
-            why = (
-                f": {self.reason.rstrip('.')}" if self.reason else " (the provider gave no reason)"
+            task = _subject(task_id)
+            message = (
+                said(What.TASK_FAILED, task=task, reason=self.reason.rstrip("."))
+                if self.reason
+                else said(What.TASK_FAILED_NO_REASON, task=task)
             )
-            message = f"{what} failed{why}. Failed tasks are not charged."
         super().__init__(message)
 
 
@@ -229,14 +263,17 @@ class ModerationError(TaskFailedError):
     default_advice = Advice.NONE
 
     def __init__(
-        self, task_id: str | None, reason: str | None = None, message: str | None = None
+        self,
+        task_id: str | None,
+        reason: str | None = None,
+        message: Message | str | None = None,
     ) -> None:
         if message is None:
-            what = f"Task {task_id}" if task_id else "The task"
-            why = f" ({one_line(redact(reason), limit=500).rstrip('.')})" if reason else ""
+            task = _subject(task_id)
             message = (
-                f"{what} was refused by the provider's content policy{why}. Failed tasks are "
-                "not charged; rephrase the prompt, since the same prompt will be refused again."
+                said(What.MODERATION, task=task, reason=one_line(redact(reason), 500).rstrip("."))
+                if reason
+                else said(What.MODERATION_NO_REASON, task=task)
             )
         super().__init__(task_id, reason, message)
 
@@ -250,55 +287,61 @@ class TaskTimeoutError(GrokError):
         self,
         task_id: str | None,
         timeout: float | None = None,
-        message: str | None = None,
+        message: Message | str | None = None,
         *,
-        last_error: str | None = None,
+        last_error: Message | str | None = None,
     ) -> None:
         self.task_id = task_id
         self.timeout = timeout
-        self.last_error = one_line(redact(last_error), limit=400) if last_error else None
+        last = english(last_error) if last_error else None
+        self.last_error = one_line(redact(last), limit=400) if last else None
         if message is None:
-            waited = f" after {timeout:g} s" if timeout is not None else ""
-            if task_id and self.last_error:
-                message = (
-                    f"Stopped waiting for task {task_id}{waited} because its status could not be "
-                    f"read: {self.last_error.rstrip('.')}. The task keeps running at API in One."
-                )
-            elif task_id:
-                message = (
-                    f"Stopped waiting for task {task_id}{waited}; the task keeps running at API "
-                    "in One."
-                )
-            else:
-                message = f"Stopped waiting{waited} before a task id arrived."
+            message = self._said(last_error)
         super().__init__(message)
+
+    def _said(self, last_error: Message | str | None) -> Message:
+        waited: Fact = (
+            "" if self.timeout is None else said(What.WAITED, seconds=f"{self.timeout:g}")
+        )
+        if not self.task_id:
+            return said(What.TIMEOUT_NO_TASK, waited=waited)
+        if not self.last_error:
+            return said(What.TIMEOUT, task_id=self.task_id, waited=waited)
+        # The reason read as a message when nothing of it was cut off, else as the text kept.
+        whole = isinstance(last_error, Message) and self.last_error == one_line(
+            redact(english(last_error)), limit=10**9
+        )
+        reason = last_error.as_clause() if whole else self.last_error.rstrip(".")  # type: ignore[union-attr]
+        return said(What.TIMEOUT_UNREAD, task_id=self.task_id, waited=waited, reason=reason)
 
 
 class CancelledError(GrokError):
     """The user cancelled the wait (ComfyUI's Cancel, Ctrl-C); the task itself is not cancelled."""
 
-    def __init__(self, task_id: str | None, message: str | None = None) -> None:
+    def __init__(self, task_id: str | None, message: Message | str | None = None) -> None:
         self.task_id = task_id
         if message is None:
-            if task_id:
-                message = (
-                    f"Cancelled while waiting for task {task_id}; the task keeps running at API "
-                    "in One."
-                )
-            else:
-                message = "Cancelled before any task was created; nothing was charged."
+            message = (
+                said(What.CANCELLED, task_id=task_id)
+                if task_id
+                else said(What.CANCELLED_BEFORE_CREATE)
+            )
         super().__init__(message, advice=Advice.RESUME if task_id else None)
 
 
 class ServerError(GrokError):
     """The API answered with a server-side failure (5xx, 455 maintenance, 408); ``status`` is it."""
 
-    default_message = "API in One had a server error."
+    default_what = said(What.SERVER_ERROR)
     default_advice = Advice.RETRY_LATER
     RETRYABLE_STATUSES: ClassVar[frozenset[int]] = frozenset({408, 429, 455, 500, 502, 503, 504})
 
     def __init__(
-        self, message: str | None = None, status: int | None = None, *, advice: Advice | None = None
+        self,
+        message: Message | str | None = None,
+        status: int | None = None,
+        *,
+        advice: Advice | None = None,
     ) -> None:
         super().__init__(message, advice=advice)
         self.status = status
@@ -312,10 +355,7 @@ class ServerError(GrokError):
 class NetworkError(GrokError):
     """The request did not get an answer: DNS, refused, reset, TLS, proxy, timeout (local side)."""
 
-    default_message = (
-        "Could not reach API in One: this is a local network problem (DNS, firewall, proxy or "
-        "TLS); check the connection."
-    )
+    default_what = said(What.NO_NETWORK)
     default_advice = Advice.RETRY
 
 
@@ -325,13 +365,10 @@ class UncertainCreateError(NetworkError):
     ``reason`` says in a few words how the answer was lost ("no answer within 30 s").
     """
 
-    default_message = (
-        "A create was sent but its answer was lost, so the task may exist and may have been "
-        "charged; it is not sent again automatically."
-    )
+    default_what = said(What.UNCERTAIN_CREATE)
     default_advice = Advice.CHECK_UNCERTAIN
 
-    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
+    def __init__(self, message: Message | str | None = None, *, reason: str | None = None) -> None:
         super().__init__(message)
         self.reason = one_line(redact(reason), limit=200) if reason else None
 
@@ -339,35 +376,30 @@ class UncertainCreateError(NetworkError):
 class BadResponseError(GrokError):
     """The API answered something this client cannot understand (not JSON, HTML, no task)."""
 
-    default_message = (
-        "API in One sent an answer this client cannot read: try again; if it persists, check "
-        "APIINONE_BASE_URL and report it."
-    )
+    default_what = said(What.BAD_RESPONSE)
 
 
 class DownloadError(GrokError):
-    default_message = "Downloading a result file failed."
+    default_what = said(What.DOWNLOAD_FAILED)
     default_advice = Advice.RETRY
 
 
 class NotAnImageError(DownloadError):
-    default_message = "The result file is not an image (JPEG, PNG, WEBP or GIF)."
+    default_what = said(What.NOT_AN_IMAGE)
     default_advice = Advice.NONE
 
 
 class TooLargeError(DownloadError):
-    default_message = "The result file is larger than the download limit."
+    default_what = said(What.TOO_LARGE)
     default_advice = Advice.NONE
 
 
 class ResultExpiredError(DownloadError):
     """``status`` is the file host's answer (410, 403, 404) when there was one."""
 
-    default_message = (
-        "The result file is no longer available (result URLs expire after hours or days)."
-    )
+    default_what = said(What.RESULT_EXPIRED)
     default_advice = Advice.NEW_TASK
 
-    def __init__(self, message: str | None = None, *, status: int | None = None) -> None:
+    def __init__(self, message: Message | str | None = None, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 import requests
 from urllib3 import exceptions as u3
 
-from . import errors
+from . import errors, messages
 from .config import Settings
-from .env import BASE_URL_ENV
+from .messages import Fact, Message, What, english, said
 from .task_reader import body_error
 
 __all__ = [
@@ -79,8 +79,8 @@ class _Refusal:
     retry_after: float | None
 
     @property
-    def quoted(self) -> str:
-        return f": {self.said}" if self.said else ""
+    def quoted(self) -> Fact:
+        return said(What.SAID, said=self.said) if self.said else ""
 
     @property
     def creating(self) -> bool:
@@ -105,31 +105,20 @@ def map_api_error(
 
 
 def _bad_key(r: _Refusal) -> errors.GrokError:
-    return errors.AuthError(
-        f"API in One did not accept the API key (HTTP 401{r.quoted}). The key in use comes "
-        f"from {r.settings.key_source}."
-    )
+    return errors.AuthError(said(What.KEY_REFUSED, said=r.quoted, key_source=r.settings.key_source))
 
 
 def _forbidden(r: _Refusal) -> errors.GrokError:
-    return errors.AuthError(
-        f"API in One refused this key access (HTTP 403{r.quoted}): check the key's permissions "
-        "in your API in One dashboard, or use another key."
-    )
+    return errors.AuthError(said(What.KEY_FORBIDDEN, said=r.quoted))
 
 
 def _no_credits(r: _Refusal) -> errors.GrokError:
-    return errors.InsufficientCreditsError(
-        f"Not enough API in One credits for this request (HTTP 402{r.quoted}); text-to-image "
-        "costs 5 credits, upscale 12."
-    )
+    return errors.InsufficientCreditsError(said(What.NO_CREDITS, said=r.quoted))
 
 
 def _key_limit(r: _Refusal) -> errors.GrokError:
     return errors.InsufficientCreditsError(
-        f"This API key has reached its usage limit (HTTP 433, sub-key limit{r.quoted}): raise "
-        "the key's limit in your API in One dashboard or use another key.",
-        advice=errors.Advice.NONE,
+        said(What.KEY_LIMIT, said=r.quoted), advice=errors.Advice.NONE
     )
 
 
@@ -138,10 +127,7 @@ def _too_many(r: _Refusal) -> errors.GrokError:
 
 
 def _maintenance(r: _Refusal) -> errors.GrokError:
-    return errors.ServerError(
-        f"API in One is under maintenance (HTTP 455{r.quoted}).",
-        status=r.status,
-    )
+    return errors.ServerError(said(What.MAINTENANCE, said=r.quoted), status=r.status)
 
 
 def _generation_failed(r: _Refusal) -> errors.GrokError:
@@ -152,8 +138,7 @@ def _generation_failed(r: _Refusal) -> errors.GrokError:
 
 def _switched_off(r: _Refusal) -> errors.GrokError:
     return errors.ServerError(
-        f"The provider has switched this feature off for now (HTTP 505{r.quoted}): try again "
-        "later or ask API in One support.",
+        said(What.SWITCHED_OFF, said=r.quoted),
         status=r.status,
         advice=errors.Advice.NONE,
     )
@@ -170,26 +155,19 @@ def _not_found(r: _Refusal) -> errors.GrokError:
     lowered = r.said.lower()
     wrong_address = r.status == 404 and ("endpoint" in lowered or "route" in lowered)
     if not wrong_address and (r.call.kind == "status" or (r.creating and r.call.task_id)):
-        return _unknown_task(r.call, f" (HTTP {r.status}{r.quoted})")
+        return _unknown_task(r.call, said(What.HTTP_STATUS, status=r.status, said=r.quoted))
+    kind = What.NOT_FOUND_CREATE if r.creating else What.NOT_FOUND_STATUS
     return errors.ServerError(
-        f"API in One answered {r.status} Not Found for the {r.call.kind} request{r.quoted}: check "
-        f"that {BASE_URL_ENV} ({r.settings.base_url}) is the API's address.",
+        said(kind, status=r.status, said=r.quoted, base_url=r.settings.base_url),
         status=r.status,
         advice=errors.Advice.NONE,
     )
 
 
-def _unknown_task(call: Call, said: str) -> errors.TaskNotFoundError:
-    if call.kind == "create":
-        return errors.TaskNotFoundError(
-            f"API in One does not know the task {call.task_id} to upscale{said}: check the id "
-            "(it must be a finished text-to-image task made with this same key).",
-            task_id=call.task_id,
-        )
+def _unknown_task(call: Call, status: Message) -> errors.TaskNotFoundError:
+    kind = What.UNKNOWN_SOURCE_TASK if call.kind == "create" else What.UNKNOWN_TASK
     return errors.TaskNotFoundError(
-        f"API in One does not know the task {call.task_id}{said}: check the id, and that the "
-        "key in use is the one that created it (tasks belong to one account).",
-        task_id=call.task_id,
+        said(kind, task_id=call.task_id or "None", said=status), task_id=call.task_id
     )
 
 
@@ -200,7 +178,7 @@ def _is_client_error(r: _Refusal) -> bool:
 def _rejected(r: _Refusal) -> errors.GrokError:
     field = _guess_field(r.said.lower()) or ("task_id" if r.call.kind == "status" else None)
     return errors.InvalidRequestError(
-        f"API in One rejected the request (HTTP {r.status}{r.quoted}).",
+        said(What.REJECTED, status=r.status, said=r.quoted),
         field=field,
         from_server=True,
     )
@@ -214,9 +192,7 @@ def _lost_create(r: _Refusal) -> errors.GrokError:
     # A gateway answered for the API: it lost the API's answer (502) or gave up waiting for
     # it (504), so the create may have been taken and charged. Never claim it was not.
     return errors.UncertainCreateError(
-        f"A create was sent but its answer was lost: a gateway in front of API in One "
-        f"answered it with HTTP {r.status}{r.quoted}, so the task may exist and may have been "
-        "charged. It is not sent again automatically.",
+        said(What.LOST_AT_GATEWAY, status=r.status, said=r.quoted),
         reason=f"a gateway answered HTTP {r.status}",
     )
 
@@ -226,18 +202,16 @@ def _is_server_error(r: _Refusal) -> bool:
 
 
 def _server_error(r: _Refusal) -> errors.GrokError:
-    after = " (nothing was created, so nothing was charged)" if r.creating else ""
+    kind = What.SERVER_ERROR_CREATE if r.creating else What.SERVER_ERROR_READ
     return errors.ServerError(
-        f"API in One had a server error (HTTP {r.status}{r.quoted}){after}; if it persists, "
-        "check the API in One status page.",
+        said(kind, status=r.status, said=r.quoted),
         status=r.status,
     )
 
 
 def _unexpected(r: _Refusal) -> errors.GrokError:
     return errors.ServerError(
-        f"API in One answered HTTP {r.status} unexpectedly{r.quoted}: check {BASE_URL_ENV} "
-        f"({r.settings.base_url}) and try again.",
+        said(What.UNEXPECTED_STATUS, status=r.status, said=r.quoted, base_url=r.settings.base_url),
         status=r.status,
         advice=errors.Advice.NONE,
     )
@@ -267,13 +241,15 @@ def rate_limited(
     retry_after: float | None, *, creating: bool, said: str = ""
 ) -> errors.RateLimitedError:
     """HTTP 429, with when to try again (``retry_after`` seconds, else a minute)."""
-    when = f"retry in {math.ceil(retry_after)} s" if retry_after else "retry in a minute"
-    what = "new tasks" if creating else "requests"
-    note = " Nothing was created or charged." if creating else ""
-    quoted = f" ({said})" if said else ""
+    when = (
+        messages.said(What.RETRY_IN, seconds=math.ceil(retry_after))
+        if retry_after
+        else messages.said(What.RETRY_IN_A_MINUTE)
+    )
+    kind = What.RATE_LIMITED_CREATE if creating else What.RATE_LIMITED_READ
+    quoted: Fact = messages.said(What.SAID_IN_BRACKETS, said=said) if said else ""
     return errors.RateLimitedError(
-        f"API in One is rate limiting {what} (HTTP 429{quoted}); {when}.{note}",
-        retry_after=retry_after,
+        messages.said(kind, said=quoted, when=when), retry_after=retry_after
     )
 
 
@@ -324,7 +300,7 @@ def without_query(url: str) -> str:
 
 # -- a lost answer ---------------------------------------------------------------------------------
 
-TIMEOUT_REASON_START = "it did not answer within"
+TIMEOUT_REASON_START = What.CAUSE_READ_TIMEOUT.value.split(" {", 1)[0]
 """How a read timeout is named: the server took the connection and never answered (never "could
 not be reached", which would send the user hunting for a local network fault)."""
 
@@ -349,12 +325,17 @@ class Cause(enum.Enum):
 
 @dataclass(frozen=True)
 class Failure:
-    """A classified network failure: its cause, its plain-words reason, and whether the request
-    provably never left this machine (so a create can be sent again without paying twice)."""
+    """A classified network failure: its cause, its reason in words (``said``), and whether the
+    request provably never left this machine (so a create can be sent again without paying
+    twice)."""
 
     cause: Cause
-    reason: str
+    said: Message
     not_sent: bool
+
+    @property
+    def reason(self) -> str:
+        return english(self.said)
 
 
 @dataclass(frozen=True)
@@ -364,8 +345,8 @@ class _Rule:
     """The failure is this cause when one of these is anywhere in the exception's chain..."""
     unless: tuple[type[BaseException], ...]
     """...and none of these is."""
-    reason: str
-    """Plain words; ``{connect}`` / ``{read}`` are the timeouts in seconds."""
+    reason: What
+    """Its words; ``{seconds}`` is the timeout that ran out (connect, else read)."""
     not_sent: bool
 
 
@@ -375,59 +356,57 @@ _CAUSES = (
         Cause.PROXY,
         (requests.exceptions.ProxyError, u3.ProxyError),
         (),
-        "the HTTP(S) proxy failed or refused the connection; check HTTPS_PROXY, HTTP_PROXY and "
-        "NO_PROXY",
+        What.CAUSE_PROXY,
         True,
     ),
     _Rule(
         Cause.DNS,
         (u3.NameResolutionError, socket.gaierror),
         (),
-        "DNS lookup failed: the API's host name could not be resolved",
+        What.CAUSE_DNS,
         True,
     ),
     _Rule(
         Cause.TLS,
         (requests.exceptions.SSLError, u3.SSLError, ssl.SSLError),
         (),
-        "the TLS certificate check failed; if a proxy or antivirus inspects HTTPS, point "
-        "REQUESTS_CA_BUNDLE at its CA certificate",
+        What.CAUSE_TLS,
         True,
     ),
-    _Rule(Cause.REFUSED, (ConnectionRefusedError,), (), "the connection was refused", True),
+    _Rule(Cause.REFUSED, (ConnectionRefusedError,), (), What.CAUSE_REFUSED, True),
     _Rule(
         Cause.NOT_OPENED,
         (u3.NewConnectionError,),
         _READ_TIMEOUTS,
-        "the connection could not be opened",
+        What.CAUSE_NOT_OPENED,
         True,
     ),
     _Rule(
         Cause.CONNECT_TIMEOUT,
         (requests.exceptions.ConnectTimeout, u3.ConnectTimeoutError),
         _READ_TIMEOUTS,
-        "no connection within {connect:g} s",
+        What.CAUSE_CONNECT_TIMEOUT,
         True,
     ),
     _Rule(
         Cause.READ_TIMEOUT,
         (*_READ_TIMEOUTS, TimeoutError, socket.timeout),
         (),
-        TIMEOUT_REASON_START + " {read:g} s",
+        What.CAUSE_READ_TIMEOUT,
         False,
     ),
     _Rule(
         Cause.CUT_OFF,
         (requests.exceptions.ChunkedEncodingError, u3.IncompleteRead, u3.ProtocolError),
         (ConnectionResetError,),
-        "the connection closed before the answer was complete",
+        What.CAUSE_CUT_OFF,
         False,
     ),
     _Rule(
         Cause.RESET,
         (ConnectionResetError, ConnectionAbortedError, BrokenPipeError),
         (),
-        "the connection was reset",
+        What.CAUSE_RESET,
         False,
     ),
     _Rule(
@@ -438,7 +417,7 @@ _CAUSES = (
             requests.exceptions.InvalidSchema,
         ),
         (),
-        f"the API address is not a valid URL; check {BASE_URL_ENV}",
+        What.CAUSE_BAD_URL,
         True,
     ),
 )
@@ -461,12 +440,12 @@ def classify(exc: BaseException, timeouts: tuple[float, float]) -> Failure:
         isinstance(e, ssl.SSLError) and getattr(e, "reason", None) in _PLAIN_HTTP_REASONS
         for e in chain
     ):
-        return Failure(Cause.NOT_HTTPS, "the server does not speak HTTPS", True)
+        return Failure(Cause.NOT_HTTPS, said(What.CAUSE_NOT_HTTPS), True)
     for rule in _CAUSES:
         if has(rule.any_of) and not has(rule.unless):
-            reason = rule.reason.format(connect=timeouts[0], read=timeouts[1])
-            return Failure(rule.cause, reason, rule.not_sent)
-    return Failure(Cause.OTHER, f"network error {type(exc).__name__}", False)
+            seconds = timeouts[0] if rule.cause is Cause.CONNECT_TIMEOUT else timeouts[1]
+            return Failure(rule.cause, said(rule.reason, seconds=f"{seconds:g}"), rule.not_sent)
+    return Failure(Cause.OTHER, said(What.CAUSE_OTHER, name=type(exc).__name__), False)
 
 
 def network_error(
@@ -479,38 +458,22 @@ def network_error(
 ) -> errors.NetworkError:
     """A ``requests`` exception as ``NetworkError`` / ``UncertainCreateError`` (no traceback)."""
     failure = classify(exc, timeouts)
-    reason = failure.reason
+    reason = failure.said
     origin = without_query(settings.base_url)
     if failure.cause is Cause.NOT_HTTPS:
         return _not_https(origin, call)
-    local = (
-        "This is a local network problem (connection, DNS, firewall, proxy or TLS), not an API "
-        "error"
-    )
     if call.kind == "create":
         if failure.not_sent and not body_started:
-            return errors.NetworkError(
-                f"Could not reach API in One at {origin} to create the task ({reason}); nothing "
-                f"was sent, so nothing was charged. {local}: check it."
-            )
+            return errors.NetworkError(said(What.UNREACHABLE_CREATE, origin=origin, reason=reason))
         return errors.UncertainCreateError(
-            f"A create was sent but its answer was lost ({reason}), so the task may exist and "
-            "may have been charged. It is not sent again automatically.",
-            reason=reason,
+            said(What.LOST_CREATE, reason=reason), reason=failure.reason
         )
-    if failure.cause is Cause.READ_TIMEOUT:
-        # It was reached: the connection was taken and the request sent. Not a local problem.
-        error = errors.NetworkError(
-            f"API in One at {origin} took the task status request but {reason}: it is slow or "
-            "stalled right now; the task keeps running at API in One.",
-            advice=errors.Advice.RESUME,
-        )
-    else:
-        error = errors.NetworkError(
-            f"Could not reach API in One at {origin} to read the task status ({reason}). "
-            f"{local}: check it; the task keeps running at API in One.",
-            advice=errors.Advice.RESUME,
-        )
+    # A read timeout: it was reached, the connection taken and the request sent; not local.
+    stalled = failure.cause is Cause.READ_TIMEOUT
+    kind = What.STATUS_READ_STALLED if stalled else What.UNREACHABLE_STATUS
+    error = errors.NetworkError(
+        said(kind, origin=origin, reason=reason), advice=errors.Advice.RESUME
+    )
     error.task_id = call.task_id
     return error
 
@@ -519,12 +482,8 @@ def _not_https(origin: str, call: Call) -> errors.NetworkError:
     """An https:// base URL whose server answers in plain HTTP: a mistake in the address, not a
     certificate or network problem, so the fix is to name the address right."""
     plain = "http://" + origin.split("://", 1)[-1]
-    sent = " Nothing was sent, so nothing was charged." if call.kind == "create" else ""
-    return errors.NetworkError(
-        f"The server at {origin} does not speak HTTPS (it answered in plain HTTP): did you mean "
-        f"{plain}? Set {BASE_URL_ENV} to the address the API really has.{sent}",
-        advice=errors.Advice.NONE,
-    )
+    kind = What.NOT_HTTPS_CREATE if call.kind == "create" else What.NOT_HTTPS_READ
+    return errors.NetworkError(said(kind, origin=origin, plain=plain), advice=errors.Advice.NONE)
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:

@@ -34,6 +34,7 @@ from typing import Any
 
 from . import errors
 from .env import POLL_SCALE_ENV
+from .messages import What, said
 from .task import Task, TaskState
 
 __all__ = [
@@ -291,7 +292,7 @@ class _Wait:
             raise exc
         if final:
             raise errors.TaskTimeoutError(
-                self.task_id, self.timeout, last_error=errors.what_happened(exc)
+                self.task_id, self.timeout, last_error=errors.happened(exc)
             ) from None
         self.failures += 1
         wait = schedule.backoff(self.failures, self.draw(-1.0, 1.0))
@@ -334,8 +335,7 @@ class _Wait:
         self.empty_successes += 1
         if self.empty_successes > EMPTY_SUCCESS_REREADS or final:
             error = errors.BadResponseError(
-                f"Task {self.task_id} is reported succeeded but API in One listed no result "
-                "files; if it persists, report it.",
+                said(What.SUCCEEDED_WITHOUT_FILES, task_id=self.task_id),
                 advice=errors.Advice.LOAD_LATER,
             )
             error.task_id = self.task_id
@@ -395,8 +395,7 @@ def _read_cancellably(
             raise errors.TaskTimeoutError(
                 task_id,
                 timeout,
-                last_error="a status read was still arriving when the wait ran out (the API or "
-                "a proxy on the way answers extremely slowly)",
+                last_error=said(What.READ_STILL_ARRIVING),
             )
     ok, value = outcome[0]
     if not ok:

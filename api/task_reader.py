@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import BadResponseError, one_line, redact
+from .messages import Message, What, said
 from .task import Task, TaskState
 
 __all__ = ["body_error", "classify_status", "parse_task", "read_created_task_id"]
@@ -145,15 +146,9 @@ def parse_task(payload: Any, task_id: str | None = None) -> Task:
     except BadResponseError:
         raise
     except (RecursionError, MemoryError):
-        raise BadResponseError(
-            "API in One sent a task status too deeply nested or too large to read: try again; "
-            "if it persists, report it."
-        ) from None
+        raise BadResponseError(said(What.STATUS_TOO_DEEP)) from None
     except Exception as exc:  # a shape nobody foresaw must not crash the wait with a TypeError
-        raise BadResponseError(
-            f"API in One sent a task status this client cannot read ({type(exc).__name__}): "
-            "try again; if it persists, report it."
-        ) from None
+        raise BadResponseError(said(What.STATUS_UNREADABLE, type=type(exc).__name__)) from None
 
 
 def classify_status(word: str) -> TaskState:
@@ -199,10 +194,7 @@ def read_created_task_id(payload: Any) -> str | None:
 def _parse(payload: Any, task_id: str | None) -> Task:
     payload = _maybe_json(payload)
     if not isinstance(payload, dict):
-        raise BadResponseError(
-            f"API in One answered a task status read with {_kind(payload)} instead of a JSON "
-            "object: try again; if it persists, check APIINONE_BASE_URL."
-        )
+        raise BadResponseError(said(What.STATUS_NOT_AN_OBJECT, answer=_kind(payload)))
     containers = list(_containers(payload))
     raw_status = None
     for container in containers:
@@ -222,15 +214,12 @@ def _parse(payload: Any, task_id: str | None) -> Task:
     elif urls:
         state = TaskState.SUCCEEDED  # a synchronous-style answer: results and no status word
     else:
-        raise BadResponseError(
-            "API in One sent a task status with no status and no results in it: try again; if "
-            "it persists, report it."
-        )
+        raise BadResponseError(said(What.STATUS_EMPTY))
 
     found_id = read_created_task_id(payload)
     the_id = task_id or found_id
     if not the_id:
-        raise BadResponseError("API in One sent a task status without a task id: try again.")
+        raise BadResponseError(said(What.STATUS_WITHOUT_ID))
 
     return Task(
         id=the_id,
@@ -404,9 +393,9 @@ def _maybe_json(value: Any) -> Any:
     return value
 
 
-def _kind(value: Any) -> str:
+def _kind(value: Any) -> Message:
     if isinstance(value, str):
-        return "an HTML page" if value.lstrip()[:1] == "<" else "plain text"
+        return said(What.AN_HTML_PAGE if value.lstrip()[:1] == "<" else What.PLAIN_TEXT)
     if value is None:
-        return "an empty answer"
-    return f"a JSON {type(value).__name__}"
+        return said(What.AN_EMPTY_ANSWER)
+    return said(What.A_JSON_VALUE, type=type(value).__name__)

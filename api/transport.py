@@ -41,7 +41,6 @@ from requests.adapters import HTTPAdapter
 
 from . import errors, redaction
 from .config import Settings
-from .env import BASE_URL_ENV
 from .http_errors import (
     Call,
     classify,
@@ -51,6 +50,7 @@ from .http_errors import (
     rate_limited,
     without_query,
 )
+from .messages import Fact, What, said
 from .retries import CREATE, ONE_TRY, RATE_LIMITED_CREATE, RetryPolicy
 from .task import DEFAULT_TASK_TIMEOUT_S
 from .task_reader import body_error
@@ -293,31 +293,25 @@ class Transport:
             return json.loads(body.decode("utf-8-sig"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             pass
-        what = (
-            "an HTML page"
+        answer = said(
+            What.AN_HTML_PAGE
             if body.lstrip()[:1] == b"<"
-            else ("an empty answer" if not body.strip() else "text that is not JSON")
+            else (What.AN_EMPTY_ANSWER if not body.strip() else What.NOT_JSON)
         )
-        if call.kind == "create":
-            raise errors.BadResponseError(
-                f"API in One answered the create request with {what} (HTTP "
-                f"{response.status_code}), so it is unknown whether the task was created. Check "
-                f"your API in One dashboard; if {BASE_URL_ENV} is set, check it points at the API."
-            )
-        raise errors.BadResponseError(
-            f"API in One answered a status read with {what} (HTTP {response.status_code}): "
-            f"usually a passing gateway problem; if it persists, check {BASE_URL_ENV}."
+        kind = (
+            What.CREATE_ANSWER_UNREADABLE
+            if call.kind == "create"
+            else What.STATUS_ANSWER_UNREADABLE
         )
+        raise errors.BadResponseError(said(kind, answer=answer, status=response.status_code))
 
     def _http_error(self, response: requests.Response, call: Call) -> errors.GrokError:
         status = response.status_code
         if 300 <= status < 400:
             location = response.headers.get("Location", "")
-            target = without_query(location) if location else "another address"
+            target: Fact = without_query(location) if location else said(What.ANOTHER_ADDRESS)
             return errors.ServerError(
-                f"API in One answered with a redirect (HTTP {status}) to {target}: set "
-                f"{BASE_URL_ENV} to the address the API really lives at.",
-                status=status,
+                said(What.REDIRECTED, status=status, target=target), status=status
             )
         try:
             body = self._read_body(response, call, MAX_ERROR_BODY_BYTES)

@@ -11,6 +11,7 @@ import re
 import unicodedata
 
 from .errors import InvalidRequestError
+from .messages import Message, What, said
 
 __all__ = [
     "ASPECT_RATIOS",
@@ -48,24 +49,21 @@ def validate_prompt(prompt: object) -> str:
     """The prompt without surrounding whitespace, or ``InvalidRequestError(field="prompt")``."""
     if not isinstance(prompt, str):
         raise InvalidRequestError(
-            f"The prompt must be text, not {type(prompt).__name__}.", field="prompt"
+            said(What.PROMPT_NOT_TEXT, type=type(prompt).__name__), field="prompt"
         )
     text = prompt.strip()
     if not text:
-        raise InvalidRequestError(
-            "The prompt is empty: describe the image you want.", field="prompt"
-        )
+        raise InvalidRequestError(said(What.PROMPT_EMPTY), field="prompt")
     if len(text) > MAX_PROMPT_CHARS:
+        over = len(text) - MAX_PROMPT_CHARS
         raise InvalidRequestError(
-            f"The prompt is {len(text)} characters long; Grok Imagine accepts at most "
-            f"{MAX_PROMPT_CHARS}. Shorten it by {len(text) - MAX_PROMPT_CHARS} characters.",
+            said(What.PROMPT_TOO_LONG, length=len(text), most=MAX_PROMPT_CHARS, over=over),
             field="prompt",
         )
     for position, char in enumerate(text):
         if char not in _PROMPT_WHITESPACE and _is_control(char):
             raise InvalidRequestError(
-                f"The prompt contains an invisible control character ({_describe(char)}) at "
-                f"position {position + 1}: retype or paste it again as plain text.",
+                said(What.PROMPT_CONTROL, code=_describe(char), position=position + 1),
                 field="prompt",
             )
     return text
@@ -80,43 +78,36 @@ def validate_task_id(task_id: object) -> str:
     """
     if not isinstance(task_id, str):
         raise InvalidRequestError(
-            f"The task id must be text, not {type(task_id).__name__}.", field="task_id"
+            said(What.TASK_ID_NOT_TEXT, type=type(task_id).__name__), field="task_id"
         )
     text = task_id.strip()
     if not text:
-        raise InvalidRequestError(
-            "The task id is empty: paste the id of a Grok Imagine task (a node's task_id output "
-            "or `grok-imagine tasks` lists them).",
-            field="task_id",
-        )
+        raise InvalidRequestError(said(What.TASK_ID_EMPTY), field="task_id")
     if len(text) > MAX_TASK_ID_CHARS:
         raise InvalidRequestError(
-            f"The task id is {len(text)} characters long; task ids are short tokens (at most "
-            f"{MAX_TASK_ID_CHARS}). Paste only the id, not a URL or a whole log line.",
+            said(What.TASK_ID_TOO_LONG, length=len(text), most=MAX_TASK_ID_CHARS),
             field="task_id",
         )
     for char in text:
-        problem = None
-        if char.isspace():
-            problem = "a space or line break"
-        elif _is_control(char) or not char.isprintable():
-            problem = f"an invisible control character ({_describe(char)})"
-        elif not char.isascii():
-            problem = f"the non-ASCII character {char!r}"
-        elif char not in _TASK_ID_ALLOWED:
-            problem = f"the character {char!r}"
+        problem = _id_problem(char)
         if problem:
-            raise InvalidRequestError(
-                f"The task id contains {problem}; a task id is a short token of letters, digits, "
-                "'-', '_' and '.'. Paste only the id, not a URL or a path.",
-                field="task_id",
-            )
+            raise InvalidRequestError(said(What.TASK_ID_CONTAINS, problem=problem), field="task_id")
     if ".." in text or text.startswith("."):
-        raise InvalidRequestError(
-            "The task id contains '..' or starts with '.'; paste only the id, not a path.",
-            field="task_id",
-        )
+        raise InvalidRequestError(said(What.TASK_ID_DOTS), field="task_id")
     return text
+
+
+def _id_problem(char: str) -> Message | None:
+    """What is wrong with ``char`` in a task id, or None."""
+    if char.isspace():
+        return said(What.A_SPACE)
+    if _is_control(char) or not char.isprintable():
+        return said(What.CONTROL_CHARACTER, code=_describe(char))
+    if not char.isascii():
+        return said(What.NON_ASCII_CHARACTER, char=repr(char))
+    if char not in _TASK_ID_ALLOWED:
+        return said(What.CHARACTER, char=repr(char))
+    return None
 
 
 def split_task_ids(text: str) -> list[str]:
@@ -136,8 +127,7 @@ def validate_task_ids(text: str) -> list[str]:
         validate_task_id("")  # raises the standard "empty task id" message
     if len(ids) > MAX_TASK_IDS:
         raise InvalidRequestError(
-            f"{len(ids)} task ids were given; one node takes at most {MAX_TASK_IDS}.",
-            field="task_id",
+            said(What.TOO_MANY_TASK_IDS, count=len(ids), most=MAX_TASK_IDS), field="task_id"
         )
     return [validate_task_id(task_id) for task_id in ids]
 
@@ -147,8 +137,7 @@ def validate_aspect_ratio(aspect_ratio: object) -> str:
     text = aspect_ratio.strip() if isinstance(aspect_ratio, str) else aspect_ratio
     if text not in ASPECT_RATIOS:
         raise InvalidRequestError(
-            f"The aspect ratio {aspect_ratio!r} is not offered; pick one of "
-            f"{', '.join(ASPECT_RATIOS)} (or none for the provider's default).",
+            said(What.ASPECT_RATIO, value=repr(aspect_ratio), choices=", ".join(ASPECT_RATIOS)),
             field="aspect_ratio",
         )
     assert isinstance(text, str)

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..api import errors
+from ..api.messages import Fact, Message, What, said
 
 MIN_FREE_BYTES = 8 * 1024 * 1024
 """Room a folder must have before a create: a journal row is tiny, a task's ~6 images are a few
@@ -44,8 +45,8 @@ class StorageUnavailableError(errors.GrokError):
         what: str,
         folder: str | os.PathLike[str],
         problem: str,
-        detail: str = "",
-        message: str | None = None,
+        detail: Message | str = "",
+        message: Message | str | None = None,
     ) -> None:
         self.role = what
         self.folder = str(folder)
@@ -55,30 +56,21 @@ class StorageUnavailableError(errors.GrokError):
         super().__init__(message, advice=errors.Advice.MOVE_STORAGE)
 
 
-def _message(what: str, folder: str, problem: str, detail: str) -> str:
-    why = f" ({detail})" if detail else ""
-    start = "Nothing was sent, so nothing was charged:"
-    if problem == FULL:
-        return (
-            f"{start} the disk holding the {what} folder {folder} is full{why}. Free some space "
-            "there."
-        )
-    if problem == NOT_A_FOLDER:
-        return f"{start} the {what} folder {folder} cannot be made{why}. Remove what is in the way."
-    if problem == NEWER_JOURNAL:
-        return (
-            f"{start} the task journal {folder} was written by a newer version of this pack"
-            f"{why}, in a form this version cannot write. Update the pack (kept results still "
-            "load meanwhile)."
-        )
-    if problem == UNREADABLE:
-        return (
-            f"{start} the task journal {folder} cannot be opened{why}. Fix the file's permissions."
-        )
-    return (
-        f"{start} the {what} folder {folder} cannot be written{why}. Fix its permissions (or "
-        "the read-only mount)."
-    )
+_PROBLEMS = {
+    FULL: What.DISK_FULL,
+    NOT_A_FOLDER: What.NOT_A_FOLDER,
+    NEWER_JOURNAL: What.NEWER_JOURNAL,
+    UNREADABLE: What.JOURNAL_UNREADABLE,
+    READ_ONLY: What.FOLDER_READ_ONLY,
+}
+_ROLES = {"task journal": What.TASK_JOURNAL, "kept-files": What.KEPT_FILES}
+"""How messages name the folders the stores give as roles (``create_folders``)."""
+
+
+def _message(what: str, folder: str, problem: str, detail: Message | str) -> Message:
+    why: Fact = said(What.DETAIL, detail=detail) if detail else ""
+    role: Fact = said(_ROLES[what]) if what in _ROLES else what
+    return said(_PROBLEMS.get(problem, What.FOLDER_READ_ONLY), role=role, folder=folder, detail=why)
 
 
 _ahead = threading.local()
@@ -126,7 +118,7 @@ def require_writable(
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:
-        raise StorageUnavailableError(what, path, NOT_A_FOLDER, "a file is in the way") from exc
+        raise StorageUnavailableError(what, path, NOT_A_FOLDER, said(What.FILE_IN_THE_WAY)) from exc
     except OSError as exc:
         raise _from_os_error(what, path, exc) from exc
     probe = path / f".grok-imagine-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -144,9 +136,8 @@ def require_writable(
             pass
     free = free_bytes(path)
     if free is not None and free < min_free:
-        raise StorageUnavailableError(
-            what, path, FULL, f"{free / 2**20:.1f} MiB free, {min_free / 2**20:.0f} MiB needed"
-        )
+        low = said(What.LOW_SPACE, free=f"{free / 2**20:.1f}", need=f"{min_free / 2**20:.0f}")
+        raise StorageUnavailableError(what, path, FULL, low)
 
 
 def free_bytes(folder: str | os.PathLike[str]) -> int | None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..api.env import JOURNAL_URL_ENV
+from ..api.messages import Fact, What, said
 from .pacing import CreateRate, rate_from_env
 from .store import JournalDriverMissingError, JournalUnavailableError, LedgerStore
 from .url import DatabaseUrl, is_database_url
@@ -37,11 +38,12 @@ def checked_journal_url(value: str, source: str) -> str:
     if is_database_url(value):
         return value
     scheme = value.split("://", 1)[0] if "://" in value else ""
-    found = f"it starts with {scheme + '://'!r}" if scheme.isalnum() else "it has no scheme"
-    raise JournalUrlError(
-        f"{source} must be a postgresql:// URL (postgresql://user:password@host:5432/database), "
-        f"but {found}: fix it, or unset it to use this machine's own journal. No request was sent."
+    found: Fact = (
+        said(What.STARTS_WITH, scheme=repr(scheme + "://"))
+        if scheme.isalnum()
+        else said(What.HAS_NO_SCHEME)
     )
+    raise JournalUrlError(said(What.JOURNAL_URL_WRONG, source=source, found=found))
 
 
 def open_journal(
@@ -71,10 +73,7 @@ def _open_postgres(url: str, rate: CreateRate | None) -> LedgerStore:
             raise
         where = DatabaseUrl.parse(url)
         raise JournalDriverMissingError(
-            f"{JOURNAL_URL_ENV} points at a shared journal ({where.describe()}) but the "
-            f"PostgreSQL driver is not installed in this Python: install the package "
-            f"{DRIVER_PACKAGE} into the Python that runs ComfyUI (the pack's postgres extra), or "
-            f"unset {JOURNAL_URL_ENV} to use this machine's own journal. No request was sent.",
+            said(What.DRIVER_MISSING, where=where.message(), driver=DRIVER_PACKAGE),
             where=where.display,
         ) from None
     return PgJournal(url, rate)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from ..api import errors
 from ..api.env import CREATE_RATE_ENV
+from ..api.messages import What, said
 from .model import State
 from .store import SettledWhileWaitingError
 
@@ -76,9 +77,7 @@ def parse_rate(text: str) -> CreateRate | None:
         rate = None
     if rate is None or rate.creates < 1 or not rate.window_s > 0:
         raise errors.InvalidRequestError(
-            f"{CREATE_RATE_ENV} must be creates per seconds such as 20/10, or off; "
-            f"not {text.strip()!r}.",
-            field=CREATE_RATE_ENV,
+            said(What.CREATE_RATE_INVALID, value=repr(text.strip())), field=CREATE_RATE_ENV
         )
     return rate
 

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..api import errors
+from ..api.messages import Fact, What, said
 from ..api.redaction import safe_url
 from . import events
 from .client import ApiClient, LazyClient
@@ -247,11 +248,17 @@ def report_recorded_failures(entry: JournalEntry, hooks: RunHooks) -> None:
 def _expired_error(
     task_id: str, index: int, count: int, files: FileStore, cause: errors.ResultExpiredError
 ) -> errors.ResultExpiredError:
-    answer = f", HTTP {cause.status}" if cause.status else ""
+    answer: Fact = said(What.COMMA_HTTP, status=cause.status) if cause.status else ""
+    folder = str(files.task_dir(task_id))
     error = errors.ResultExpiredError(
-        f"The result file is no longer available: the URLs of task {task_id} have expired (file "
-        f"{index + 1} of {count}{answer}) and the kept copy is not in {files.task_dir(task_id)}, "
-        "so the images cannot be fetched again.",
+        said(
+            What.EXPIRED_NOT_KEPT,
+            task_id=task_id,
+            number=index + 1,
+            count=count,
+            answer=answer,
+            folder=folder,
+        ),
         status=cause.status,
     )
     error.task_id = task_id

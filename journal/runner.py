@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import cast
 
 from ..api import errors, validation
+from ..api.messages import Fact, Message, What, said
 from ..api.task import DEFAULT_TASK_TIMEOUT_S, Task, TaskState
 from . import durability, events
 from .client import ApiClient, ClientFactory, LazyClient
@@ -70,7 +71,7 @@ class UncertainTaskError(errors.UncertainCreateError):
     re-sent on their behalf, because a second create would be a second charge.
     """
 
-    def __init__(self, message: str, entry: JournalEntry | None = None) -> None:
+    def __init__(self, message: Message | str, entry: JournalEntry | None = None) -> None:
         super().__init__(message)
         self.entry = entry
         self.source_task_id = entry.source_task_id if entry is not None else None
@@ -81,10 +82,10 @@ class NotUncertainError(errors.InvalidRequestError):
     """Only a row in the ``uncertain`` state can be resolved."""
 
     def __init__(self, entry_id: int, state: str | None) -> None:
-        what = f"is {state}" if state else "does not exist"
         super().__init__(
-            f"Journal row {entry_id} {what}; only an uncertain create (a create whose answer "
-            "was lost) can be resolved. `grok-imagine tasks` lists the uncertain ones.",
+            said(What.ROW_IS, row=entry_id, state=state)
+            if state
+            else said(What.NO_SUCH_ROW, row=entry_id),
             field="entry",
         )
         self.entry_id = entry_id
@@ -260,9 +261,7 @@ class TaskRunner:
         known = self.journal.get(task_id)
         if known is not None:
             raise errors.InvalidRequestError(
-                f"Task {task_id} is already in the journal (row {known.id}), so it is not the "
-                "answer to this lost create; look for another task id in the dashboard.",
-                field="task_id",
+                said(What.TASK_ALREADY_KNOWN, task_id=task_id, row=known.id), field="task_id"
             )
         with LazyClient(self.client_factory) as client:
             client.get().get_task(task_id)  # an unknown id stops here, the row unchanged
@@ -497,11 +496,7 @@ def _reread(journal: JournalStore, entry: JournalEntry) -> JournalEntry:
 
 def _ledger(journal: JournalStore) -> SpendLedger:
     if not isinstance(journal, SpendLedger):
-        raise SpendLimitConfigError(
-            f"The task journal {journal.where} cannot count spending yet, so a daily credit "
-            "limit cannot be kept with it and nothing was sent: unset the limit, or use this "
-            "machine's own journal."
-        )
+        raise SpendLimitConfigError(said(What.NO_SPENDING_LEDGER, where=journal.where))
     return journal
 
 
@@ -523,21 +518,22 @@ def _age_s(entry: JournalEntry) -> float:
     return entry.now() - (entry.task_created_at or entry.created_at)
 
 
-def _describe(entry: JournalEntry) -> str:
+def _describe(entry: JournalEntry) -> Message:
+    seed, index = str(entry.seed), str(entry.index)
     if entry.source_task_id:
-        what = f"upscale of task {entry.source_task_id}"
-    else:
-        prompt = entry.prompt or ""
-        what = f'prompt "{prompt[:40]}{"..." if len(prompt) > 40 else ""}"'
-    return f"{what} (seed {entry.seed}, index {entry.index})"
+        return said(
+            What.UPSCALE_REQUEST, source_task_id=entry.source_task_id, seed=seed, index=index
+        )
+    prompt = entry.prompt or ""
+    shown = prompt[:40] + ("..." if len(prompt) > 40 else "")
+    return said(What.PROMPT_REQUEST, prompt=shown, seed=seed, index=index)
 
 
 def _uncertain_error(entry: JournalEntry) -> UncertainTaskError:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created_at))
-    reason = f" ({entry.error})" if entry.error else ""
+    reason: Fact = said(What.DETAIL, detail=entry.error) if entry.error else ""
+    request = _describe(entry)
     return UncertainTaskError(
-        f"A create was sent but its answer was lost: the request for the {_describe(entry)} went "
-        f"out at {when}{reason}, so the task may exist and may have been charged "
-        f"{entry.credits} credits. It is not sent again automatically.",
+        said(What.UNCERTAIN_ROW, request=request, when=when, reason=reason, credits=entry.credits),
         entry,
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..api import errors
 from ..api.env import DAILY_LIMIT_ENV
+from ..api.messages import Message, What, said
 
 SETTINGS_FILE_NAME = "settings.json"
 """The pack's non-secret settings, beside the key file (never the key file itself)."""
@@ -56,26 +57,24 @@ class SpendLimitError(errors.GrokError):
         self.limit_source = limit.source
         self.limit_file = str(limit.where) if limit.where is not None else None
         super().__init__(
-            f"Daily credit limit reached: spent {spent} of {self.limit} credits today, this run "
-            f"needs {need} more, so nothing was sent.",
+            said(What.SPEND_LIMIT, spent=spent, limit=self.limit, need=need),
             advice=errors.Advice.RAISE_LIMIT,
         )
 
 
-def parse_limit(raw: object, where: str) -> int | None:
+def parse_limit(raw: object, where: Message | str) -> int | None:
     """A limit value as typed by the user (env text, JSON number) -> credits, or None for unset."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     if isinstance(raw, bool):
-        raise SpendLimitConfigError(f"{where} must be a whole number of credits, not {raw!r}.")
+        raise SpendLimitConfigError(said(What.LIMIT_NOT_WHOLE, where=where, value=repr(raw)))
     try:
         value = int(raw.strip()) if isinstance(raw, str) else raw
     except ValueError:
         value = None
     if not isinstance(value, int) or not 0 <= value <= MAX_DAILY_LIMIT:
         raise SpendLimitConfigError(
-            f"{where} must be a whole number of credits from 0 to {MAX_DAILY_LIMIT} (or empty "
-            "for no limit); paid requests are refused until it is fixed."
+            said(What.LIMIT_OUT_OF_RANGE, where=where, most=MAX_DAILY_LIMIT)
         )
     return value
 
@@ -89,7 +88,7 @@ def read_settings_file(path: Path) -> dict[str, object]:
         return {}
     except OSError as exc:
         raise SpendLimitConfigError(
-            f"The Grok Imagine settings file {path} cannot be read ({exc.strerror})."
+            said(What.SETTINGS_UNREADABLE, path=str(path), reason=str(exc.strerror))
         ) from None
     try:
         payload = json.loads(data.decode("utf-8")) if len(data) <= MAX_SETTINGS_BYTES else None
@@ -97,7 +96,7 @@ def read_settings_file(path: Path) -> dict[str, object]:
         payload = None
     if not isinstance(payload, dict):
         raise SpendLimitConfigError(
-            f"The Grok Imagine settings file {path} is damaged.", advice=errors.Advice.SAVE_LIMIT
+            said(What.SETTINGS_DAMAGED, path=str(path)), advice=errors.Advice.SAVE_LIMIT
         )
     return payload
 
@@ -132,7 +131,7 @@ def read_daily_limit(
     if settings_file is None:
         return NO_LIMIT
     stored = read_settings_file(settings_file).get(DAILY_LIMIT_KEY)
-    credits = parse_limit(stored, f"The daily credit limit in {settings_file}")
+    credits = parse_limit(stored, said(What.LIMIT_IN_FILE, path=str(settings_file)))
     return NO_LIMIT if credits is None else DailyLimit(credits, "settings", settings_file)
 
 

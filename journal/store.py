@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..api import errors
+from ..api.messages import Message, What, said
 from .identity import RequestIdentity
 from .model import JournalEntry, Reservation
 
@@ -163,11 +164,11 @@ class JournalUnavailableError(errors.GrokError):
     ``where`` names the store without any password (host, port, database).
     """
 
-    default_message = "The task journal cannot be reached; no request was sent."
+    default_what = said(What.JOURNAL_AWAY)
 
     def __init__(
         self,
-        message: str | None = None,
+        message: Message | str | None = None,
         where: str | None = None,
         *,
         advice: errors.Advice | None = None,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from ..api.messages import Message, What, english, said
+
 PG_SCHEMES = ("postgresql", "postgres")
 DEFAULT_PORT = 5432
 
@@ -47,4 +49,8 @@ class DatabaseUrl:
         return f"postgresql://{who}{self.host}:{self.port}/{self.database}"
 
     def describe(self) -> str:
-        return f"PostgreSQL at {self.host}:{self.port}, database {self.database!r}"
+        return english(self.message())
+
+    def message(self) -> Message:
+        """Where the database is, as messages name it (host, port, database; no password)."""
+        return said(What.POSTGRES_AT, host=self.host, port=self.port, database=repr(self.database))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..api import errors
+from ..api.messages import Message, What, said
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -45,7 +46,7 @@ def verify_image(
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     if not data:
-        raise errors.NotAnImageError("the file is empty")
+        raise errors.NotAnImageError(said(What.FILE_IS_EMPTY))
     try:
         with Image.open(io.BytesIO(data)) as header:
             width, height = header.size
@@ -53,14 +54,10 @@ def verify_image(
     except Image.DecompressionBombError as exc:
         raise _bomb(exc) from exc
     except UnidentifiedImageError as exc:
-        raise errors.NotAnImageError(
-            "it starts like an image but its bytes are not one Pillow can read"
-        ) from exc
+        raise errors.NotAnImageError(said(What.NOT_FOR_PILLOW)) from exc
     except (SyntaxError, ValueError, EOFError, OSError, struct.error) as exc:
-        raise errors.NotAnImageError(
-            f"it is not an image this pack can read ({_first_line(exc)})"
-        ) from exc
-    check_pixel_count(width, height, max_pixels, "it")
+        raise errors.NotAnImageError(said(What.UNREADABLE_IMAGE, reason=_first_line(exc))) from exc
+    check_pixel_count(width, height, max_pixels, said(What.IT))
     image = Image.open(io.BytesIO(data))
     try:
         image.load()
@@ -71,12 +68,10 @@ def verify_image(
         raise _bomb(exc) from exc
     except MemoryError:
         image.close()
-        raise errors.TooLargeError("it does not fit in memory to decode") from None
+        raise errors.TooLargeError(said(What.NO_MEMORY_TO_DECODE)) from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
         image.close()
-        raise errors.NotAnImageError(
-            f"it cannot be decoded, the image data is damaged or cut short ({_first_line(exc)})"
-        ) from exc
+        raise errors.NotAnImageError(said(What.DAMAGED_IMAGE, reason=_first_line(exc))) from exc
     if not keep_decoded:
         image.close()
         return VerifiedImage(image_format, (width, height))
@@ -84,7 +79,7 @@ def verify_image(
 
 
 def _bomb(exc: BaseException) -> errors.TooLargeError:
-    return errors.TooLargeError(f"it is too large to decode safely ({_first_line(exc)})")
+    return errors.TooLargeError(said(What.DECOMPRESSION_BOMB, reason=_first_line(exc)))
 
 
 def _ends_whole(data: bytes, image_format: str) -> bool:
@@ -101,13 +96,21 @@ def _first_line(exc: BaseException) -> str:
     return text[:160] or type(exc).__name__
 
 
-def check_pixel_count(width: int, height: int, max_pixels: int, subject: str) -> None:
+def check_pixel_count(width: int, height: int, max_pixels: int, subject: Message | str) -> None:
     """The one pixel rule, read from a header before any pixel is decoded: some pixels, and no
     more than ``max_pixels`` (``subject`` names the image in the message: "it", "image 3")."""
     if width <= 0 or height <= 0:
-        raise errors.NotAnImageError(f"{subject} has no pixels ({width}x{height})")
+        raise errors.NotAnImageError(
+            said(What.NO_PIXELS, subject=subject, width=width, height=height)
+        )
     if width * height > max_pixels:
         raise errors.TooLargeError(
-            f"{subject} is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the "
-            f"{max_pixels / 1e6:.0f} megapixel limit; it was not decoded"
+            said(
+                What.TOO_MANY_PIXELS,
+                subject=subject,
+                width=width,
+                height=height,
+                megapixels=f"{width * height / 1e6:.0f}",
+                limit=f"{max_pixels / 1e6:.0f}",
+            )
         )

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..api import errors
-from ..api.env import CREATE_RATE_ENV
+from ..api.messages import What, said
 from . import events
 from .hooks import RunHooks, check_cancel, emit
 from .identity import RequestIdentity
@@ -76,10 +76,7 @@ def wait_for_create_turn(
         begins = time.monotonic() + wait
         if begins > deadline:
             raise errors.RateLimitedError(
-                f"This create's turn under the account's create rate ({CREATE_RATE_ENV}) comes "
-                f"in {math.ceil(wait)} s, after the task's timeout. Nothing was created or "
-                "charged.",
-                retry_after=wait,
+                said(What.TURN_AFTER_TIMEOUT, seconds=math.ceil(wait)), retry_after=wait
             )
         if begins < shown - TURN_MOVED_S:
             shown = begins

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import psycopg
 
+from ...api.messages import What
 from ..identity import RequestIdentity
 from ..model import JournalEntry, State
 from ..owner import current_owner
@@ -28,7 +29,7 @@ back, in one round trip; a row its worker moved on meanwhile is left alone."""
 
 
 def begin(
-    database: Database, doing: str, identity: RequestIdentity
+    database: Database, doing: What, identity: RequestIdentity
 ) -> tuple[Connection, JournalEntry | None]:
     """The claim's transaction, with the identity's lock and its latest attempt. Under the
     database's lock."""
@@ -70,7 +71,7 @@ class PgClaim:
         try:
             entry = rows.insert_attempt(self._conn, self.identity, State.CREATING)
         except psycopg.Error as exc:
-            raise self._database.unavailable("record the request before creating it", exc) from None
+            raise self._database.unavailable(What.DOING_RECORD_REQUEST, exc) from None
         return self._own(entry)
 
     def spent(self, since: float) -> int:
@@ -81,7 +82,7 @@ class PgClaim:
             self._conn.execute(rows.DROP_DEAD_RESERVATIONS, (State.RESERVED,))
             return rows.spent(self._conn, since)
         except psycopg.Error as exc:
-            raise self._database.unavailable("check the daily credit limit", exc) from None
+            raise self._database.unavailable(What.DOING_CHECK_LIMIT, exc) from None
 
     def take_reservation(self, reserved: JournalEntry) -> JournalEntry:
         """A run's reserved row becomes this create's ``creating`` row (already counted)."""
@@ -97,7 +98,7 @@ class PgClaim:
                 ),
             ).fetchone()  # fmt: skip
         except psycopg.Error as exc:
-            raise self._database.unavailable("take a reserved create", exc) from None
+            raise self._database.unavailable(What.DOING_TAKE_RESERVED, exc) from None
         assert row is not None, "a reserved row vanished under its identity lock"
         return self._own(rows.entry(row))
 
@@ -125,4 +126,4 @@ class PgClaim:
             )
             self.latest = rows.latest(self._conn, self.identity.key)
         except psycopg.Error as exc:
-            raise self._database.unavailable("record an uncertain create", exc) from None
+            raise self._database.unavailable(What.DOING_RECORD_UNCERTAIN, exc) from None

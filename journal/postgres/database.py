@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 
 from ...api import errors
-from ...api.env import JOURNAL_URL_ENV
+from ...api.messages import What, said
 from ..model import State
 from ..store import JournalUnavailableError
 from ..url import DatabaseUrl
@@ -67,7 +67,7 @@ class Database:
         if self.url.password:
             errors.remember_secret(self.url.password)  # masked out of every message from now on
         with self.lock:
-            self.connection("open")
+            self.connection(What.DOING_OPEN)
 
     @property
     def where(self) -> str:
@@ -113,7 +113,7 @@ class Database:
             keepalives_count=3,
         )
 
-    def connection(self, doing: str) -> Connection:
+    def connection(self, doing: What) -> Connection:
         """The open connection (made and checked on first use or after a failure) with every
         write kept through an outage already saved; ``JournalUnavailableError`` otherwise.
         Under ``lock``."""
@@ -142,21 +142,17 @@ class Database:
                 pass
         self.conn = None
 
-    def unavailable(self, doing: str, exc: BaseException) -> JournalUnavailableError:
+    def unavailable(self, doing: What, exc: BaseException) -> JournalUnavailableError:
         reason = errors.redact(errors.exception_line(exc), (self.url.password or "",))
-        if isinstance(exc, UNREACHABLE):
-            what, fix = "cannot be reached", "Start the database (or correct"
-        else:
-            what, fix = "cannot be written", "Give its user write access (or correct"
+        away = isinstance(exc, UNREACHABLE)
+        kind = What.SHARED_JOURNAL_AWAY if away else What.SHARED_JOURNAL_REFUSED
         return JournalUnavailableError(
-            f"The shared task journal ({self.url.describe()}) {what} while trying to {doing}: "
-            f"{reason.rstrip('.?')}. No new task was created, so nothing was charged. {fix} "
-            f"{JOURNAL_URL_ENV}; unset it to use this machine's own journal).",
+            said(kind, where=self.url.message(), doing=said(doing), reason=reason.rstrip(".?")),
             where=self.where,
             advice=errors.Advice.RETRY,
         )
 
-    def connect_first(self, doing: str) -> None:
+    def connect_first(self, doing: What) -> None:
         """Before taking the lock: connect if there is no open connection, so a slow or silent
         host keeps only this caller waiting, never the paid tasks' writes."""
         if self.conn is None or self.conn.closed:
@@ -165,7 +161,7 @@ class Database:
                 raise self.unavailable(doing, failure) from None
 
     @contextmanager
-    def session(self, doing: str) -> Iterator[Connection]:
+    def session(self, doing: What) -> Iterator[Connection]:
         """The connection, under the lock, for work that must reach the database: a database
         error on the way drops the connection and becomes ``JournalUnavailableError``."""
         self.connect_first(doing)
@@ -177,7 +173,7 @@ class Database:
                 self.broken()
                 raise self.unavailable(doing, exc) from None
 
-    def read(self, doing: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def read(self, doing: What, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         for attempt in (1, 2):  # a connection the server dropped meanwhile gets one new try
             self.connect_first(doing)
             with self.lock:
@@ -209,12 +205,12 @@ class Database:
                 self._start_heartbeat()
                 return
             try:
-                self._flush(self.conn, "save a task's progress")
+                self._flush(self.conn, What.DOING_SAVE_PROGRESS)
             except JournalUnavailableError:
                 self._wake.set()  # a dropped connection (a restart) is reconnected at once
                 self._start_heartbeat()
 
-    def _flush(self, conn: Connection, doing: str) -> None:
+    def _flush(self, conn: Connection, doing: What) -> None:
         while self.pending:
             sql, params, _ = self.pending[0]
             try:
@@ -239,7 +235,7 @@ class Database:
         if self.conn is None or self.conn.closed:
             return
         try:
-            self._flush(self.conn, "save a task's progress")
+            self._flush(self.conn, What.DOING_SAVE_PROGRESS)
         except JournalUnavailableError:
             pass
 

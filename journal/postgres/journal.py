@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from ...api import errors
+from ...api.messages import What
 from .. import ledger
 from ..identity import RequestIdentity
 from ..model import (
@@ -76,7 +77,7 @@ class PgJournal:
     @contextmanager
     def claim(self, identity: RequestIdentity) -> Iterator[PgClaim]:
         """A transaction holding the advisory lock of ``identity`` (released at its end)."""
-        doing = "check whether this request was already paid for"
+        doing = What.DOING_CHECK_PAID
         self._db.connect_first(doing)
         with self._db.lock:
             conn, latest = begin(self._db, doing, identity)
@@ -112,7 +113,7 @@ class PgJournal:
         if self.rate is None:
             return 0.0
         try:
-            with self._db.session("take a turn to create a task") as conn:
+            with self._db.session(What.DOING_TAKE_TURN) as conn:
                 return turns.take_turn(conn, entry.id, self.rate)
         except SettledWhileWaitingError:
             self._db.release(entry.id)  # another worker's to settle: no lease to renew
@@ -228,17 +229,17 @@ class PgJournal:
 
     def get(self, task_id: str) -> JournalEntry | None:
         return self._one(
-            "read a task from the journal",
+            What.DOING_READ_TASK,
             "WHERE task_id = %s ORDER BY id DESC LIMIT 1",
             (task_id,),
         )
 
     def entry(self, entry_id: int) -> JournalEntry | None:
-        return self._one("read a task from the journal", "WHERE id = %s", (entry_id,))
+        return self._one(What.DOING_READ_TASK, "WHERE id = %s", (entry_id,))
 
     def latest(self, identity: RequestIdentity) -> JournalEntry | None:
         return self._one(
-            "read a request from the journal",
+            What.DOING_READ_REQUEST,
             "WHERE identity = %s ORDER BY id DESC LIMIT 1",
             (identity.key,),
         )
@@ -253,14 +254,14 @@ class PgJournal:
         """``limit`` rows after the newest ``offset``, newest first; reservations (nothing sent
         yet) are not rows to show, nor, without ``with_rejected``, refused attempts."""
         return self._many(
-            "list the journal",
+            What.DOING_LIST,
             "WHERE state <> ALL(%s) ORDER BY id DESC LIMIT %s OFFSET %s",
             (_hidden(with_rejected), int(limit), int(offset)),
         )
 
     def count(self, *, with_rejected: bool = True) -> int:
         found = self._db.read(
-            "count the journal",
+            What.DOING_COUNT,
             f"SELECT count(*) FROM {REQUESTS_TABLE} WHERE state <> ALL(%s)",
             (_hidden(with_rejected),),
         )
@@ -271,11 +272,11 @@ class PgJournal:
             "list uncertain creates", "WHERE state = %s ORDER BY id DESC", (State.UNCERTAIN,)
         )
 
-    def _one(self, doing: str, where: str, params: tuple[Any, ...]) -> JournalEntry | None:
+    def _one(self, doing: What, where: str, params: tuple[Any, ...]) -> JournalEntry | None:
         found = self._many(doing, where, params)
         return found[0] if found else None
 
-    def _many(self, doing: str, where: str, params: tuple[Any, ...]) -> list[JournalEntry]:
+    def _many(self, doing: What, where: str, params: tuple[Any, ...]) -> list[JournalEntry]:
         return [rows.entry(row) for row in self._db.read(doing, f"{SELECT} {where}", params)]
 
     # -- the spend ledger: the whole fleet's spending, one lock for every check -------------------
@@ -283,7 +284,9 @@ class PgJournal:
     def spent(self, since: float, until: float | None = None) -> int:
         """Credits of the fleet's requests created in ``[since, until)`` (as on one machine):
         charged, in flight, uncertain and reserved by a live worker; failed and refused cost 0."""
-        found = self._db.read("count today's spending", rows.SPENT, rows.spent_params(since, until))
+        found = self._db.read(
+            What.DOING_COUNT_SPENDING, rows.SPENT, rows.spent_params(since, until)
+        )
         return int(found[0][0])
 
     def reserve(
@@ -298,7 +301,7 @@ class PgJournal:
         its lease runs out.
         """
         keys = sorted({ident.key for ident in identities})
-        with self._db.session("check the daily credit limit") as conn:
+        with self._db.session(What.DOING_CHECK_LIMIT) as conn:
             conn.execute("BEGIN")
             try:
                 reservation = _reserve(conn, identities, keys, limit, since)
@@ -337,7 +340,7 @@ class PgJournal:
                 " RETURNING id"
             )
             params = (task_id, State.QUEUED, entry_id, State.UNCERTAIN)
-        changed = self._db.read("resolve an uncertain create", sql, params)
+        changed = self._db.read(What.DOING_RESOLVE_UNCERTAIN, sql, params)
         return self.entry(entry_id) if changed else None
 
 

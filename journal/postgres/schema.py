@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from ...api.messages import What, said
 from ..store import JournalVersionError
 from . import locks
 from .rows import HOST, NOW
@@ -122,10 +123,13 @@ def prepare(conn: psycopg.Connection[Any], where: str) -> None:
         version, oldest = (0, 0) if row is None else row
         if version > SCHEMA_VERSION and oldest > SCHEMA_VERSION:
             raise JournalVersionError(
-                f"The shared task journal ({where}) was upgraded to schema version {version} "
-                f"by a newer Grok Imagine pack, which needs every worker at schema {oldest} "
-                f"or later; this pack writes version {SCHEMA_VERSION}. Update the Grok "
-                "Imagine pack on this worker. No request was sent.",
+                said(
+                    What.SHARED_JOURNAL_NEWER,
+                    where=where,
+                    version=str(version),
+                    oldest=str(oldest),
+                    ours=SCHEMA_VERSION,
+                ),
                 where=where,
             )
         if version < SCHEMA_VERSION:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from ...api.messages import What, said
 from .. import durability
 from . import schema
 from .errors import JOURNAL_ROLE, first_line, is_busy, is_corruption, is_full, storage_error
@@ -185,7 +186,7 @@ class Database:
             if self.path.exists() and not os.access(self.path, os.W_OK):
                 raise durability.StorageUnavailableError(
                     JOURNAL_ROLE, self.path.parent, durability.READ_ONLY,
-                    f"{self.path.name} is not writable",
+                    said(What.NOT_WRITABLE, name=self.path.name),
                 )  # fmt: skip
             self._ensure_reserve()
 
