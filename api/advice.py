@@ -16,6 +16,7 @@ import enum
 from dataclasses import dataclass
 
 from .env import DAILY_LIMIT_ENV, KEY_ENV
+from .messages import fill
 
 __all__ = [
     "ADVICE_WORDS",
@@ -25,7 +26,10 @@ __all__ = [
     "AdviceFacts",
     "Surface",
     "Words",
+    "advice_case",
+    "advice_cases",
     "advice_text",
+    "advice_values",
 ]
 
 SETTINGS_ENTRY = "Settings \u203a Grok Imagine \u203a API key"
@@ -243,20 +247,30 @@ ADVICE_WORDS: dict[Advice, Words] = {
         "wins over it.",
     ),
 }
-"""Every advice kind in both surfaces' words; ``{name}`` is filled from ``_fill``."""
+"""Every advice kind in both surfaces' words; ``{name}`` is filled from ``advice_values``."""
 
 
 def advice_text(advice: Advice, surface: Surface, facts: AdviceFacts | None = None) -> str:
     """The advice as one or two sentences for ``surface`` ("" for ``Advice.NONE``)."""
+    f = facts or AdviceFacts()
+    cases = dict(advice_cases(advice, surface))
+    return fill(cases[advice_case(advice, surface, f)], advice_values(f))
+
+
+def advice_cases(advice: Advice, surface: Surface) -> tuple[tuple[str, str], ...]:
+    """The advice's words for ``surface`` as ``(case, template)`` pairs: one pair with the case
+    "" for an advice worded one way, else one per condition, in the order they are tried."""
     words = ADVICE_WORDS.get(advice)
     if words is None:
         raise ValueError(f"unknown advice {advice!r}")
-    f = facts or AdviceFacts()
     text = words.node if surface is Surface.NODE else words.cli
-    if isinstance(text, tuple):
-        known = _known(f)
-        text = next(template for condition, template in text if not condition or condition in known)
-    return text.format_map(_fill(f))
+    return (("", text),) if isinstance(text, str) else text
+
+
+def advice_case(advice: Advice, surface: Surface, facts: AdviceFacts) -> str:
+    """Which case of the advice these facts get: the first whose condition holds."""
+    known = _known(facts)
+    return next(case for case, _ in advice_cases(advice, surface) if not case or case in known)
 
 
 def _known(f: AdviceFacts) -> set[str]:
@@ -271,7 +285,8 @@ def _known(f: AdviceFacts) -> set[str]:
     return {name for name, holds in conditions.items() if holds}
 
 
-def _fill(f: AdviceFacts) -> dict[str, object]:
+def advice_values(f: AdviceFacts) -> dict[str, object]:
+    """What each ``{name}`` of the advice's words stands for, with these facts."""
     return {
         "task_id": f.task_id,
         "source_task_id": f.source_task_id,

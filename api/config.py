@@ -30,7 +30,7 @@ from .errors import (
     MissingKeyError,
     remember_secret,
 )
-from .messages import Message, What, said
+from .messages import Message, What, english, said
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -86,15 +86,15 @@ class Settings:
     download_timeout: float = 300.0
     """Overall seconds for one result file, however slowly it drips."""
     max_download_bytes: int = 64 * 1024 * 1024
-    key_source: str = "given in code"
-    """Where the key came from, for status lines: an env var name or a file path."""
+    key_origin: Message = field(default_factory=lambda: said(What.KEY_GIVEN_IN_CODE))
+    """Where the key came from, for messages: the environment variable or the key file."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
             raise MissingKeyError(_missing_key_message(None))
         problem = _unsendable(self.api_key)
         if problem:
-            raise AuthError(said(What.KEY_UNSENDABLE, key_source=self.key_source, problem=problem))
+            raise AuthError(said(What.KEY_UNSENDABLE, key_source=self.key_origin, problem=problem))
         remember_secret(self.api_key)
         object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
         for name in ("connect_timeout", "read_timeout", "download_timeout"):
@@ -104,6 +104,11 @@ class Settings:
             raise InvalidRequestError(
                 said(What.DOWNLOAD_CAP_NOT_POSITIVE), field="max_download_bytes"
             )
+
+    @property
+    def key_source(self) -> str:
+        """Where the key came from, in English (status lines, the CLI)."""
+        return english(self.key_origin)
 
     @property
     def masked_key(self) -> str:
@@ -127,15 +132,16 @@ def load_settings(
     env_key = env.get(KEY_ENV, "")
     if env_key.strip():
         key = normalize_key(env_key, f"the {KEY_ENV} environment variable")
-        source = f"environment variable {KEY_ENV}"
-        return Settings(api_key=key, base_url=base_url, key_source=source)
+        source = said(What.KEY_FROM_ENV)
+        return Settings(api_key=key, base_url=base_url, key_origin=source)
 
     path = resolve_key_file(key_file, env)
     raw = _read_key_file(path)
     if raw is None or not raw.strip():
         raise MissingKeyError(_missing_key_message(path))
     key = normalize_key(raw, f"the key file {path}")
-    return Settings(api_key=key, base_url=base_url, key_source=f"key file {path}")
+    origin = said(What.KEY_FROM_FILE, path=str(path))
+    return Settings(api_key=key, base_url=base_url, key_origin=origin)
 
 
 def default_key_file(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:

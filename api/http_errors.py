@@ -105,7 +105,7 @@ def map_api_error(
 
 
 def _bad_key(r: _Refusal) -> errors.GrokError:
-    return errors.AuthError(said(What.KEY_REFUSED, said=r.quoted, key_source=r.settings.key_source))
+    return errors.AuthError(said(What.KEY_REFUSED, said=r.quoted, key_source=r.settings.key_origin))
 
 
 def _forbidden(r: _Refusal) -> errors.GrokError:

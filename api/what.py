@@ -284,6 +284,9 @@ class What(enum.Enum):
     )
     KEY_FILE_TOO_LARGE = "The API key file {path} is far too large to hold a key."
     KEY_FILE_NOT_TEXT = "The API key file {path} is not text."
+    KEY_FROM_ENV = "environment variable {key_env}"
+    KEY_FROM_FILE = "key file {path}"
+    KEY_GIVEN_IN_CODE = "given in code"
     THE_KEY_FILE = "the key file {path}"
     A_KEY_FILE = "a key file"
     NO_KEY_ANYWHERE = (
@@ -473,6 +476,7 @@ class What(enum.Enum):
     DOING_READ_TASK = "read a task from the journal"
     DOING_READ_REQUEST = "read a request from the journal"
     DOING_LIST = "list the journal"
+    DOING_LIST_UNCERTAIN = "list uncertain creates"
     DOING_COUNT = "count the journal"
     DOING_COUNT_SPENDING = "count today's spending"
     DOING_SAVE_PROGRESS = "save a task's progress"
@@ -524,6 +528,7 @@ class What(enum.Enum):
     # -- what the pack's routes refuse (nodes/settings_route.py, nodes/panel_routes.py) ----------
     SEND_JSON_LIKE = "Send JSON like {example}."
     SEND_EXAMPLE = "Send {example}."
+    EITHER = "{first} or {second}"
     SEND_KEY_AS_JSON = "Send the key as application/json."
     SEND_JSON = "Send application/json."
     REQUEST_TOO_LARGE = "Request too large."
@@ -532,6 +537,7 @@ class What(enum.Enum):
     IO_ERROR = "I/O error"
     WHOLE_NUMBER_PARAM = '"{name}" must be a whole number from {low} to {high}.'
     NO_SUCH_FILE = "No such file."
+    NO_SUCH_KEPT_FILE = "No such kept file."
     LIMIT_BODY = "Send JSON like {example} ({no_limit} for no limit)."
     LIMIT_VALUE = "The daily limit must be a whole number of credits, 0 to {most}."
     ENTRY_NOT_A_ROW = '"entry" must be a journal row number; send {example}.'

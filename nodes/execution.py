@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..api import errors
+from ..api.messages import What, said
 from ..journal import events
 from ..journal.jobs import run_jobs
 from . import comfy_hooks, comfy_paths
@@ -253,7 +254,7 @@ def collect(
     results = [o for o in outcomes if not isinstance(o, BaseException)]
     failures = [o for o in outcomes if isinstance(o, BaseException)]
     if hooks.cancelled() or any(isinstance(f, errors.CancelledError) for f in failures):
-        raise errors.CancelledError(None, "Cancelled; every task keeps running at API in One.")
+        raise errors.CancelledError(None, said(What.CANCELLED_ALL))
     if not results:
         raise failures[0]
     for failure in failures:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..api.messages import Fact, What, said
 from .server_routes import PREFIX, RequestRefused, read_json_body, routes_of
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def _int_param(query: Mapping[str, str], name: str, default: int, low: int, high
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise Refused(f'"{name}" must be a whole number from {low} to {high}.')
+        raise Refused(said(What.WHOLE_NUMBER_PARAM, name=name, low=low, high=high))
     return int(raw)
 
 
@@ -90,22 +91,22 @@ def _task_id(raw: str) -> str:
     try:
         return validation.validate_task_id(raw)
     except errors.InvalidRequestError as exc:
-        raise Refused(str(exc), status=404) from None
+        raise Refused(exc, status=404) from None
 
 
 def _file_index(raw: str) -> int:
     if not raw.isdigit() or int(raw) > MAX_FILE_INDEX:
-        raise Refused("No such file.", status=404)
+        raise Refused(said(What.NO_SUCH_FILE), status=404)
     return int(raw)
 
 
-def _json_object(body: bytes, example: str) -> dict[str, Any]:
+def _json_object(body: bytes, example: Fact) -> dict[str, Any]:
     try:
         payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         payload = None
     if not isinstance(payload, dict):
-        raise Refused(f"Send JSON like {example}.")
+        raise Refused(said(What.SEND_JSON_LIKE, example=example))
     return payload
 
 
@@ -115,12 +116,13 @@ def parse_limit_body(body: bytes) -> int | None:
 
     payload = _json_object(body, '{"limit": 100}')
     if set(payload) != {"limit"}:
-        raise Refused('Send JSON like {"limit": 100} ({"limit": null} for no limit).')
+        example, no_limit = '{"limit": 100}', '{"limit": null}'
+        raise Refused(said(What.LIMIT_BODY, example=example, no_limit=no_limit))
     value = payload["limit"]
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DAILY_LIMIT:
-        raise Refused(f"The daily limit must be a whole number of credits, 0 to {MAX_DAILY_LIMIT}.")
+        raise Refused(said(What.LIMIT_VALUE, most=MAX_DAILY_LIMIT))
     return value
 
 
@@ -128,19 +130,23 @@ def parse_resolve_body(body: bytes) -> tuple[int, str | None]:
     """``{"entry": 7, "task_id": "..."}`` or ``{"entry": 7, "not_created": true}``."""
     from ..api import errors, validation
 
-    example = '{"entry": 7, "task_id": "..."} or {"entry": 7, "not_created": true}'
+    example = said(
+        What.EITHER,
+        first='{"entry": 7, "task_id": "..."}',
+        second='{"entry": 7, "not_created": true}',
+    )
     payload = _json_object(body, example)
     entry = payload.get("entry")
     if isinstance(entry, bool) or not isinstance(entry, int) or not 0 < entry < 2**63:
-        raise Refused(f'"entry" must be a journal row number; send {example}.')
+        raise Refused(said(What.ENTRY_NOT_A_ROW, example=example))
     if set(payload) == {"entry", "not_created"} and payload["not_created"] is True:
         return entry, None
     if set(payload) != {"entry", "task_id"}:
-        raise Refused(f"Send {example}.")
+        raise Refused(said(What.SEND_EXAMPLE, example=example))
     try:
         return entry, validation.validate_task_id(payload["task_id"])
     except errors.InvalidRequestError as exc:
-        raise Refused(str(exc)) from None
+        raise Refused(exc) from None
 
 
 # -- what the panel is told ----------------------------------------------------------------------
@@ -228,7 +234,11 @@ class PanelRoutes:
         try:
             answer.update(self._limit_json(context))
         except SpendLimitConfigError as exc:
+            from .error_phrases import error_phrase
+            from .phrases import part_json
+
             answer.update({"daily_limit": None, "limit_source": None, "limit_error": str(exc)})
+            answer["limit_message"] = part_json(error_phrase(exc))
         return answer
 
     def _limit_json(self, context: PanelContext) -> dict[str, Any]:
@@ -258,11 +268,11 @@ class PanelRoutes:
         except ValueError:
             path = None
         if path is None:
-            raise Refused("No such kept file.", status=404)
+            raise Refused(said(What.NO_SUCH_KEPT_FILE), status=404)
         root = files.root.resolve()
         real = path.resolve()
         if not real.is_relative_to(root) or not real.is_file():
-            raise Refused("No such kept file.", status=404)
+            raise Refused(said(What.NO_SUCH_KEPT_FILE), status=404)
         return real
 
     def thumbnail(self, task_id: str, index: int) -> bytes:
@@ -329,7 +339,7 @@ class PanelRoutes:
         except Refused as exc:
             return _error(exc)
         except (OSError, ValueError):  # not an image we can read: say so, never a traceback
-            return _error(Refused("That kept file cannot be shown as a picture.", status=415))
+            return _error(Refused(said(What.NOT_A_PICTURE), status=415))
         return web.Response(
             body=data, content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}
         )
@@ -350,11 +360,7 @@ def _ledger(runner: TaskRunner) -> SpendLedger:
     from ..journal.store import SpendLedger
 
     if not isinstance(runner.journal, SpendLedger):
-        raise Refused(
-            f"The panel lists this machine's own journal only; {runner.journal.where} is not "
-            "listed yet (use `grok-imagine tasks`).",
-            status=501,
-        )
+        raise Refused(said(What.PANEL_OWN_JOURNAL_ONLY, where=runner.journal.where), status=501)
     return runner.journal
 
 
@@ -373,7 +379,7 @@ def _make_thumbnail(path: Path) -> bytes:
 
 
 async def _read_json_body(request: web.Request) -> bytes:
-    return await read_json_body(request, MAX_BODY_BYTES, "Send application/json.", Refused)
+    return await read_json_body(request, MAX_BODY_BYTES, said(What.SEND_JSON), Refused)
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -390,9 +396,10 @@ async def _json(work: Callable[..., dict[str, Any]], *args: Any) -> web.StreamRe
     except Refused as exc:
         return _error(exc)
     except errors.GrokError as exc:
-        return _error(Refused(str(exc), status=_status_of(exc)))
+        return _error(Refused(exc, status=_status_of(exc)))
     except OSError as exc:
-        return _error(Refused(f"Could not read or write: {exc.strerror or 'I/O error'}.", 500))
+        reason = exc.strerror or said(What.IO_ERROR)
+        return _error(Refused(said(What.NOT_READ_OR_WRITTEN, reason=reason), 500))
     return web.json_response(payload, headers=_NO_STORE)
 
 
@@ -414,7 +421,7 @@ def _status_of(exc: BaseException) -> int:
 def _error(exc: Refused) -> web.StreamResponse:
     from aiohttp import web
 
-    return web.json_response({"error": str(exc)}, status=exc.status, headers=_NO_STORE)
+    return web.json_response(exc.answer(), status=exc.status, headers=_NO_STORE)
 
 
 def add_routes(routes: Any, panel: PanelRoutes) -> None:

@@ -22,13 +22,21 @@ Part = Union[str, "Phrase"]
 
 @dataclass(frozen=True)
 class Phrase:
-    """Message ``key`` (relative to ``grokImagine``) with its ``params``."""
+    """Message ``key`` (relative to ``grokImagine``) with its ``params``; ``clause``: shown inside
+    another sentence, so its final full stop is dropped (``api.messages.Message.clause``)."""
 
     key: str
     params: Mapping[str, Param] = field(default_factory=dict)
+    clause: bool = False
 
     def to_json(self) -> dict[str, object]:
-        return {"key": self.key, "params": {k: part_json(v) for k, v in self.params.items()}}
+        made: dict[str, object] = {
+            "key": self.key,
+            "params": {k: part_json(v) for k, v in self.params.items()},
+        }
+        if self.clause:
+            made["clause"] = True
+        return made
 
 
 def part_json(part: Param) -> object:

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..api.messages import Message, What, english, said
+
 PREFIX = "/grok_imagine"
 KEY_PATH = "/key"
 
@@ -36,17 +38,29 @@ BODY_CHUNK_BYTES = 1024
 
 class RequestRefused(ValueError):
     """A request a route refuses: one line for the user (never quoting what was sent) and the
-    HTTP status to answer with."""
+    HTTP status to answer with. ``said`` is the line as the pack words it: a message, or one of
+    the pack's errors (what happened and what to do)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
+    def __init__(self, said: Message | BaseException, status: int = 400) -> None:
+        super().__init__(english(said) if isinstance(said, Message) else str(said))
+        self.said = said
         self.status = status
+
+    def answer(self) -> dict[str, object]:
+        """The JSON body: ``error``, the English line (what older pages show), and ``message``,
+        the same as message keys and facts, which the page words in the UI's language."""
+        from .error_phrases import error_phrase, what_phrase
+        from .phrases import part_json
+
+        said = self.said
+        part = what_phrase(said) if isinstance(said, Message) else error_phrase(said)
+        return {"error": str(self), "message": part_json(part)}
 
 
 async def read_json_body(
     request: Any,
     limit: int,
-    wrong_type: str,
+    wrong_type: Message,
     refused: type[RequestRefused] = RequestRefused,
 ) -> bytes:
     """The body of a JSON request, at most ``limit`` bytes, or ``refused`` (415, 413).
@@ -56,12 +70,12 @@ async def read_json_body(
     if request.content_type != "application/json":
         raise refused(wrong_type, status=415)
     if request.content_length is not None and request.content_length > limit:
-        raise refused("Request too large.", status=413)
+        raise refused(said(What.REQUEST_TOO_LARGE), status=413)
     data = bytearray()
     async for chunk in request.content.iter_chunked(BODY_CHUNK_BYTES):
         data += chunk
         if len(data) > limit:
-            raise refused("Request too large.", status=413)
+            raise refused(said(What.REQUEST_TOO_LARGE), status=413)
     return bytes(data)
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..api import config, errors
 from ..api.config import KeyInfo
+from ..api.messages import What, said
 from .server_routes import KEY_PATH, PREFIX, RequestRefused, read_json_body
 
 if TYPE_CHECKING:
@@ -63,16 +64,19 @@ def parse_body(body: bytes) -> str:
     try:
         payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise KeyRejected('Send JSON like {"key": "..."}.') from None
+        raise KeyRejected(_SEND_KEY_JSON) from None
     if not isinstance(payload, dict) or "key" not in payload:
-        raise KeyRejected('Send JSON like {"key": "..."}.')
+        raise KeyRejected(_SEND_KEY_JSON)
     raw = payload["key"]
     if isinstance(raw, str) and not raw.strip():
         return ""
     try:
         return config.validate_key(raw)
     except errors.InvalidRequestError as exc:
-        raise KeyRejected(str(exc)) from None
+        raise KeyRejected(exc) from None
+
+
+_SEND_KEY_JSON = said(What.SEND_JSON_LIKE, example='{"key": "..."}')
 
 
 # --- the route ----------------------------------------------------------------------------------
@@ -110,23 +114,24 @@ class KeyRoute:
         try:
             status = await asyncio.to_thread(self.status)
         except errors.MissingKeyError as exc:  # the file exists but cannot be read
-            return _error(500, str(exc))
+            return _error(KeyRejected(exc, 500))
         return _answer(status)
 
     async def handle_post(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await read_json_body(
-                request, MAX_BODY_BYTES, "Send the key as application/json.", KeyRejected
+                request, MAX_BODY_BYTES, said(What.SEND_KEY_AS_JSON), KeyRejected
             )
             key = parse_body(body)
         except KeyRejected as exc:
-            return _error(exc.status, str(exc))
+            return _error(exc)
         try:
             status = await asyncio.to_thread(self.store, key)
         except OSError as exc:
-            return _error(500, f"Could not write the key file: {exc.strerror or 'I/O error'}.")
+            reason = exc.strerror or said(What.IO_ERROR)
+            return _error(KeyRejected(said(What.KEY_NOT_WRITTEN, reason=reason), 500))
         except errors.MissingKeyError as exc:
-            return _error(500, str(exc))
+            return _error(KeyRejected(exc, 500))
         return _answer(status)
 
 
@@ -139,10 +144,10 @@ def _answer(status: KeyInfo) -> web.StreamResponse:
     return web.json_response(_to_json(status), headers=_NO_STORE)
 
 
-def _error(http_status: int, message: str) -> web.StreamResponse:
+def _error(refused: KeyRejected) -> web.StreamResponse:
     from aiohttp import web
 
-    return web.json_response({"error": message}, status=http_status, headers=_NO_STORE)
+    return web.json_response(refused.answer(), status=refused.status, headers=_NO_STORE)
 
 
 def route_target() -> KeyRoute:

@@ -10,8 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from locale_catalog import ENGLISH_NODE_DEFS, LOCALES_DIR, dumps, node_defs
-from support import PACK_DIR, pack
+from locale_catalog import (
+    ENGLISH_MAIN,
+    ENGLISH_NODE_DEFS,
+    GENERATED,
+    LOCALES_DIR,
+    dumps,
+    main_catalog,
+    node_defs,
+)
+from support import PACK_DIR, pack, submodule
 
 WEB_JS = PACK_DIR / "web" / "js"
 SETTINGS_JS = WEB_JS / "grok_imagine_settings.js"
@@ -22,6 +30,9 @@ TRANSLATIONS = [language for language in LANGUAGES if language != "en"]
 # English words a translation keeps as they are (product names).
 KEPT_AS_IS = {("settingsCategories", "Grok Imagine"), ("grokImagine", "panel", "tabTitle")}
 CJK = re.compile(r"[\u4e00-\u9fff]")
+KEPT_FACTS = re.compile(r"\d+(?:\.\d+)?|\{\w+\}|[A-Z][A-Z0-9]*_[A-Z0-9_]+|`[^`]+`")
+"""What a translation keeps as it is: numbers (prices, limits), placeholders, environment
+variables' names (APIINONE_API_KEY) and commands (`grok-imagine tasks`)."""
 
 
 def catalog(language: str, name: str) -> dict[str, Any]:
@@ -64,6 +75,29 @@ def test_english_node_catalog_is_what_the_nodes_declare() -> None:
         "locales/en/nodeDefs.json is out of date: run `python tests/locale_catalog.py`, then "
         "update the other languages"
     )
+
+
+def test_english_messages_are_what_the_code_says() -> None:
+    """The messages of what happened and what to do are generated from ``api/what.py`` and
+    ``api/advice.py``: a change there without ``python tests/locale_catalog.py`` fails here."""
+    current = json.loads(ENGLISH_MAIN.read_text(encoding="utf-8"))
+    assert ENGLISH_MAIN.read_text(encoding="utf-8") == dumps(main_catalog(current, submodule)), (
+        "locales/en/main.json is out of date: run `python tests/locale_catalog.py`, then update "
+        "the other languages"
+    )
+    assert set(GENERATED) <= set(current["grokImagine"])
+
+
+def test_every_advice_case_has_its_message() -> None:
+    advice = submodule("api.advice")
+    error_phrases = submodule("nodes.error_phrases")
+    cases = {
+        (kind, case)
+        for kind in advice.Advice
+        if kind is not advice.Advice.NONE
+        for case, _ in advice.advice_cases(kind, advice.Surface.NODE)
+    }
+    assert cases == set(error_phrases.ADVICE_KEYS)
 
 
 def panel_js_setting() -> dict[str, str]:
@@ -110,7 +144,7 @@ def test_a_translation_translates_everything_and_keeps_the_facts(language: str, 
             continue
         assert text != source, f"{language}/{name} {'.'.join(path)} is still English"
         # Prices, limits and placeholders must survive translation (5 credits, 5000, {tail}).
-        for fact in re.findall(r"\d+(?:\.\d+)?|\{\w+\}|APIINONE_API_KEY", source):
+        for fact in KEPT_FACTS.findall(source):
             assert fact in text, f"{language}/{name} {'.'.join(path)} lost {fact!r}"
         if language.startswith("zh"):
             assert CJK.search(text), f"{language}/{name} {'.'.join(path)} has no Chinese"
@@ -136,12 +170,16 @@ def english_keys() -> set[str]:
 
 
 def keys_used() -> set[str]:
-    """Every message key the pack's code names literally (Python phrases, JS say())."""
+    """Every message key the pack's code names (Python phrases, JS say(), the advice's keys, the
+    keys of what happened, which are the kinds' names)."""
     used = set()
     for path in (*(PACK_DIR / "nodes").glob("*.py"), *WEB_JS.glob("*.js")):
         text = path.read_text(encoding="utf-8")
         prefix = "keyEntry." if path == SETTINGS_JS else ""  # the key entry's own say()
         used |= {prefix + key for key in re.findall(r'\b(?:phrase|say)\(\s*"([\w.]+)"', text)}
+    error_phrases = submodule("nodes.error_phrases")
+    used |= set(error_phrases.ADVICE_KEYS.values())
+    used |= {error_phrases.what_key(kind) for kind in submodule("api.messages").What}
     return used
 
 

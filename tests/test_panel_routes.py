@@ -18,6 +18,7 @@ from support import submodule
 from support.api_names import public_api
 from support.journal_views import kept_paths
 from support.keys import TEST_KEY
+from support.status_text import catalog, english_words, render, without_facts
 
 aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web  # noqa: E402
@@ -354,6 +355,9 @@ def test_resolve_refuses_bad_input_in_one_line(panel, payload, status):
 
     got, body = serve(routes, scenario)
     assert got == status and body["error"] and "\n" not in body["error"]
+    # beside the English line, the same as message keys and facts, worded in the UI's language
+    assert render(body["message"]) == body["error"]
+    assert english_words(render(without_facts(body["message"]), catalog("zh"))) == []
 
 
 def test_bodies_must_be_small_json(panel):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from support import submodule
+from support.status_text import render
 
 aiohttp = pytest.importorskip("aiohttp")
 from aiohttp import web  # noqa: E402
@@ -146,11 +147,12 @@ def test_bad_input_is_rejected_with_a_clear_message(route, key_file, payload, fr
     status, body = run_against_route(route, scenario)
     assert status == 400
     assert fragment in body["error"]
-    assert set(body) == {"error"}
+    assert set(body) == {"error", "message"}  # the line, and the same as message keys and facts
+    assert render(body["message"]) == body["error"]
     assert not key_file.exists()
     secret = payload.get("key") if isinstance(payload, dict) else None
     if isinstance(secret, str):
-        assert secret not in body["error"]
+        assert secret not in body["error"] and secret not in json.dumps(body)
 
 
 def test_non_json_and_oversized_bodies_are_rejected(route, key_file):

@@ -96,10 +96,10 @@ def test_an_error_line_on_the_node_is_the_errors_own_line(error) -> None:
 
 def test_the_limits_refusal_and_task_failures_are_made_from_facts_not_english() -> None:
     refusal = error_phrases.error_phrase(ERRORS[0])
-    assert refusal.params["what"] == phrases.phrase("error.spendLimit", spent=12, limit=15, need=10)
+    assert refusal.params["what"] == phrases.phrase("what.spendLimit", spent=12, limit=15, need=10)
     assert refusal.params["advice"].key == "advice.raiseLimit"
     failed = error_phrases.error_what(ERRORS[2])
-    assert failed.key == "error.taskFailed" and failed.params["reason"] == "the model is busy"
+    assert failed.key == "what.taskFailed" and failed.params["reason"] == "the model is busy"
     # a custom text is not what the facts make: it is shown as it is
     assert error_phrases.error_what(ERRORS[15]) == "A text of its own."
 

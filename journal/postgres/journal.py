@@ -269,7 +269,7 @@ class PgJournal:
 
     def uncertain(self) -> list[JournalEntry]:
         return self._many(
-            "list uncertain creates", "WHERE state = %s ORDER BY id DESC", (State.UNCERTAIN,)
+            What.DOING_LIST_UNCERTAIN, "WHERE state = %s ORDER BY id DESC", (State.UNCERTAIN,)
         )
 
     def _one(self, doing: What, where: str, params: tuple[Any, ...]) -> JournalEntry | None:

@@ -8,11 +8,13 @@ error's texts as JSON lines, whichever copy of the pack ``PACK_DIR`` is.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import socket
 import ssl
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -52,9 +54,27 @@ def corpus(sub: Callable[[str], ModuleType]) -> list[Made]:
     ]
 
 
-def _settings(sub: Callable[[str], ModuleType], **kwargs: Any) -> Any:
+KEY = "sk-corpus-key-0123456789"
+KEY_FILE = Path(tempfile.gettempdir()) / "grok-imagine-error-corpus" / "api_key"
+
+
+def _settings(
+    sub: Callable[[str], ModuleType], source: str = "code", key: str = KEY, **kwargs: Any
+) -> Any:
+    """Settings as the pack makes them: a key given in code, from the environment or a file."""
     config = sub("api.config")
-    return config.Settings(api_key="sk-corpus-key-0123456789", **kwargs)
+    base_url = kwargs.pop("base_url", "https://apiin.one")
+    if source == "code":
+        settings = config.Settings(api_key=key, base_url=base_url)
+    elif source == "env":
+        settings = config.load_settings(
+            None, {"APIINONE_API_KEY": key, "APIINONE_BASE_URL": base_url}
+        )
+    else:
+        KEY_FILE.parent.mkdir(exist_ok=True)
+        KEY_FILE.write_text(key + "\n", encoding="utf-8")
+        settings = config.load_settings(KEY_FILE, {"APIINONE_BASE_URL": base_url})
+    return dataclasses.replace(settings, **kwargs) if kwargs else settings
 
 
 def _api_refusals(sub: Callable[[str], ModuleType]) -> Iterator[Made]:
@@ -65,8 +85,9 @@ def _api_refusals(sub: Callable[[str], ModuleType]) -> Iterator[Made]:
         http.Call("status", task_id="tsk_1_grok"),
     )
     settings = (
-        _settings(sub, key_source="environment variable APIINONE_API_KEY"),
-        _settings(sub, base_url="http://127.0.0.1:8188/x", key_source="key file /k/api_key"),
+        _settings(sub, "env"),
+        _settings(sub, "file", base_url="http://127.0.0.1:8188/x"),
+        _settings(sub),
     )
     said = (
         *PROVIDER_WORDS,
@@ -158,10 +179,10 @@ def _config(sub: Callable[[str], ModuleType]) -> Iterator[Made]:
     ):
         yield from _made(f"validate_key {key!r}", lambda key=key: config.validate_key(key))
     for key in ("", "sk-has space-1234", "sk-\u00e9-12345678", "sk-\x01-12345678"):
-        for source in ("given in code", "key file /k/api_key"):
+        for source in ("code", "env", "file"):
             yield from _made(
                 f"Settings {key!r} {source}",
-                lambda key=key, source=source: config.Settings(api_key=key, key_source=source),
+                lambda key=key, source=source: _settings(sub, source, key),
             )
     for name in ("connect_timeout", "read_timeout", "download_timeout"):
         yield from _made(

@@ -60,11 +60,36 @@ def render(part: Any, words: dict[str, Any] | None = None) -> str:
     text = _template(words, part["key"], params)
     if text is None:
         return str(part["key"])
-    return re.sub(
+    made = re.sub(
         r"\{(\w+)\}",
         lambda m: render(params[m.group(1)], words) if m.group(1) in params else m.group(0),
         text,
     )
+    return made.rstrip(".\u3002") if part.get("clause") else made
+
+
+# Words every language keeps (the tests of the Chinese words allow them): product names,
+# environment variables, protocols and formats, commands, JSON field names in quotes.
+KEPT = re.compile(
+    r"API in One|Grok Imagine|Grok|ComfyUI|PostgreSQL|Pillow|Settings\.max_download_bytes"
+    r"|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|`[^`]*`|https?://\S+|postgresql://\S+|\b[A-Z]{2,}[0-9]*\b"
+    r"|max_download_bytes|task_id|parallel_tasks|\bMiB\b|\bNot Found\b|\bU\+[0-9A-F]{4}\b"
+    r"|Content-Length|application/json|--[\w-]+|\boff\b|http\(s\)|WebM|Matroska|postgresql://"
+    "|\u201c\\w+\u201d"
+)
+
+
+def english_words(text: str) -> list[str]:
+    """The English words in ``text`` beside those every language keeps."""
+    return re.findall(r"[A-Za-z]{2,}", KEPT.sub(" ", text))
+
+
+def without_facts(part: Any) -> Any:
+    """A phrase's JSON with every text fact made a neutral mark (the words left are the pack's)."""
+    if isinstance(part, dict):
+        params = {k: without_facts(v) for k, v in part["params"].items()}
+        return {**part, "params": params}
+    return "\u00b7" if isinstance(part, str) else part
 
 
 def say(key: str, words: dict[str, Any] | None = None, **params: Any) -> str:

@@ -4,7 +4,8 @@
 // `words` is a list of message trees (the `grokImagine` part of locales/<lang>/main.json), most
 // specific first: the UI language, its base language, English. A part is a plain string (shown as
 // it is: a provider's reason, a path) or a phrase `{key, params}`; a parameter may be a phrase
-// too. A key with `_one` / `_other` forms picks one by the `count` parameter.
+// too. A key with `_one` / `_other` forms picks one by the `count` parameter. A phrase marked
+// `clause` is said inside another sentence: its final full stop is dropped.
 
 function lookup(words, key) {
   for (const tree of words) {
@@ -31,9 +32,15 @@ export function format(words, part) {
   const params = part.params || {};
   const text = template(words, part.key, params);
   if (text === undefined) return part.key;
-  return text.replace(/\{(\w+)\}/g, (whole, name) =>
+  const made = text.replace(/\{(\w+)\}/g, (whole, name) =>
     name in params ? format(words, params[name]) : whole,
   );
+  return part.clause ? made.replace(/[.\u3002]+$/, "") : made;
+}
+
+// Whether `words` have the message `key` (in any of its forms).
+export function knows(words, key) {
+  return [key, `${key}_one`, `${key}_other`].some((k) => lookup(words, k) !== undefined);
 }
 
 export function say(words, key, params = {}) {

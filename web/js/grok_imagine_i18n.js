@@ -7,7 +7,7 @@
 // came, or the message keys. No side effects on import.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { format, say as sayIn, statusLines as linesIn } from "./grok_imagine_format.js";
+import { format, knows, say as sayIn, statusLines as linesIn } from "./grok_imagine_format.js";
 
 let catalogs = null;
 let words = [];
@@ -66,6 +66,16 @@ export function nodeName(nodeType, fallback) {
     if (typeof name === "string" && name) return name;
   }
   return fallback;
+}
+
+// A route's refusal (nodes/server_routes.py: {error, message}) in the UI language: its message
+// when the locale files know it, else its English line (an older server sends only that).
+export async function refusal(body, httpStatus) {
+  const english = body && typeof body.error === "string" ? body.error : `HTTP ${httpStatus}`;
+  const message = body && body.message;
+  if (!message || typeof message !== "object") return typeof message === "string" ? message : english;
+  await loadWords();
+  return knows(words, message.key) ? format(words, message) : english;
 }
 
 export function statusLines(status, title) {

@@ -16,7 +16,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { controlClasses } from "./grok_imagine_controls.js";
-import { loadWords, say, uiLocale } from "./grok_imagine_i18n.js";
+import { loadWords, refusal, say, uiLocale } from "./grok_imagine_i18n.js";
 
 const TAB_ID = "grok-imagine";
 const PAGE_SIZE = 50;
@@ -37,7 +37,7 @@ async function callRoute(path, options = {}) {
     body = null;
   }
   if (!response.ok) {
-    throw new Error(body && typeof body.error === "string" ? body.error : `HTTP ${response.status}`);
+    throw new Error(await refusal(body, response.status));
   }
   return body;
 }
@@ -307,7 +307,7 @@ function renderPanel(container) {
     }
     offset = page.offset;
     const limit = page.limit_error
-      ? say("panel.limitUnreadable", { reason: page.limit_error })
+      ? say("panel.limitUnreadable", { reason: page.limit_message || page.limit_error })
       : page.daily_limit != null
         ? say(page.limit_source === "env" ? "panel.limitOfEnv" : "panel.limitOf", {
             limit: page.daily_limit,

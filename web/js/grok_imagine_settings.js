@@ -12,7 +12,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { controlClasses } from "./grok_imagine_controls.js";
-import { localeChain } from "./grok_imagine_i18n.js";
+import { localeChain, refusal } from "./grok_imagine_i18n.js";
 
 const SETTING_ID = "GrokImagine.ApiKey";
 const ROUTE = "/grok_imagine/key";
@@ -71,8 +71,7 @@ async function callRoute(options) {
     body = null;
   }
   if (!response.ok) {
-    const reason = body && typeof body.error === "string" ? body.error : `HTTP ${response.status}`;
-    throw new Error(reason);
+    throw new Error(await refusal(body, response.status));
   }
   return body;
 }
