@@ -26,7 +26,7 @@ from e2e.api_graphs import GROK_NODES, LOAD_TASK, TEXT_TO_IMAGE, UPSCALE
 from e2e.comfyui_server import PACK_FOLDER_NAME, ComfyUIServer
 from e2e.sandbox_view import WAIT_S, unique
 from support import PACK_DIR, pack
-from support.status_text import catalog, say
+from support.status_text import KEPT, catalog, say
 
 pytestmark = pytest.mark.e2e
 
@@ -349,6 +349,7 @@ def has_cjk_font() -> bool:
 def test_in_chinese_the_nodes_status_panel_and_settings_entries_are_translated(
     open_page: Callable[..., Any],
     browser_comfyui: ComfyUIServer,
+    e2e_sandbox: Any,
     artifacts_dir: Path,
     design: str,
 ) -> None:
@@ -360,6 +361,7 @@ def test_in_chinese_the_nodes_status_panel_and_settings_entries_are_translated(
         frontend.set_node_design(page, design)
         assert frontend.get_setting(page, "Comfy.Locale") == "zh"
         check_chinese_nodes(page, artifacts_dir, design)
+        check_chinese_error(page, e2e_sandbox, artifacts_dir, design)
         check_chinese_settings(page, artifacts_dir, design)
     finally:
         frontend.set_setting(page, "Comfy.Locale", "en")
@@ -424,6 +426,49 @@ def check_chinese_nodes(page: Any, artifacts_dir: Path, design: str) -> None:
     assert english_words(ours) == [], ours
     page.screenshot(path=str(artifacts_dir / f"browser-08b-status-and-panel-zh-{design}.png"))
     frontend.run_command(page, "Workspace.ToggleSidebarTab.grok-imagine")
+
+
+def check_chinese_error(page: Any, sandbox: Any, artifacts_dir: Path, design: str) -> None:
+    """An error the pack words itself, on the node in Chinese: the file host serves an HTML page
+    for every result file (what happened, a download's kind of failure, was English before)."""
+    frontend.clear_graph(page)
+    node = frontend.add_node(page, TEXT_TO_IMAGE, 60, 130)
+    preview = frontend.add_node(page, "PreviewImage", 560, 130)
+    page.evaluate(
+        """([id, preview, prompt]) => {
+            const node = window.app.graph.getNodeById(id);
+            node.connect(0, window.app.graph.getNodeById(preview), 0);
+            node.widgets.find(w => w.name === 'prompt').value = prompt;
+        }""",
+        [node, preview, unique("雨中的灯笼 水墨")],
+    )
+    frontend.note_graph_changed(page)
+    failed = say("status.state.failed", catalog("zh"))
+    sandbox.faults.download = "not_image"
+    try:
+        page.evaluate("() => window.app.queuePrompt(0, 1)")
+        page.wait_for_function(
+            """([id, name, failed]) => {
+                const node = window.app.graph.getNodeById(id);
+                const w = (node.widgets || []).find(w => w.name === name);
+                return w && String(w.value).includes(failed);
+            }""",
+            arg=[node, STATUS_WIDGET, failed],
+            timeout=WAIT_S * 1000,
+        )
+    finally:
+        sandbox.faults.download = None
+    frontend.close_dialogs(page)  # ComfyUI's own dialog says the node failed (its words)
+    frontend.reset_view(page)
+    page.wait_for_timeout(500)
+    status = page.get_by_test_id("grok-imagine-status").filter(visible=True).first.inner_text()
+    what = chinese("main.json")["grokImagine"]["what"]
+    looks_like = what["aWebPage"]
+    assert failed in status and looks_like in status and "不是图像" in status, status
+    # the result file's address and the task id are facts, shown as they came; format names
+    # (HTML, JPEG) are kept in every language, as the unit tests of the error words allow
+    assert english_words(KEPT.sub(" ", status)) == [], status
+    page.screenshot(path=str(artifacts_dir / f"browser-08c-error-zh-{design}.png"))
 
 
 def check_chinese_settings(page: Any, artifacts_dir: Path, design: str) -> None:
