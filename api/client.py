@@ -19,7 +19,7 @@ from . import errors
 from .config import Settings, load_settings, mask_key
 from .download import Downloaded, download, make_download_session
 from .http_errors import Call, map_api_error
-from .messages import What, said
+from .messages import said
 from .models import TEXT_TO_IMAGE_MODEL, UPSCALE_MODEL
 from .polling import PollSchedule, wait_for_task
 from .retries import ONE_TRY, STATUS_READ, RetryPolicy
@@ -27,6 +27,7 @@ from .task import DEFAULT_TASK_TIMEOUT_S, Task
 from .task_reader import body_error, parse_task, read_created_task_id
 from .transport import Transport, origin_of
 from .validation import validate_aspect_ratio, validate_prompt, validate_task_id
+from .what import What
 
 if TYPE_CHECKING:
     import requests

@@ -30,7 +30,8 @@ from .errors import (
     MissingKeyError,
     remember_secret,
 )
-from .messages import Message, What, english, said
+from .messages import Message, english, said
+from .what import What
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -37,16 +37,17 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import errors
 from .http_errors import exception_chain
-from .messages import Fact, Message, What, english, said
+from .messages import Fact, Message, english, said
 from .retries import RESULT_FILE
 from .transport import make_session, parse_retry_after
+from .what import What
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "Downloaded",
-    "describe_non_image",
     "download",
     "make_download_session",
+    "non_image",
     "sniff_image_format",
 ]
 
@@ -85,11 +86,6 @@ def sniff_image_format(data: bytes) -> str | None:
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "GIF"
     return None
-
-
-def describe_non_image(data: bytes) -> str:
-    """What the bytes look like instead, in words a user understands."""
-    return english(said(non_image(data)))
 
 
 def non_image(data: bytes) -> What:

@@ -23,7 +23,8 @@ import threading
 from typing import ClassVar
 
 from .advice import SETTINGS_ENTRY, Advice, AdviceFacts, Surface, advice_text
-from .messages import Fact, Message, What, english, said
+from .messages import Fact, Message, english, said
+from .what import What
 
 __all__ = [
     "SETTINGS_ENTRY",

@@ -28,8 +28,9 @@ from urllib3 import exceptions as u3
 
 from . import errors, messages
 from .config import Settings
-from .messages import Fact, Message, What, english, said
+from .messages import Fact, Message, english, said
 from .task_reader import body_error
+from .what import What
 
 __all__ = [
     "TIMEOUT_REASON_START",

@@ -19,7 +19,7 @@ from typing import Union
 from .env import BASE_URL_ENV, CREATE_RATE_ENV, DAILY_LIMIT_ENV, JOURNAL_URL_ENV, KEY_ENV
 from .what import What
 
-__all__ = ["CONSTANTS", "Fact", "Message", "What", "english", "fill", "said", "template"]
+__all__ = ["CONSTANTS", "Fact", "Message", "english", "fill", "said", "template"]
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 CONSTANTS: Mapping[str, str] = {

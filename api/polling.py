@@ -34,8 +34,9 @@ from typing import Any
 
 from . import errors
 from .env import POLL_SCALE_ENV
-from .messages import What, said
+from .messages import said
 from .task import Task, TaskState
+from .what import What
 
 __all__ = [
     "POLL_SCALE_ENV",

@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import BadResponseError, one_line, redact
-from .messages import Message, What, said
+from .messages import Message, said
 from .task import Task, TaskState
+from .what import What
 
 __all__ = ["body_error", "classify_status", "parse_task", "read_created_task_id"]
 

@@ -50,10 +50,11 @@ from .http_errors import (
     rate_limited,
     without_query,
 )
-from .messages import Fact, What, said
+from .messages import Fact, said
 from .retries import CREATE, ONE_TRY, RATE_LIMITED_CREATE, RetryPolicy
 from .task import DEFAULT_TASK_TIMEOUT_S
 from .task_reader import body_error
+from .what import What
 
 __all__ = [
     "Call",

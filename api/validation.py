@@ -11,7 +11,8 @@ import re
 import unicodedata
 
 from .errors import InvalidRequestError
-from .messages import Message, What, said
+from .messages import Message, said
+from .what import What
 
 __all__ = [
     "ASPECT_RATIOS",

@@ -392,10 +392,10 @@ class What(enum.Enum):
     IT = "it"
     FILE_IS_EMPTY = "the file is empty"
     NOT_FOR_PILLOW = "it starts like an image but its bytes are not one Pillow can read"
-    UNREADABLE_IMAGE = "it is not an image this pack can read ({reason})"
+    UNREADABLE_IMAGE = "{subject} is not an image this pack can read ({reason})"
     NO_MEMORY_TO_DECODE = "it does not fit in memory to decode"
     DAMAGED_IMAGE = "it cannot be decoded, the image data is damaged or cut short ({reason})"
-    DECOMPRESSION_BOMB = "it is too large to decode safely ({reason})"
+    DECOMPRESSION_BOMB = "{subject} is too large to decode safely ({reason})"
     NO_PIXELS = "{subject} has no pixels ({width}x{height})"
     TOO_MANY_PIXELS = (
         "{subject} is {width}x{height} ({megapixels} megapixels), over the {limit} megapixel "
@@ -407,6 +407,25 @@ class What(enum.Enum):
         "be fetched again."
     )
     COMMA_HTTP = ", HTTP {status}"
+    FILE_NOT_KEPT = "Result file {number} of {count} of task {task_id} was not kept: {reason}"
+    FILE_OF_TASK_NOT_KEPT = "Result file {number} of task {task_id} was not kept: {reason}"
+
+    # -- the node's batch of images (nodes/image_tensors.py, nodes/result_images.py) --------------
+    IMAGE_OF_TASK = "image {number} of {count} of task {task_id}"
+    IMAGE_NUMBER = "image {number} of {count}"
+    IMAGE_FILE = "image file {name}"
+    THE_IMAGE = "the image"
+    NO_IMAGE = "The task finished without any image."
+    NO_IMAGES_TO_LOAD = "there are no images to load"
+    IMAGE_NEVER_ARRIVED = "the image never arrived"
+    COULD_NOT_READ = "{subject} could not be read: {reason}"
+    COULD_NOT_DECODE = "{subject} could not be decoded: {reason}"
+    COULD_NOT_RESIZE = "{subject} could not be resized to {size}: {reason}"
+    DOES_NOT_FIT = "{subject} does not fit in memory"
+    BATCH_TOO_LARGE = (
+        "{count} images of {size} make {megapixels} megapixels, over the {limit} "
+        "megapixel limit for one IMAGE batch"
+    )
 
     # -- the journal and its folders (journal/) ---------------------------------------------------
     TASK_JOURNAL = "task journal"

@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..api import errors
-from ..api.messages import Fact, Message, What, said
+from ..api.messages import Fact, Message, said
+from ..api.what import What
 
 MIN_FREE_BYTES = 8 * 1024 * 1024
 """Room a folder must have before a create: a journal row is tiny, a task's ~6 images are a few

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..api import errors
+from ..api.messages import said
+from ..api.what import What
 from . import durability
 from .verify import VerifiedImage, verify_image
 
@@ -95,7 +97,12 @@ class FileStore:
                 verified = verify_image(data)
             except (errors.NotAnImageError, errors.TooLargeError) as exc:
                 raise type(exc)(
-                    f"Result file {int(index) + 1} of task {task_id} was not kept: {exc}"
+                    said(
+                        What.FILE_OF_TASK_NOT_KEPT,
+                        number=int(index) + 1,
+                        task_id=task_id,
+                        reason=errors.happened(exc),
+                    )
                 ) from exc
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{int(index)}.{_extension(data, image_format or verified.image_format)}"

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..api.env import JOURNAL_URL_ENV
-from ..api.messages import Fact, What, said
+from ..api.messages import Fact, said
+from ..api.what import What
 from .pacing import CreateRate, rate_from_env
 from .store import JournalDriverMissingError, JournalUnavailableError, LedgerStore
 from .url import DatabaseUrl, is_database_url

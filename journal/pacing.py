@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from ..api import errors
 from ..api.env import CREATE_RATE_ENV
-from ..api.messages import What, said
+from ..api.messages import said
+from ..api.what import What
 from .model import State
 from .store import SettledWhileWaitingError
 

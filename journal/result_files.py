@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..api import errors
-from ..api.messages import Fact, What, said
+from ..api.messages import Fact, said
 from ..api.redaction import safe_url
+from ..api.what import What
 from . import events
 from .client import ApiClient, LazyClient
 from .files import FileStore
@@ -171,7 +172,13 @@ class _Download:
             verified = verify_image(blob.data, keep_decoded=True)
         except (errors.NotAnImageError, errors.TooLargeError) as exc:
             failure = type(exc)(
-                f"Result file {index + 1} of {count} of task {self.task_id} was not kept: {exc}"
+                said(
+                    What.FILE_NOT_KEPT,
+                    number=index + 1,
+                    count=count,
+                    task_id=self.task_id,
+                    reason=errors.happened(exc),
+                )
             )
             self.journal.record_file_failure(self.task_id, index, str(failure), url)
             raise failure from exc

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import cast
 
 from ..api import errors, validation
-from ..api.messages import Fact, Message, What, said
+from ..api.messages import Fact, Message, said
 from ..api.task import DEFAULT_TASK_TIMEOUT_S, Task, TaskState
+from ..api.what import What
 from . import durability, events
 from .client import ApiClient, ClientFactory, LazyClient
 from .files import FileStore

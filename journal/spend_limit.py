@@ -21,7 +21,8 @@ from pathlib import Path
 
 from ..api import errors
 from ..api.env import DAILY_LIMIT_ENV
-from ..api.messages import Message, What, said
+from ..api.messages import Message, said
+from ..api.what import What
 
 SETTINGS_FILE_NAME = "settings.json"
 """The pack's non-secret settings, beside the key file (never the key file itself)."""

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..api import errors
-from ..api.messages import Message, What, said
+from ..api.messages import Message, said
+from ..api.what import What
 from .identity import RequestIdentity
 from .model import JournalEntry, Reservation
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from ..api.messages import Message, What, english, said
+from ..api.messages import Message, english, said
+from ..api.what import What
 
 PG_SCHEMES = ("postgresql", "postgres")
 DEFAULT_PORT = 5432

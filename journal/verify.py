@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..api import errors
-from ..api.messages import Message, What, said
+from ..api.messages import Message, said
+from ..api.what import What
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -56,7 +57,9 @@ def verify_image(
     except UnidentifiedImageError as exc:
         raise errors.NotAnImageError(said(What.NOT_FOR_PILLOW)) from exc
     except (SyntaxError, ValueError, EOFError, OSError, struct.error) as exc:
-        raise errors.NotAnImageError(said(What.UNREADABLE_IMAGE, reason=_first_line(exc))) from exc
+        raise errors.NotAnImageError(
+            said(What.UNREADABLE_IMAGE, subject=said(What.IT), reason=_first_line(exc))
+        ) from exc
     check_pixel_count(width, height, max_pixels, said(What.IT))
     image = Image.open(io.BytesIO(data))
     try:
@@ -79,7 +82,9 @@ def verify_image(
 
 
 def _bomb(exc: BaseException) -> errors.TooLargeError:
-    return errors.TooLargeError(said(What.DECOMPRESSION_BOMB, reason=_first_line(exc)))
+    return errors.TooLargeError(
+        said(What.DECOMPRESSION_BOMB, subject=said(What.IT), reason=_first_line(exc))
+    )
 
 
 def _ends_whole(data: bytes, image_format: str) -> bool:

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..api import errors
-from ..api.messages import What, said
+from ..api.messages import said
+from ..api.what import What
 from . import events
 from .hooks import RunHooks, check_cancel, emit
 from .identity import RequestIdentity

@@ -16,7 +16,8 @@ import re
 
 from ..api import errors
 from ..api.advice import Advice, AdviceFacts, Surface, advice_case, advice_cases, advice_values
-from ..api.messages import CONSTANTS, PLACEHOLDER, Message, What
+from ..api.messages import CONSTANTS, PLACEHOLDER, Message
+from ..api.what import What
 from .phrases import Param, Part, Phrase, phrase
 
 KEY_ENTRY = phrase("entry.key")

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..api import errors
-from ..api.messages import What, said
+from ..api.messages import said
+from ..api.what import What
 from ..journal import events
 from ..journal.jobs import run_jobs
 from . import comfy_hooks, comfy_paths

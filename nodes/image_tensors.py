@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from ..api import errors
+from ..api.messages import Message, said
+from ..api.what import What
 from ..journal.verify import MAX_PIXELS, check_pixel_count
 
 if TYPE_CHECKING:
@@ -45,6 +47,8 @@ ImageSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
 Key = Hashable
 """Names one image of a batch, e.g. ``(task position, file index)``."""
 Skipped = list[tuple[Key, errors.GrokError]]
+Label = Message | str
+"""How an image is named in an error: the pack's words, or a caller's text."""
 
 DEFAULT_MAX_PIXELS = MAX_PIXELS
 """Per image: the limit a file is verified against before it is kept (``journal.verify``)."""
@@ -88,7 +92,7 @@ class _Entry:
     """One image added to a batch."""
 
     source: ImageSource
-    label: str
+    label: Label
     size: tuple[int, int] | None = None
     """Its own size (orientation applied), once its header is read."""
     slot: int | None = None
@@ -133,7 +137,7 @@ class ImageBatch:
         source: ImageSource,
         *,
         slot: int | None = None,
-        label: str | None = None,
+        label: Label | None = None,
         decoded: Image.Image | None = None,
     ) -> None:
         """Decode ``source`` into slot ``slot`` on this thread, or write the image already
@@ -151,15 +155,14 @@ class ImageBatch:
         except errors.GrokError as exc:
             entry.error = exc
         except Exception as exc:  # a decoder bug must not cost the other images
-            line = errors.exception_line(exc)
-            entry.error = errors.NotAnImageError(f"{entry.label} could not be read: {line}")
+            entry.error = errors.NotAnImageError(_could_not_read(entry.label, exc))
         finally:
             with self._lock:
                 self._busy -= 1
                 self._lock.notify_all()
 
     def submit(
-        self, key: Key, source: ImageSource, *, slot: int | None = None, label: str | None = None
+        self, key: Key, source: ImageSource, *, slot: int | None = None, label: Label | None = None
     ) -> None:
         """``add`` on the decode pool; returns at once, ``finish`` waits for it."""
         job = decode_pool().submit(self.add, key, source, slot=slot, label=label)
@@ -185,7 +188,7 @@ class ImageBatch:
         if not good:
             if skipped:
                 raise skipped[0][1]
-            raise errors.NotAnImageError("there are no images to load")
+            raise errors.NotAnImageError(said(What.NO_IMAGES_TO_LOAD))
         assert self._out is not None
         out, self._out = self._out, None
         for rank, key in enumerate(good):  # slots only ever move down: nothing is overwritten
@@ -230,17 +233,20 @@ class ImageBatch:
         width, height = size
         pixels = width * height * self._capacity
         if pixels > self._max_batch_pixels:
-            raise errors.TooLargeError(
-                f"{self._capacity} images of {width}x{height} make {pixels / 1e6:.0f} "
-                f"megapixels, over the {self._max_batch_pixels / 1e6:.0f} megapixel limit for "
-                "one IMAGE batch"
+            made = said(
+                What.BATCH_TOO_LARGE,
+                count=self._capacity,
+                size=f"{width}x{height}",
+                megapixels=f"{pixels / 1e6:.0f}",
+                limit=f"{self._max_batch_pixels / 1e6:.0f}",
             )
+            raise errors.TooLargeError(made)
         return np.empty((self._capacity, height, width, 3), np.float32)
 
     def _error(self, key: Key) -> errors.GrokError | None:
         entry = self._entries.get(key)
         if entry is None:
-            return errors.NotAnImageError("the image never arrived")
+            return errors.NotAnImageError(said(What.IMAGE_NEVER_ARRIVED))
         return entry.error
 
     def _fits(self, good: Sequence[Key]) -> bool:
@@ -278,10 +284,10 @@ class _Header:
     size: tuple[int, int]
     """(width, height) after the EXIF orientation is applied."""
     orientation: int
-    label: str
+    label: Label
 
 
-def _open_header(source: ImageSource, label: str, max_pixels: int) -> _Header:
+def _open_header(source: ImageSource, label: Label, max_pixels: int) -> _Header:
     """``Image.open`` reads only the header: the pixel count is checked before any decoding."""
     from PIL import Image, UnidentifiedImageError
 
@@ -293,15 +299,15 @@ def _open_header(source: ImageSource, label: str, max_pixels: int) -> _Header:
             image = Image.open(Path(source))
     except Image.DecompressionBombError as exc:
         line = errors.exception_line(exc)
-        raise errors.TooLargeError(f"{label} is too large to decode safely ({line})") from exc
+        raise errors.TooLargeError(
+            said(What.DECOMPRESSION_BOMB, subject=label, reason=line)
+        ) from exc
     except (UnidentifiedImageError, SyntaxError, ValueError, EOFError) as exc:
         line = errors.exception_line(exc)
-        raise errors.NotAnImageError(
-            f"{label} is not an image this pack can read ({line})"
-        ) from exc
+        unread = said(What.UNREADABLE_IMAGE, subject=label, reason=line)
+        raise errors.NotAnImageError(unread) from exc
     except OSError as exc:
-        line = errors.exception_line(exc)
-        raise errors.NotAnImageError(f"{label} could not be read: {line}") from exc
+        raise errors.NotAnImageError(_could_not_read(label, exc)) from exc
     try:
         check_pixel_count(*image.size, max_pixels, label)
         return _header(image, label)
@@ -310,7 +316,7 @@ def _open_header(source: ImageSource, label: str, max_pixels: int) -> _Header:
         raise
 
 
-def _header(image: Image.Image, label: str) -> _Header:
+def _header(image: Image.Image, label: Label) -> _Header:
     width, height = image.size
     orientation = _orientation(image)
     size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
@@ -385,19 +391,19 @@ def _pixels(header: _Header, size: tuple[int, int]) -> Image.Image:
         if image.mode not in _SAMPLES:
             image = image.convert("RGB")
     except MemoryError:
-        raise errors.TooLargeError(f"{header.label} does not fit in memory") from None
+        raise errors.TooLargeError(said(What.DOES_NOT_FIT, subject=header.label)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         line = errors.exception_line(exc)
-        raise errors.NotAnImageError(f"{header.label} could not be decoded: {line}") from exc
+        damaged = said(What.COULD_NOT_DECODE, subject=header.label, reason=line)
+        raise errors.NotAnImageError(damaged) from exc
     if image.size == size:
         return image
     try:
         return ImageOps.fit(image, size, Image.Resampling.BILINEAR)
     except (OSError, ValueError) as exc:
-        line = errors.exception_line(exc)
-        raise errors.NotAnImageError(
-            f"{header.label} could not be resized to {size[0]}x{size[1]}: {line}"
-        ) from exc
+        line, shown = errors.exception_line(exc), f"{size[0]}x{size[1]}"
+        unfit = said(What.COULD_NOT_RESIZE, subject=header.label, size=shown, reason=line)
+        raise errors.NotAnImageError(unfit) from exc
 
 
 def _write(image: Image.Image, out: np.ndarray) -> None:
@@ -445,7 +451,13 @@ def decode_pool() -> ThreadPoolExecutor:
         return _pool[0]
 
 
-def _label(source: object, position: int, count: int) -> str:
+def _label(source: object, position: int, count: int) -> Message:
     if isinstance(source, (str, os.PathLike)):
-        return f"image file {Path(source).name}"
-    return f"image {position + 1} of {count}" if count > 1 else "the image"
+        return said(What.IMAGE_FILE, name=Path(source).name)
+    if count > 1:
+        return said(What.IMAGE_NUMBER, number=position + 1, count=count)
+    return said(What.THE_IMAGE)
+
+
+def _could_not_read(label: Label, exc: BaseException) -> Message:
+    return said(What.COULD_NOT_READ, subject=label, reason=errors.exception_line(exc))

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..api.messages import Fact, What, said
+from ..api.messages import Fact, said
+from ..api.what import What
 from .server_routes import PREFIX, RequestRefused, read_json_body, routes_of
 
 if TYPE_CHECKING:

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..api import errors
+from ..api.messages import Message, said
+from ..api.what import What
 from ..journal import events
 from .image_tensors import ImageBatch, Key
 
@@ -101,7 +103,7 @@ class ResultImages:
         (task, error) for each image left out. Raises if there is no image at all."""
         order = [key for task, _ in results for key in self._order.get(task, [])]
         if not order or self._batch is None:
-            raise errors.BadResponseError("The task finished without any image.")
+            raise errors.BadResponseError(said(What.NO_IMAGE))
         images, skipped = self._batch.finish(order)
         return images, [(_task_of(key), exc) for key, exc in skipped]
 
@@ -120,5 +122,5 @@ def _task_of(key: Key) -> int:
     return key[0] if isinstance(key, tuple) else 0
 
 
-def _label(task_id: str, index: int, total: int) -> str:
-    return f"image {index + 1} of {total} of task {task_id}"
+def _label(task_id: str, index: int, total: int) -> Message:
+    return said(What.IMAGE_OF_TASK, number=index + 1, count=total, task_id=task_id)

@@ -15,7 +15,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..api.messages import Message, What, english, said
+from ..api.messages import Message, english, said
+from ..api.what import What
 
 PREFIX = "/grok_imagine"
 KEY_PATH = "/key"

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..api import config, errors
 from ..api.config import KeyInfo
-from ..api.messages import What, said
+from ..api.messages import said
+from ..api.what import What
 from .server_routes import KEY_PATH, PREFIX, RequestRefused, read_json_body
 
 if TYPE_CHECKING:

@@ -66,7 +66,7 @@ def message_words(sub: Callable[[str], ModuleType]) -> dict[str, dict[str, str]]
         "entry": {"key": advice.SETTINGS_ENTRY, "limit": advice.DAILY_LIMIT_ENTRY},
         "what": {
             phrases.what_key(kind).split(".", 1)[1]: messages.template(kind)
-            for kind in messages.What
+            for kind in sub("api.what").What
         },
         "advice": advice_words,
     }

@@ -10,6 +10,7 @@ from support.keys import TEST_KEY
 api = public_api()
 errors = submodule("api.errors")
 download_mod = submodule("api.download")
+messages = submodule("api.messages")
 
 FAST_POLL = api.PollSchedule().scaled(0.05)
 WAIT_S = 30.0
@@ -174,7 +175,7 @@ def test_key_goes_only_to_the_api_origin(sandbox_factory):
 )
 def test_non_images_are_named(head, words):
     assert download_mod.sniff_image_format(head) is None
-    assert words in download_mod.describe_non_image(head)
+    assert words in messages.english(messages.said(download_mod.non_image(head)))
 
 
 def test_sniffing_images():

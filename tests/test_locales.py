@@ -179,7 +179,7 @@ def keys_used() -> set[str]:
         used |= {prefix + key for key in re.findall(r'\b(?:phrase|say)\(\s*"([\w.]+)"', text)}
     error_phrases = submodule("nodes.error_phrases")
     used |= set(error_phrases.ADVICE_KEYS.values())
-    used |= {error_phrases.what_key(kind) for kind in submodule("api.messages").What}
+    used |= {error_phrases.what_key(kind) for kind in submodule("api.what").What}
     return used
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import psycopg
 
-from ...api.messages import What
+from ...api.what import What
 from ..identity import RequestIdentity
 from ..model import JournalEntry, State
 from ..owner import current_owner

@@ -25,7 +25,8 @@ from typing import Any
 import psycopg
 
 from ...api import errors
-from ...api.messages import What, said
+from ...api.messages import said
+from ...api.what import What
 from ..model import State
 from ..store import JournalUnavailableError
 from ..url import DatabaseUrl

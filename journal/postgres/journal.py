@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from ...api import errors
-from ...api.messages import What
+from ...api.what import What
 from .. import ledger
 from ..identity import RequestIdentity
 from ..model import (

@@ -14,7 +14,8 @@ from typing import Any
 
 import psycopg
 
-from ...api.messages import What, said
+from ...api.messages import said
+from ...api.what import What
 from ..store import JournalVersionError
 from . import locks
 from .rows import HOST, NOW

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from ...api.messages import What, said
+from ...api.messages import said
+from ...api.what import What
 from .. import durability
 from . import schema
 from .errors import JOURNAL_ROLE, first_line, is_busy, is_corruption, is_full, storage_error

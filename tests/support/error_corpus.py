@@ -16,6 +16,7 @@ import ssl
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -51,6 +52,7 @@ def corpus(sub: Callable[[str], ModuleType]) -> list[Made]:
         *_task_reading(sub),
         *_defaults(sub),
         *_journal(sub),
+        *_images(sub),
     ]
 
 
@@ -391,6 +393,50 @@ def _journal_more(sub: Callable[[str], ModuleType]) -> Iterator[Made]:
     for status in (None, 410):
         cause = errors.ResultExpiredError(status=status)
         yield f"expired {status}", result_files._expired_error("tsk_5_grok", 1, 4, files, cause)
+
+
+BAD_IMAGES = (b"nothing", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, b"GIF89a" + b"\x00" * 20)
+
+
+def _images(sub: Callable[[str], ModuleType]) -> Iterator[Made]:
+    """A result file not kept, and the node's batch of images (nodes/image_tensors.py)."""
+    store = sub("journal.files").FileStore(Path(tempfile.gettempdir()) / "grok-corpus-files")
+    fetch = sub("journal.result_files")._Download(
+        SimpleNamespace(journal=SimpleNamespace(record_file_failure=lambda *a: None), files=store),
+        SimpleNamespace(download=lambda url: SimpleNamespace(data=BAD_IMAGES[1])),
+        "tsk_6_grok",
+        ["https://files.example/a.png"] * 3,
+        sub("journal.hooks").RunHooks(),
+    )
+    yield from _made("fetched, not kept", lambda: fetch.fetch(1))
+    yield from _made("saved, not kept", lambda: store.save("tsk_6_grok", 2, BAD_IMAGES[2]))
+    tensors, labels = sub("nodes.image_tensors"), sub("nodes.result_images")
+
+    def decoded(source: Any, slots: int = 1, order: tuple[int, ...] = (0,), **kw: Any) -> Any:
+        batch = tensors.ImageBatch(slots, **{k: v for k, v in kw.items() if k != "label"})
+        batch.add(0, source, label=kw.get("label"))
+        return batch.finish(list(order))
+
+    for data in BAD_IMAGES:
+        yield from _made(f"tensor {data[:6]!r}", partial(decoded, data))
+        two = tensors._label(data, 0, 2)
+        yield from _made(f"tensor 1 of 2 {data[:6]!r}", partial(decoded, data, 2, label=two))
+    yield from _made("no images", lambda: tensors.ImageBatch(1).finish([]))
+    yield from _made("a missing file", partial(decoded, "/nonexistent/a.png"))
+    yield from _made("batch too large", partial(decoded, _png(), 3, max_batch_pixels=10))
+    of_task = labels._label("tsk_6_grok", 0, 2)
+    yield from _made("a batch of none", partial(decoded, BAD_IMAGES[1], 2, (0, 1), label=of_task))
+    yield from _made("no image", lambda: labels.ResultImages(1).finish([]))
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(out, "PNG")
+    return out.getvalue()
 
 
 def lines(sub: Callable[[str], ModuleType]) -> Iterator[dict[str, str]]:
