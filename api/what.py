@@ -499,6 +499,11 @@ class What(enum.Enum):
     DOING_COUNT = "count the journal"
     DOING_COUNT_SPENDING = "count today's spending"
     DOING_SAVE_PROGRESS = "save a task's progress"
+    DOING_SETTLE_UNSENT = "settle a create that was never sent"
+    SETTLED_WHILE_WAITING = (
+        "This create was taken over by another process or worker while it waited for its turn "
+        "to create; nothing was sent from here."
+    )
     ROW_IS = (
         "Journal row {row} is {state}; only an uncertain create (a create whose answer was lost) "
         "can be resolved. `grok-imagine tasks` lists the uncertain ones."

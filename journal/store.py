@@ -183,10 +183,7 @@ class SettledWhileWaitingError(errors.GrokError):
     and settled the row (nothing was sent): it must never be sent now. The runner decides again
     (sharing the other's create, or making a new one)."""
 
-    default_message = (
-        "This create was taken over by another process or worker while it waited for its turn "
-        "to create; nothing was sent from here."
-    )
+    default_what = said(What.SETTLED_WHILE_WAITING)
     default_advice = errors.Advice.RETRY
 
 

@@ -115,7 +115,7 @@ class PgClaim:
             self._conn.execute(_SETTLE_UNSENT, (State.REJECTED, error, entry_id, State.WAITING))
             self.latest = rows.latest(self._conn, self.identity.key)
         except psycopg.Error as exc:
-            raise self._database.unavailable("settle a create that was never sent", exc) from None
+            raise self._database.unavailable(What.DOING_SETTLE_UNSENT, exc) from None
 
     def mark_uncertain(self, entry_id: int, error: str) -> None:
         try:

@@ -373,6 +373,7 @@ def _journal(sub: Callable[[str], ModuleType]) -> Iterator[Made]:
             f"journal url {value!r}", lambda v=value: open_.checked_journal_url(v, "THE_URL")
         )
     yield "journal unavailable default", store.JournalUnavailableError()
+    yield "settled while waiting", store.SettledWhileWaitingError()
     yield from _journal_more(sub)
 
 
