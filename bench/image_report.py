@@ -190,9 +190,10 @@ def misses(figures: list[Figure], data: dict) -> list[str]:
                 f"{cpu['floor'] / count * 1000:.1f} ms (system time ours "
                 f"{case['system_p50_s']['ours'] / count * 1000:.1f} ms, the reference "
                 f"{case['system_p50_s']['decode+write'] / count * 1000:.1f} ms). Only touching "
-                "a fresh batch this size "
+                "a fresh batch this size, allocated as ours is (torch, normal pages), "
                 f"took {_ms(summary['touch']['p50'])} ms here (p95 "
-                f"{_ms(summary['touch']['p95'])} ms)."
+                f"{_ms(summary['touch']['p95'])} ms); the reference's batch is NumPy's, in "
+                "transparent huge pages the call before it had just freed."
             )
             fastest = max(PEERS, key=lambda peer: case["ratios"][f"ours/{peer}"])
             if "peer-style" in figure.label:

@@ -126,17 +126,26 @@ def _free_page_reporting() -> str:
     return f"virtio balloon; the kernel command line sets `page_reporting_order={order}`"
 
 
-def fresh_memory_touch(images: int, size: tuple[int, int] = (1024, 1024)) -> float:
+def fresh_memory_touch(
+    images: int, size: tuple[int, int] = (1024, 1024), allocator: str = "torch"
+) -> float:
     """Seconds to allocate and touch an IMAGE-batch-sized float32 array in a fresh process:
-    what mapping memory a process has not used before costs on this machine, right now."""
+    what mapping memory a process has not used before costs on this machine, right now.
+    ``allocator`` "torch" allocates as the node does; "numpy" as NumPy does, which asks the
+    kernel for transparent huge pages for arrays this large."""
     import json
     import subprocess
     import sys
 
+    shape = f"({images}, {size[1]}, {size[0]}, 3)"
+    allocate = {
+        "torch": f"torch.empty({shape}, dtype=torch.float32).numpy()",
+        "numpy": f"numpy.empty({shape}, dtype=numpy.float32)",
+    }[allocator]
     script = (
-        "import json, time, numpy as np\n"
+        "import json, time, numpy, torch\n"
         "started = time.perf_counter()\n"
-        f"out = np.empty(({images}, {size[1]}, {size[0]}, 3), dtype=np.float32)\n"
+        f"out = {allocate}\n"
         "out.reshape(-1)[::1024] = 0\n"
         "print(json.dumps(time.perf_counter() - started))\n"
     )
