@@ -144,7 +144,8 @@ def run(quick: bool) -> BenchResult:
             "create_text_to_image`, `GrokClient.wait`, `TaskRunner._download` (downloads + "
             "journal + kept files, and the decode: each file is decoded the moment it is "
             "kept) and `execution.collect` (the batch's finish). Result files "
-            "are drawn by the sandbox during generation, so its drawing is not timed."
+            "are drawn by the sandbox during generation, from a quarter of it on (not beside "
+            "the node's create), so its drawing is not timed."
         ),
     )
     result.figures.append(

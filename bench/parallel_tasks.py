@@ -104,8 +104,9 @@ def run(quick: bool, images_dir: Path | None = None) -> BenchResult:
             "one of the two cores, started and stopped by the benchmark; order "
             f"{', '.join(map(str, busy['order']))}). Baseline: the same node with one task, run "
             "N times in a row (quiet). Result files are drawn by the sandbox while the task "
-            "generates (as the real provider's exist when it completes), so the sandbox's "
-            "drawing is not timed."
+            "generates, from a quarter of its generation on (as the real provider's exist "
+            "when it completes), so the sandbox's drawing is not timed, neither after the "
+            "task nor beside the node's creates."
         ),
     )
     result.figures += [
