@@ -73,10 +73,11 @@ _IN_PLACE = {"RGB": 4, "RGBA": 4, "L": 1}
 """The modes a fresh JPEG or PNG is decoded in place in -> bytes per pixel in Pillow's memory."""
 _BAND_BYTES = 120 * 1024
 """Rows are widened a band at a time, this many packed bytes (40 rows of a 1024-wide RGB image):
-below malloc's 128 KiB mmap threshold, so they come from the thread's heap, not fresh pages (a
-JPEG's peak rose from 1.09x to 1.19x its tensor with more), and their floats stay in a core's
-L2. Each band lets go of the GIL twice; with 16-row bands, eight tasks' download threads spent
-much of their time on two cores handing it over (48 images: 0.98-1.31 s; 48-row: 0.83-0.99 s)."""
+below malloc's 128 KiB mmap threshold, so they come from the thread's heap, not fresh pages
+(past it, one JPEG's peak memory rose by a tenth of its tensor), and their floats stay in a
+core's L2. Each band lets go of the GIL twice, so bands are not smaller: with 16-row bands,
+eight parallel tasks' 48 images took 0.98-1.31 s from the last task done to the node returned,
+0.83-0.99 s with 48-row bands (their threads spent less time handing the GIL over)."""
 _TRANSPOSE = {
     2: "FLIP_LEFT_RIGHT",
     3: "ROTATE_180",
